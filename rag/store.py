@@ -1,0 +1,209 @@
+"""The Store role on Chroma: chunks and vectors on disk, cosine nearest neighbours.
+
+We always hand Chroma our own vectors; its default embedding function (which
+would download a model) is disabled, so a query without a vector is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from rag.errors import StoreError
+from rag.types import Chunk, Hit, SourceInfo
+
+log = logging.getLogger(__name__)
+
+# Chroma rejects larger writes (its SQLite variable limit); the client reports the exact figure.
+_FALLBACK_MAX_BATCH = 5461
+_PAGE = 5000
+
+
+class ChromaStore:
+    """Chunks with their MiniLM vectors in one Chroma collection (cosine space)."""
+
+    def __init__(self, path: str | Path | None = None, *, collection: str = "chunks", url: str | None = None) -> None:
+        """Open (or create) the collection.
+
+        Args:
+            path: directory of an embedded ``PersistentClient``.
+            collection: collection name (3-512 characters).
+            url: ``http://host:port`` of a Chroma server; used instead of ``path`` when given.
+        """
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        try:
+            if url:
+                from urllib.parse import urlparse
+
+                parsed = urlparse(url)
+                self._client = chromadb.HttpClient(
+                    host=parsed.hostname or "127.0.0.1",
+                    port=parsed.port or 8000,
+                    ssl=parsed.scheme == "https",
+                    settings=chroma_settings,
+                )
+            else:
+                if path is None:
+                    raise StoreError("ChromaStore needs a directory (path) or a server URL (url)")
+                Path(path).mkdir(parents=True, exist_ok=True)
+                self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+            self._collection = self._client.get_or_create_collection(
+                collection, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+            )
+        except StoreError:
+            raise
+        except Exception as exc:
+            where = url or str(path)
+            raise StoreError(f"Could not open the Chroma store at {where} ({exc}); check the path or server") from exc
+        try:
+            self._max_batch = int(self._client.get_max_batch_size())
+        except Exception:
+            self._max_batch = _FALLBACK_MAX_BATCH
+        self._sources_cache: list[SourceInfo] | None = None
+        self._lock = threading.Lock()
+
+    def count(self) -> int:
+        """Number of chunks stored."""
+        return int(self._collection.count())
+
+    def add(self, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
+        """Upsert chunks with their vectors; ids that already exist are overwritten, not duplicated.
+
+        Args:
+            chunks: the chunks.
+            embeddings: one unit vector per chunk.
+        """
+        if len(chunks) != len(embeddings):
+            raise StoreError(f"{len(chunks)} chunks but {len(embeddings)} vectors; they must match")
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for lo in range(0, len(chunks), self._max_batch):
+            part = chunks[lo : lo + self._max_batch]
+            self._collection.upsert(
+                ids=[c.id for c in part],
+                embeddings=np.asarray(embeddings[lo : lo + self._max_batch], dtype=np.float32),
+                documents=[c.text for c in part],
+                metadatas=[{**c.metadata(), "added_at": now} for c in part],
+            )
+        self._sources_cache = None
+
+    def delete_ids(self, ids: Sequence[str]) -> None:
+        """Delete chunks by id (unknown ids are ignored)."""
+        ids = list(ids)
+        for lo in range(0, len(ids), self._max_batch):
+            self._collection.delete(ids=ids[lo : lo + self._max_batch])
+        if ids:
+            self._sources_cache = None
+
+    def ids_for(self, source: str) -> set[str]:
+        """Ids of every chunk of ``source``."""
+        ids: set[str] = set()
+        for page in self._pages(where={"source": source}, include=[]):
+            ids.update(page["ids"])
+        return ids
+
+    def delete_source(self, source: str) -> int:
+        """Delete every chunk of ``source``.
+
+        Returns:
+            How many chunks were deleted (0 when the source is unknown).
+        """
+        ids = self.ids_for(source)
+        self.delete_ids(sorted(ids))
+        return len(ids)
+
+    def query(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None) -> list[Hit]:
+        """The ``k`` chunks most similar to ``embedding`` by cosine, best first.
+
+        Args:
+            embedding: a unit query vector.
+            k: how many to return.
+            sources: only chunks of these sources, when given.
+
+        Returns:
+            Hits whose ``score`` is the cosine similarity.
+        """
+        where: dict[str, Any] | None = None
+        if sources:
+            where = {"source": {"$in": list(sources)}} if len(sources) > 1 else {"source": sources[0]}
+        n = self.count()
+        if n == 0:
+            return []
+        result = self._collection.query(
+            query_embeddings=np.asarray(embedding, dtype=np.float32).reshape(1, -1),
+            n_results=min(k, n),
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        hits = []
+        for id_, text, meta, dist in zip(
+            result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0]
+        ):
+            # Chroma's cosine space reports distance = 1 - cosine similarity.
+            hits.append(Hit(Chunk.from_metadata(id_, text or "", meta or {}), score=1.0 - float(dist)))
+        return hits
+
+    def get(self, ids: Sequence[str]) -> list[Chunk]:
+        """Chunks by id, in the order given (unknown ids are left out)."""
+        if not ids:
+            return []
+        got = self._collection.get(ids=list(ids), include=["documents", "metadatas"])
+        by_id = {i: Chunk.from_metadata(i, d or "", m or {}) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def sources(self) -> list[SourceInfo]:
+        """Every source in the store with its chunk count, newest first."""
+        with self._lock:
+            if self._sources_cache is None:
+                self._sources_cache = self._scan_sources()
+            return list(self._sources_cache)
+
+    def _scan_sources(self) -> list[SourceInfo]:
+        agg: dict[str, dict[str, Any]] = {}
+        for page in self._pages(include=["metadatas"]):
+            for meta in page["metadatas"]:
+                src = str(meta.get("source"))
+                entry = agg.get(src)
+                if entry is None:
+                    agg[src] = {
+                        "kind": meta.get("kind", "text"),
+                        "title": meta.get("title", src),
+                        "url": meta.get("url") if meta.get("kind") == "wikipedia" else None,
+                        "chunks": 1,
+                        "added_at": meta.get("added_at", ""),
+                    }
+                else:
+                    entry["chunks"] += 1
+                    entry["added_at"] = max(entry["added_at"], meta.get("added_at", ""))
+        infos = []
+        for src, e in agg.items():
+            url = e["url"].split("#", 1)[0] if e["url"] else None
+            infos.append(SourceInfo(source=src, kind=e["kind"], title=e["title"], chunks=e["chunks"],
+                                    added_at=e["added_at"], url=url))
+        return sorted(infos, key=lambda s: (s.added_at, s.source), reverse=True)
+
+    def dump(self) -> dict[str, tuple[str, dict[str, Any], list[float]]]:
+        """Everything stored, id -> (text, metadata, vector); for consistency checks and export."""
+        out = {}
+        for page in self._pages(include=["documents", "metadatas", "embeddings"]):
+            for i, d, m, e in zip(page["ids"], page["documents"], page["metadatas"], page["embeddings"]):
+                out[i] = (d, dict(m), [float(x) for x in e])
+        return out
+
+    def _pages(self, *, where: dict[str, Any] | None = None, include: list[str]) -> Iterator[dict[str, Any]]:
+        offset = 0
+        while True:
+            page = self._collection.get(where=where, include=include, limit=_PAGE, offset=offset)
+            if not page["ids"]:
+                return
+            yield page
+            if len(page["ids"]) < _PAGE:
+                return
+            offset += _PAGE

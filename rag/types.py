@@ -1,0 +1,223 @@
+"""Dataclasses that cross module boundaries: Document, Chunk, Hit, Citation, Answer."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Mapping
+
+SourceKind = Literal["pdf", "wikipedia", "text"]
+
+
+@dataclass(frozen=True)
+class Document:
+    """One unit of a source that chunks never cross: a PDF page, a Wikipedia section, a text.
+
+    ``source`` is the stable name of the whole source (``report.pdf``,
+    ``wikipedia:Alan Turing``); every document of one source shares it, and
+    ingesting a source replaces all chunks that carry its name.
+    """
+
+    source: str
+    text: str
+    kind: SourceKind
+    title: str
+    url: str | None = None
+    section: str | None = None
+    page: int | None = None
+    meta: Mapping[str, str | int] = field(default_factory=dict)
+
+
+def chunk_id(source: str, section: str | None, page: int | None, start: int, text: str) -> str:
+    """Derive a chunk's id from its content and place, so ingesting twice changes nothing.
+
+    Args:
+        source: the source name.
+        section: the section heading, if any.
+        page: the 1-based page number, if any.
+        start: character offset of the chunk in its document.
+        text: the chunk text.
+
+    Returns:
+        A 32-character hex digest.
+    """
+    key = "\x1f".join([source, section or "", str(page or ""), str(start), text])
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document small enough for the embedder, with where it came from."""
+
+    id: str
+    source: str
+    text: str
+    kind: SourceKind
+    title: str
+    start: int
+    end: int
+    tokens: int
+    url: str | None = None
+    section: str | None = None
+    page: int | None = None
+
+    def metadata(self) -> dict[str, str | int]:
+        """Flat metadata for the vector store (no None values: Chroma rejects them)."""
+        meta: dict[str, str | int] = {
+            "source": self.source,
+            "kind": self.kind,
+            "title": self.title,
+            "start": self.start,
+            "end": self.end,
+            "tokens": self.tokens,
+        }
+        for key in ("url", "section", "page"):
+            value = getattr(self, key)
+            if value is not None:
+                meta[key] = value
+        return meta
+
+    @classmethod
+    def from_metadata(cls, id: str, text: str, meta: Mapping[str, Any]) -> "Chunk":
+        """Rebuild a chunk from what :meth:`metadata` stored."""
+        return cls(
+            id=id,
+            source=str(meta["source"]),
+            text=text,
+            kind=meta.get("kind", "text"),
+            title=str(meta.get("title", meta["source"])),
+            start=int(meta.get("start", 0)),
+            end=int(meta.get("end", len(text))),
+            tokens=int(meta.get("tokens", 0)),
+            url=meta.get("url"),
+            section=meta.get("section"),
+            page=int(meta["page"]) if meta.get("page") is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its cosine similarity to the query (1.0 = same direction)."""
+
+    chunk: Chunk
+    score: float
+
+    @property
+    def text(self) -> str:
+        return self.chunk.text
+
+    @property
+    def source(self) -> str:
+        return self.chunk.source
+
+    @property
+    def title(self) -> str:
+        return self.chunk.title
+
+    @property
+    def url(self) -> str | None:
+        return self.chunk.url
+
+    @property
+    def section(self) -> str | None:
+        return self.chunk.section
+
+    @property
+    def page(self) -> int | None:
+        return self.chunk.page
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable JSON shape of a hit (documented in the README)."""
+        c = self.chunk
+        return {
+            "id": c.id,
+            "score": round(self.score, 6),
+            "text": c.text,
+            "source": c.source,
+            "kind": c.kind,
+            "title": c.title,
+            "url": c.url,
+            "section": c.section,
+            "page": c.page,
+            "start": c.start,
+            "end": c.end,
+        }
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the store holds for one source."""
+
+    source: str
+    kind: SourceKind
+    title: str
+    chunks: int
+    added_at: str
+    url: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class IngestReport:
+    """What one ingestion run did, per source."""
+
+    added: dict[str, int] = field(default_factory=dict)
+    replaced: dict[str, int] = field(default_factory=dict)
+    unchanged: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    # The exceptions behind ``skipped``, so the Python API can re-raise the precise type.
+    errors: dict[str, Exception] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def chunks_written(self) -> int:
+        return sum(self.added.values()) + sum(self.replaced.values())
+
+    def merge(self, other: "IngestReport") -> None:
+        """Fold another report into this one."""
+        self.added.update(other.added)
+        self.replaced.update(other.replaced)
+        self.unchanged.update(other.unchanged)
+        self.skipped.update(other.skipped)
+        self.errors.update(other.errors)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"added": self.added, "replaced": self.replaced, "unchanged": self.unchanged, "skipped": self.skipped}
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A source an answer cites, numbered as it appears in the answer text."""
+
+    number: int
+    hit: Hit
+    supported: bool | None = None
+    support: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"number": self.number, "supported": self.supported, "support": self.support, **self.hit.to_dict()}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A generated (or extracted) answer with its citations and the evidence it saw."""
+
+    text: str
+    citations: list[Citation]
+    sources: list[Hit]
+    query: str
+    generator: str
+    prompt_format: str | None = None
+    refused: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.text,
+            "citations": [c.to_dict() for c in self.citations],
+            "sources": [h.to_dict() for h in self.sources],
+            "query": self.query,
+            "generator": self.generator,
+            "prompt_format": self.prompt_format,
+            "refused": self.refused,
+        }

@@ -1,0 +1,180 @@
+"""Build a tiny Llama checkpoint and its 4-bit GPTQ twin, laid out like TheBloke's repositories.
+
+Nothing is downloaded: the tokenizer is trained here with the ``tokenizers``
+library, the weights are random with a fixed seed, and the quantization runs
+through gptqmodel on the CPU with a handful of calibration texts. The quantized
+directory is what ``GPTQGenerator`` loads, through the same code path as
+``TheBloke/Llama-2-7B-Chat-GPTQ``: ``config.json`` carries a
+``quantization_config`` with ``quant_method: "gptq"`` and ``quantize_config.json``
+sits next to it.
+
+Run ``python -m tests.rag.generate.tiny_llama OUT_DIR`` to build one by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+SQUAD = Path("/work/shared/data/squad/squad-dev-v1.1-half-a.json")
+
+# The official Llama-2-chat template (meta-llama/Llama-2-13b-chat-hf, tokenizer_config.json).
+LLAMA2_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}"
+    "{% endif %}{% endfor %}"
+)
+
+FALLBACK_TEXT = (
+    "The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, "
+    "a region in France. They were descended from Norse raiders and pirates from Denmark, Iceland "
+    "and Norway who, under their leader Rollo, agreed to swear fealty to King Charles III of West "
+    "Francia. Through generations of assimilation and mixing with the native Frankish and "
+    "Roman-Gaulish populations, their descendants would gradually merge with the Carolingian-based "
+    "cultures of West Francia. The distinct cultural and ethnic identity of the Normans emerged "
+    "initially in the first half of the 10th century, and it continued to evolve over the "
+    "succeeding centuries. Super Bowl 50 was an American football game to determine the champion "
+    "of the National Football League for the 2015 season. The game was played on February 7, 2016, "
+    "at Levi's Stadium in the San Francisco Bay Area at Santa Clara, California."
+)
+
+# Small, but big enough that GPTQ has real work to do (group_size 32 over 128 inputs).
+HIDDEN = 128
+LAYERS = 2
+HEADS = 4
+INTERMEDIATE = 256
+VOCAB = 512
+# Larger than Llama's 0.02 so the blocks move the residual stream and quantization errors
+# in them show up in the logits (with 0.02 the embeddings dominate and any checkpoint,
+# even a mis-loaded one, looks close to the original).
+INIT_STD = 0.08
+GROUP_SIZE = 32
+SEED = 1234
+
+
+@dataclass(frozen=True)
+class TinyLlama:
+    """Where the built checkpoints are."""
+
+    float_dir: Path
+    gptq_dir: Path
+
+
+def corpus_texts(limit: int = 300) -> list[str]:
+    """English paragraphs to train the tokenizer and calibrate GPTQ (SQuAD when present)."""
+    if SQUAD.is_file():
+        data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"]
+        texts = [p["context"] for article in data for p in article["paragraphs"]]
+        return texts[:limit]
+    return [s.strip() + "." for s in FALLBACK_TEXT.split(". ") if s.strip()]
+
+
+def build_tokenizer(texts: list[str]):
+    """A byte-level BPE tokenizer with Llama's special tokens that prepends BOS like Llama's."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        chat_template=LLAMA2_CHAT_TEMPLATE,
+        model_max_length=512,
+    )
+
+
+def build_float(out: Path, texts: list[str]) -> Path:
+    """Save a randomly initialised 2-layer Llama (float16 weights, as Meta ships them)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tokenizer(texts)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=HEADS,
+        max_position_embeddings=512,
+        initializer_range=INIT_STD,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=None,
+    )
+    torch.manual_seed(SEED)
+    model = LlamaForCausalLM(config).to(torch.float16)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def quantize(float_dir: Path, out: Path, texts: list[str]) -> Path:
+    """Quantize ``float_dir`` to 4-bit GPTQ with gptqmodel on the CPU; write TheBloke's layout."""
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+    from gptqmodel import GPTQModel, QuantizeConfig
+
+    qcfg = QuantizeConfig(bits=4, group_size=GROUP_SIZE, desc_act=False, sym=True, damp_percent=0.01)
+    model = GPTQModel.load(str(float_dir), qcfg, device="cpu")
+    model.quantize(texts[:32], batch_size=1)
+    model.save(str(out))
+    _thebloke_layout(out, qcfg)
+    return out
+
+
+def _thebloke_layout(out: Path, qcfg) -> None:
+    """Rewrite the quantization metadata exactly the way TheBloke's GPTQ repositories carry it."""
+    quantize_config = {
+        "bits": qcfg.bits,
+        "group_size": qcfg.group_size,
+        "damp_percent": qcfg.damp_percent,
+        "desc_act": qcfg.desc_act,
+        "sym": qcfg.sym,
+        "true_sequential": qcfg.true_sequential,
+        "model_name_or_path": None,
+        "model_file_base_name": "model",
+    }
+    (out / "quantize_config.json").write_text(json.dumps(quantize_config, indent=2) + "\n")
+    config_path = out / "config.json"
+    config = json.loads(config_path.read_text())
+    config["quantization_config"] = {**quantize_config, "quant_method": "gptq"}
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def build(root: Path) -> TinyLlama:
+    """Build both checkpoints under ``root`` (``float/`` and ``Tiny-Llama-2-Chat-GPTQ/``)."""
+    texts = corpus_texts()
+    float_dir = build_float(root / "float", texts)
+    gptq_dir = quantize(float_dir, root / "Tiny-Llama-2-Chat-GPTQ", texts)
+    return TinyLlama(float_dir=float_dir, gptq_dir=gptq_dir)
+
+
+if __name__ == "__main__":
+    print(build(Path(sys.argv[1])))
