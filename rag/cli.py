@@ -173,5 +173,10 @@ def delete(ctx: click.Context, source: str) -> None:
     click.echo(f"Deleted {source} ({n} chunks).")
 
 
+from rag.eval.cli import eval_group  # noqa: E402
+
+main.add_command(eval_group, "eval")
+
+
 if __name__ == "__main__":
     main()

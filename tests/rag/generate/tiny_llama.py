@@ -13,13 +13,17 @@ Run ``python -m tests.rag.generate.tiny_llama OUT_DIR`` to build one by hand.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import string
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-SQUAD = Path("/work/shared/data/squad/squad-dev-v1.1-half-a.json")
+# ../shared/data beside the checkout, as in tests/conftest.py; a built-in paragraph when absent.
+SQUAD = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "squad" / "squad-dev-v1.1-half-a.json"
 
 # The official Llama-2-chat template (meta-llama/Llama-2-13b-chat-hf, tokenizer_config.json).
 LLAMA2_CHAT_TEMPLATE = (
@@ -55,10 +59,11 @@ LAYERS = 2
 HEADS = 4
 INTERMEDIATE = 256
 VOCAB = 512
-# Larger than Llama's 0.02 so the blocks move the residual stream and quantization errors
-# in them show up in the logits (with 0.02 the embeddings dominate and any checkpoint,
-# even a mis-loaded one, looks close to the original).
-INIT_STD = 0.08
+# Random weights this size let the two blocks move the residual stream enough that a
+# mis-loaded checkpoint is obvious (logits cosine ~0.1 against the float model; zeroing the
+# blocks gives ~0.8-0.9) while 4-bit GPTQ stays close (~0.997). At Llama's usual 0.02 the
+# blocks dominate and GPTQ on random Gaussian weights drops to ~0.99.
+INIT_STD = 0.01
 GROUP_SIZE = 32
 SEED = 1234
 
@@ -81,17 +86,21 @@ def corpus_texts(limit: int = 300) -> list[str]:
 
 
 def build_tokenizer(texts: list[str]):
-    """A byte-level BPE tokenizer with Llama's special tokens that prepends BOS like Llama's."""
+    """A SentencePiece-style BPE tokenizer like Llama's: ``▁`` word marks, <unk>/<s>/</s>, BOS added.
+
+    Like Llama's, decoding drops the ``▁`` space of the very first token, which is what
+    makes naive streaming lose spaces; the generator's streamer is tested against it.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first")
     trainer = trainers.BpeTrainer(
         vocab_size=VOCAB,
         special_tokens=["<unk>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        initial_alphabet=sorted(set(string.printable) - set(" \t\r\x0b\x0c")),
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
@@ -141,10 +150,19 @@ def quantize(float_dir: Path, out: Path, texts: list[str]) -> Path:
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
     from gptqmodel import GPTQModel, QuantizeConfig
 
+    float_dir, out = float_dir.resolve(), out.resolve()
     qcfg = QuantizeConfig(bits=4, group_size=GROUP_SIZE, desc_act=False, sym=True, damp_percent=0.01)
-    model = GPTQModel.load(str(float_dir), qcfg, device="cpu")
-    model.quantize(texts[:32], batch_size=1)
-    model.save(str(out))
+    # gptqmodel writes per-run logs to ./logs; keep them out of the checkout.
+    with contextlib.chdir(out.parent):
+        model = GPTQModel.load(str(float_dir), qcfg, device="cpu")
+        model.quantize([t[:1200] for t in texts[:32]], batch_size=1)
+        model.save(str(out))
+    # gptqmodel rewrites the tokenizer (pad token, class) and generation config; a
+    # TheBloke repository carries the original model's files unchanged.
+    (out / "quant_log.csv").unlink(missing_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
+        if (float_dir / name).is_file():
+            shutil.copyfile(float_dir / name, out / name)
     _thebloke_layout(out, qcfg)
     return out
 

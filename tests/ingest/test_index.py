@@ -1,0 +1,140 @@
+"""Idempotent ingestion with the real MiniLM and a real Chroma store on disk."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag import RAG
+from rag.errors import EncryptedPDFError, NotFoundError
+from tests.conftest import ROOT
+
+TEXT_V1 = " ".join(f"Paragraph {i} says the river Thames flows through town {i}." for i in range(120))
+TEXT_V2 = TEXT_V1.replace("town 7.", "the city of Oxford.") + " A new closing sentence about Reading."
+
+
+def _snapshot(rag: RAG) -> dict[str, tuple[str, dict, list[float]]]:
+    """Store contents without the wall-clock field that differs between runs by design."""
+    out = {}
+    for id_, (text, meta, vec) in rag.store.dump().items():
+        meta.pop("added_at", None)
+        out[id_] = (text, meta, vec)
+    return out
+
+
+def _assert_same_store(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for id_ in a:
+        assert a[id_][0] == b[id_][0] and a[id_][1] == b[id_][1]
+        np.testing.assert_allclose(a[id_][2], b[id_][2], atol=1e-4)
+
+
+def test_ingesting_twice_adds_nothing(rag: RAG) -> None:
+    first = rag.add_text(TEXT_V1, name="thames.txt")
+    ids = rag.store.ids_for("thames.txt")
+    second = rag.add_text(TEXT_V1, name="thames.txt")
+    assert first.added == {"thames.txt": len(ids)} and len(ids) > 3
+    assert second.unchanged == {"thames.txt": len(ids)} and second.chunks_written == 0
+    assert rag.store.ids_for("thames.txt") == ids and rag.store.count() == len(ids)
+
+
+def test_a_changed_source_replaces_its_chunks_and_leaves_no_stale_ones(rag: RAG) -> None:
+    rag.add_text(TEXT_V1, name="thames.txt")
+    rag.add_text("Unrelated text about mountains. It stays.", name="alps.txt")
+    report = rag.add_text(TEXT_V2, name="thames.txt")
+    expected = {c.id for c in rag.indexer.chunk([_doc(TEXT_V2)])}
+    assert report.replaced == {"thames.txt": len(expected)}
+    assert rag.store.ids_for("thames.txt") == expected
+    assert len(rag.store.ids_for("alps.txt")) == 1
+    texts = [c.text for c in rag.store.get(sorted(expected))]
+    assert sum("Oxford" in t for t in texts) >= 1
+    assert not any("town 7." in t for t in texts)
+
+
+def test_delete_removes_every_chunk_of_a_source_and_nothing_else(rag: RAG) -> None:
+    rag.add_text(TEXT_V1, name="thames.txt")
+    rag.add_text("Unrelated text about mountains.", name="alps.txt")
+    n = len(rag.store.ids_for("thames.txt"))
+    assert rag.delete("thames.txt") == n
+    assert rag.store.ids_for("thames.txt") == set()
+    assert [s.source for s in rag.sources()] == ["alps.txt"]
+    with pytest.raises(NotFoundError, match="No source named 'thames.txt' is indexed; indexed sources: alps.txt"):
+        rag.delete("thames.txt")
+
+
+def test_search_ranks_by_cosine_and_filters_by_source(rag: RAG) -> None:
+    rag.add_text("The Eiffel Tower is a wrought-iron lattice tower in Paris, France.", name="paris.txt")
+    rag.add_text("Mount Fuji is the highest mountain in Japan.", name="fuji.txt")
+    hits = rag.search("tall iron tower in France", k=2)
+    assert [h.source for h in hits] == ["paris.txt", "fuji.txt"]
+    assert hits[0].score > hits[1].score and 0 < hits[0].score <= 1
+    expected = float(rag.embedder.embed(["tall iron tower in France"])[0] @ rag.embedder.embed([hits[0].text])[0])
+    assert hits[0].score == pytest.approx(expected, abs=1e-3)
+    only = rag.search("tall iron tower in France", k=2, sources=["fuji.txt"])
+    assert [h.source for h in only] == ["fuji.txt"]
+
+
+def test_sources_lists_each_source_with_its_chunk_count(rag: RAG, pdf_dir: Path) -> None:
+    report = rag.add_pdfs([pdf_dir / "pypdf-resources" / "crazyones.pdf", pdf_dir / "pypdf-resources" / "encrypted-file.pdf"])
+    assert list(report.added) == ["crazyones.pdf"]
+    assert "encrypted-file.pdf is encrypted" in report.skipped["encrypted-file.pdf"]
+    [info] = rag.sources()
+    assert (info.source, info.kind, info.chunks) == ("crazyones.pdf", "pdf", len(rag.store.ids_for("crazyones.pdf")))
+    hit = rag.search("Here's to the crazy ones, the misfits, the rebels", k=1)[0]
+    assert (hit.source, hit.page, hit.kind if hasattr(hit, "kind") else hit.chunk.kind) == ("crazyones.pdf", 1, "pdf")
+    with pytest.raises(EncryptedPDFError):
+        rag.add_pdf(pdf_dir / "pypdf-resources" / "encrypted-file.pdf")
+
+
+def test_a_killed_ingestion_rerun_ends_identical_to_an_uninterrupted_one(rag: RAG, pdf_dir: Path, tmp_path: Path) -> None:
+    lecture = next(pdf_dir.rglob("009-*.pdf"))
+    rag.add_pdfs([lecture])
+    reference = _snapshot(rag)
+    assert len(reference) > 200
+
+    killed_dir = tmp_path / "killed"
+    kill_after = random.Random(7).randint(40, len(reference) - 40)
+    seen = run_and_kill(["ingest", str(lecture)], killed_dir, kill_after)
+    assert 0 < seen < len(reference)
+    rerun = RAG(killed_dir)
+    report = rerun.add_pdfs([lecture])
+    assert report.added or report.replaced
+    _assert_same_store(_snapshot(rerun), reference)
+
+
+def run_and_kill(args: list[str], data_dir: Path, kill_after: int) -> int:
+    """Run `rag ARGS` with small write batches and SIGKILL it once ``kill_after`` chunks were embedded."""
+    env = {**os.environ, "RAG_DATA_DIR": str(data_dir), "RAG_INGEST_BATCH": "16", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    buf, done = b"", 0
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        byte = proc.stderr.read1(4096) if hasattr(proc.stderr, "read1") else proc.stderr.read(1)
+        if not byte:
+            break
+        buf = (buf + byte)[-4096:]
+        counts = re.findall(rb"(\d+)/(\d+) \[", buf)
+        if counts:
+            done = int(counts[-1][0])
+            if done >= kill_after:
+                proc.send_signal(signal.SIGKILL)
+                break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"ingestion finished before the kill point (rc={proc.returncode})"
+    return done
+
+
+def _doc(text: str):
+    from rag.types import Document
+
+    return Document(source="thames.txt", text=text, kind="text", title="thames.txt")

@@ -1,0 +1,98 @@
+"""SQuAD evaluation: the loader, and answer-bearing retrieval on the first articles of half a."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag.eval import EvalDataError, evaluate_squad, load_squad
+from rag.eval.squad import Question, is_hit
+from rag.settings import Settings
+from rag.types import Chunk, Hit
+
+# Measured on the first 3 articles of squad-dev-v1.1-half-a.json (1,119 questions), chunks 200/32:
+# hit@5 0.{MEASURED}; the floor allows numeric noise, not a regression.
+SUBSET_ARTICLES = 3
+SUBSET_QUESTIONS = 1119
+SUBSET_HIT1_FLOOR = 0.0
+SUBSET_HIT5_FLOOR = 0.0
+PINNED = dict(chunk_tokens=200, chunk_overlap=32)
+
+
+def write_squad(path: Path, articles: list[dict]) -> Path:
+    path.write_text(json.dumps({"version": "1.1", "data": articles}), encoding="utf-8")
+    return path
+
+
+def article(title: str, paragraphs: list[tuple[str, list[tuple[str, list[str]]]]]) -> dict:
+    return {
+        "title": title,
+        "paragraphs": [
+            {"context": context,
+             "qas": [{"id": f"{title}-{i}-{j}", "question": q, "answers": [{"text": a, "answer_start": 0} for a in answers]}
+                     for j, (q, answers) in enumerate(qas)]}
+            for i, (context, qas) in enumerate(paragraphs)
+        ],
+    }
+
+
+def test_load_squad_one_wikipedia_document_per_article(tmp_path: Path) -> None:
+    path = write_squad(tmp_path / "s.json", [
+        article("Super_Bowl_50", [("First paragraph.", [("Q1?", ["First", "first"])]), ("Unasked paragraph.", [])]),
+        article("Normans", [("Norman text.", [("Q2?", ["Norman"])])]),
+    ])
+    data = load_squad(path)
+    first = data.documents[0]
+    assert (first.source, first.kind, first.title) == ("wikipedia:Super Bowl 50", "wikipedia", "Super Bowl 50")
+    assert first.url == "https://en.wikipedia.org/wiki/Super_Bowl_50"
+    assert first.text == "First paragraph.\nUnasked paragraph."  # paragraphs without questions are indexed
+    assert data.paragraphs == 3
+    assert [(q.text, q.answers, q.source) for q in data.questions] == [
+        ("Q1?", ("First", "first"), "wikipedia:Super Bowl 50"),
+        ("Q2?", ("Norman",), "wikipedia:Normans"),
+    ]
+    assert len(load_squad(path, limit_articles=1).documents) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        ("{not json", "not valid UTF-8 JSON"),
+        ('{"data": []}', "no 'data' list"),
+        ('{"data": [{"title": "T"}]}', "not in SQuAD's format"),
+        ('{"data": [{"title": "T", "paragraphs": [{"context": "c", "qas": []}]}]}', "no answerable questions"),
+    ],
+)
+def test_load_squad_errors(tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "squad.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(EvalDataError, match=message):
+        load_squad(path)
+
+
+def _hit(source: str, text: str) -> Hit:
+    return Hit(Chunk(id="x", source=source, text=text, kind="wikipedia", title="t", start=0, end=len(text),
+                     tokens=3), 0.5)
+
+
+def test_a_hit_needs_the_gold_article_and_an_answer_string() -> None:
+    q = Question("1", "Who won?", ("Denver Broncos",), "wikipedia:Super Bowl 50")
+    assert is_hit(_hit("wikipedia:Super Bowl 50", "The DENVER broncos won."), q)
+    assert not is_hit(_hit("wikipedia:Normans", "The Denver Broncos won."), q)
+    assert not is_hit(_hit("wikipedia:Super Bowl 50", "The Carolina Panthers lost."), q)
+
+
+def test_squad_subset_retrieves_answer_bearing_chunks(squad_file: Path, embedder) -> None:
+    result = evaluate_squad(squad_file, settings=Settings(**PINNED), limit_articles=SUBSET_ARTICLES)
+
+    for key in ("hit@1", "hit@5", "hit@10", "mrr", "n", "seconds", "chunk_tokens", "chunk_overlap"):
+        assert key in result
+    assert result["n"] == SUBSET_QUESTIONS
+    assert result["articles"] == SUBSET_ARTICLES
+    assert result["hit@1"] >= SUBSET_HIT1_FLOOR, result
+    assert result["hit@5"] >= SUBSET_HIT5_FLOOR, result
+    assert result["hit@1"] <= result["mrr"] <= result["hit@10"]

@@ -1,0 +1,85 @@
+"""The `rag` command: real processes, real store, one-line errors, stable JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from rag.cli import main
+from tests.conftest import ROOT
+
+
+def _run(*args: str, data_dir: Path) -> CliRunner:
+    return CliRunner().invoke(main, ["--data-dir", str(data_dir), *args], catch_exceptions=False)
+
+
+def test_ingest_search_sources_delete_round_trip(embedder, pdf_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "store"
+    crazy = pdf_dir / "pypdf-resources" / "crazyones.pdf"
+    locked = pdf_dir / "pypdf-resources" / "encrypted-file.pdf"
+
+    result = _run("ingest", str(crazy), str(locked), "--json", data_dir=data)
+    assert result.exit_code == 1  # one source was skipped
+    report = json.loads(result.stdout)
+    assert list(report["added"]) == ["crazyones.pdf"]
+    assert report["skipped"]["encrypted-file.pdf"].startswith("encrypted-file.pdf is encrypted")
+
+    result = _run("ingest", str(locked), "--password", "test", data_dir=data)
+    assert result.exit_code == 0, result.output
+    assert "1 added" in result.stdout
+
+    result = _run("search", "the misfits and the rebels", "-k", "2", "--json", data_dir=data)
+    assert result.exit_code == 0
+    out = json.loads(result.stdout)
+    assert out["query"] == "the misfits and the rebels" and out["k"] == 2
+    top = out["hits"][0]
+    assert set(top) == {"id", "score", "text", "source", "kind", "title", "url", "section", "page", "start", "end"}
+    assert (top["source"], top["page"], top["kind"]) == ("crazyones.pdf", 1, "pdf")
+    assert top["score"] > out["hits"][1]["score"]
+
+    listed = json.loads(_run("sources", "--json", data_dir=data).stdout)
+    assert sorted(s["source"] for s in listed) == ["crazyones.pdf", "encrypted-file.pdf"]
+    assert all(s["chunks"] >= 1 and s["added_at"] for s in listed)
+
+    result = _run("delete", "crazyones.pdf", data_dir=data)
+    assert result.exit_code == 0 and "Deleted crazyones.pdf" in result.stdout
+    assert [s["source"] for s in json.loads(_run("sources", "--json", data_dir=data).stdout)] == ["encrypted-file.pdf"]
+
+
+def test_wikipedia_ingest_through_the_cli(embedder, mediawiki_server, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RAG_WIKIPEDIA_API_URL", mediawiki_server.api_url)
+    data = tmp_path / "store"
+    result = _run("ingest", "--wikipedia", "Super Bowl 50", "--wikipedia", "Bush", "--no-progress", data_dir=data)
+    assert result.exit_code == 1
+    assert "1 added" in result.stdout and "'Bush' is a Wikipedia disambiguation page; ask for one of:" in result.stdout
+    hit = json.loads(_run("search", "Who won Super Bowl 50?", "--json", data_dir=data).stdout)["hits"][0]
+    assert hit["source"] == "wikipedia:Super Bowl 50"
+    assert hit["url"].startswith("https://en.wikipedia.org/wiki/Super_Bowl_50")
+
+
+def test_user_mistakes_get_one_sentence_and_no_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "store")}
+
+    def rag(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rag.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                              env={**env, **extra_env}, timeout=120)
+
+    deleted = rag("delete", "nothing.pdf")
+    assert deleted.returncode == 1
+    assert deleted.stderr.strip() == "Error: No source named 'nothing.pdf' is indexed; indexed sources: none yet"
+
+    bad = rag("search", "anything", RAG_CHUNK_TOKENS="9000")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "chunk_tokens=9000 is out of range; choose 16..254" in bad.stderr
+
+    empty = rag("ingest")
+    assert empty.returncode == 2 and "Give PDF paths or --wikipedia TITLE" in empty.stderr
+
+    missing = rag("ingest", str(tmp_path / "nope.pdf"), "--no-progress")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "No file at" in missing.stdout
