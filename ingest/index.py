@@ -82,13 +82,14 @@ class Indexer:
             if not chunks:
                 report.skipped[name] = f"{name} has no text to index"
                 continue
-            existing = self.store.ids_for(name)
+            existing = self.store.ids_for(name)  # complete chunks only: a crash may have left halves
+            anywhere = _ids_anywhere(self.store, name)
             wanted = {c.id for c in chunks}
-            if wanted == existing:
+            if wanted == existing == anywhere:
                 report.unchanged[name] = len(chunks)
                 continue
-            plans.append((name, [c for c in chunks if c.id not in existing], existing - wanted))
-            (report.replaced if existing else report.added)[name] = len(chunks)
+            plans.append((name, [c for c in chunks if c.id not in existing], anywhere - wanted))
+            (report.replaced if anywhere - wanted else report.added)[name] = len(chunks)
 
         todo = [c for _, new, _ in plans for c in new]
         # Longest first: batches of similar length waste the least padding.
@@ -103,6 +104,13 @@ class Indexer:
             if stale:
                 self.store.delete_ids(sorted(stale))
         return report
+
+
+def _ids_anywhere(store: Store, source: str) -> set[str]:
+    try:
+        return store.ids_for(source, complete=False)  # type: ignore[call-arg]
+    except TypeError:  # a single-index store: complete and anywhere are the same
+        return store.ids_for(source)
 
 
 class _NoBar:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import unicodedata
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def clean_page_text(text: str) -> str:
     Returns:
         The cleaned text (may be empty).
     """
+    text = text.encode("utf-8", errors="replace").decode("utf-8")  # lone surrogates from odd cmaps
     text = unicodedata.normalize("NFKC", text.replace("\x00", ""))
     text = _HYPHEN_BREAK.sub(r"\1\2", text)
     text = _SPACES.sub(" ", text)
@@ -47,6 +49,7 @@ def read_pdf(
     name: str | None = None,
     max_bytes: int = 100 * 1024 * 1024,
     max_pages: int = 2000,
+    max_seconds: float = 120.0,
 ) -> list[Document]:
     """Read a PDF into one Document per page that has text.
 
@@ -56,6 +59,7 @@ def read_pdf(
         name: the source name to store (default: the file name).
         max_bytes: refuse larger files.
         max_pages: refuse files with more pages.
+        max_seconds: give up on files whose text takes longer to extract (checked between pages).
 
     Returns:
         Documents with ``page`` set (1-based), in page order.
@@ -104,7 +108,13 @@ def read_pdf(
         )
     docs: list[Document] = []
     failed = 0
+    started = time.monotonic()
     for number in range(1, n_pages + 1):
+        if time.monotonic() - started > max_seconds:
+            raise SourceError(
+                name, f"{name} took over {max_seconds:.0f} s to read (stopped at page {number} of {n_pages}); "
+                "it may be malformed or a decompression bomb; raise RAG_MAX_PDF_SECONDS to allow more"
+            )
         try:
             raw = reader.pages[number - 1].extract_text() or ""
         except Exception as exc:  # one bad page must not lose the rest of the file

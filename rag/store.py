@@ -152,10 +152,19 @@ class ChromaStore:
 
     def get(self, ids: Sequence[str]) -> list[Chunk]:
         """Chunks by id, in the order given (unknown ids are left out)."""
+        return [chunk for chunk, _ in self.get_with_vectors(ids, vectors=False)]
+
+    def get_with_vectors(self, ids: Sequence[str], *, vectors: bool = True) -> list[tuple[Chunk, np.ndarray | None]]:
+        """Chunks by id with their stored vectors, in the order given (unknown ids are left out)."""
         if not ids:
             return []
-        got = self._collection.get(ids=list(ids), include=["documents", "metadatas"])
-        by_id = {i: Chunk.from_metadata(i, d or "", m or {}) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+        include = ["documents", "metadatas"] + (["embeddings"] if vectors else [])
+        got = self._collection.get(ids=list(ids), include=include)
+        embeddings = got["embeddings"] if vectors else [None] * len(got["ids"])
+        by_id = {
+            i: (Chunk.from_metadata(i, d or "", m or {}), None if e is None else np.asarray(e, dtype=np.float32))
+            for i, d, m, e in zip(got["ids"], got["documents"], got["metadatas"], embeddings)
+        }
         return [by_id[i] for i in ids if i in by_id]
 
     def sources(self) -> list[SourceInfo]:
@@ -207,3 +216,64 @@ class ChromaStore:
             if len(page["ids"]) < _PAGE:
                 return
             offset += _PAGE
+
+
+class CombinedStore:
+    """The vector store and the keyword index behind one Store interface, written together.
+
+    Vectors go in first and are deleted last, so a chunk found by keyword always has
+    its vector; ``ids_for`` reports only chunks complete in both, so ingestion redoes
+    anything a crash left half-written.
+    """
+
+    def __init__(self, vectors: ChromaStore, keywords) -> None:
+        """Args:
+            vectors: the Chroma store.
+            keywords: a ``rag.keyword.KeywordIndex``.
+        """
+        self.vectors = vectors
+        self.keywords = keywords
+
+    def add(self, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
+        """Write chunks to the vector store, then to the keyword index."""
+        self.vectors.add(chunks, embeddings)
+        self.keywords.add(chunks)
+
+    def delete_ids(self, ids: Sequence[str]) -> None:
+        """Delete chunks from the keyword index, then from the vector store."""
+        self.keywords.delete_ids(ids)
+        self.vectors.delete_ids(ids)
+
+    def ids_for(self, source: str, *, complete: bool = True) -> set[str]:
+        """Ids of ``source``'s chunks: in both indexes (``complete``) or in either."""
+        a, b = self.vectors.ids_for(source), self.keywords.ids_for(source)
+        return a & b if complete else a | b
+
+    def delete_source(self, source: str) -> int:
+        """Delete every chunk of ``source`` from both indexes; returns how many there were."""
+        ids = self.ids_for(source, complete=False)
+        self.delete_ids(sorted(ids))
+        return len(ids)
+
+    def query(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None) -> list[Hit]:
+        """Dense nearest neighbours by cosine (see ChromaStore.query)."""
+        return self.vectors.query(embedding, k, sources)
+
+    def keyword_query(self, text: str, k: int, sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """BM25 matches as (id, score), best first."""
+        return self.keywords.search(text, k, sources)
+
+    def get_with_vectors(self, ids: Sequence[str], *, vectors: bool = True) -> list[tuple[Chunk, np.ndarray | None]]:
+        return self.vectors.get_with_vectors(ids, vectors=vectors)
+
+    def get(self, ids: Sequence[str]) -> list[Chunk]:
+        return self.vectors.get(ids)
+
+    def sources(self) -> list[SourceInfo]:
+        return self.vectors.sources()
+
+    def count(self) -> int:
+        return self.vectors.count()
+
+    def dump(self) -> dict[str, tuple[str, dict[str, Any], list[float]]]:
+        return self.vectors.dump()

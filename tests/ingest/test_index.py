@@ -109,6 +109,7 @@ def test_a_killed_ingestion_rerun_ends_identical_to_an_uninterrupted_one(rag: RA
     report = rerun.add_pdfs([lecture])
     assert report.added or report.replaced
     _assert_same_store(_snapshot(rerun), reference)
+    assert rerun.store.keywords.all_ids() == set(reference) == rag.store.keywords.all_ids()
 
 
 def run_and_kill(args: list[str], data_dir: Path, kill_after: int) -> int:

@@ -1,0 +1,75 @@
+"""Answers to markdown: linked inline citations, the footer, the sources panel, the API payload."""
+
+from __future__ import annotations
+
+from rag.types import Answer, Chunk, Citation, Hit
+from ui.render import answer_markdown, answer_payload, escape_md, sources_markdown
+
+
+def _hit(**kw) -> Hit:
+    fields = dict(id="c1", source="paper.pdf", text="The classifier is a *random* forest [sic].", kind="pdf",
+                  title="paper.pdf", start=0, end=40, tokens=12, page=2)
+    fields.update(kw)
+    return Hit(Chunk(**fields), score=0.8123)
+
+
+def _link(hit: Hit) -> str | None:
+    return f"/files/{hit.source}#page={hit.page}" if hit.chunk.kind == "pdf" else hit.url
+
+
+PDF_HIT = _hit()
+WIKI_HIT = _hit(id="c2", source="wikipedia:Python (programming language)", kind="wikipedia",
+                title="Python (programming language)", page=None, section="History",
+                url="https://en.wikipedia.org/wiki/Python_(programming_language)#History",
+                text="Python was conceived in the late 1980s.")
+
+
+def _answer(**kw) -> Answer:
+    fields = dict(text="It is a random forest [1], conceived long ago [2]. Not [3].",
+                  citations=[Citation(1, PDF_HIT), Citation(2, WIKI_HIT)], sources=[PDF_HIT, WIKI_HIT],
+                  query="classifier used", generator="extract")
+    fields.update(kw)
+    return Answer(**fields)
+
+
+def test_inline_citations_link_to_pdf_page_and_wikipedia_section() -> None:
+    md = answer_markdown(_answer(), "classifier used", link=_link)
+    assert "[\\[1\\]](/files/paper.pdf#page=2)" in md
+    assert "[\\[2\\]](https://en.wikipedia.org/wiki/Python_%28programming_language%29#History)" in md
+    assert "Not \\[3\\]." in md  # an uncited number stays plain text
+    assert "Answered by extract" in md and "searched for" not in md
+
+
+def test_footer_shows_the_retrieval_query_only_when_it_differs() -> None:
+    md = answer_markdown(_answer(), "and what classifier do they use?", link=_link)
+    assert "searched for: “classifier used”" in md
+
+
+def test_sources_panel_has_title_place_passage_score_link() -> None:
+    md = sources_markdown(_answer(), link=_link)
+    assert "**[1] paper.pdf** — page 2" in md
+    assert "similarity 0.812" in md
+    assert "[open PDF at page 2](/files/paper.pdf#page=2)" in md
+    assert "> The classifier is a \\*random\\* forest \\[sic\\]." in md
+    assert "**[2] Python (programming language)** — § History" in md
+    assert "[open on Wikipedia](https://en.wikipedia.org/wiki/Python_%28programming_language%29#History)" in md
+
+
+def test_refusal_lists_retrieved_passages() -> None:
+    answer = _answer(text="The indexed documents don't answer this.", citations=[], refused=True)
+    assert "none cited" in sources_markdown(answer, link=_link)
+    assert "do not answer" in answer_markdown(answer, "q", link=_link)
+    assert "No passages" in sources_markdown(_answer(citations=[], sources=[]))
+
+
+def test_document_text_cannot_inject_markup() -> None:
+    assert escape_md("<script>x</script> [a](http://evil)") == "\\<script\\>x\\</script\\> \\[a\\](http://evil)"
+
+
+def test_payload_adds_links_and_markdown() -> None:
+    data = answer_payload(_answer(), "q", link=_link)
+    assert data["done"] is True
+    assert [c["link"] for c in data["citations"]] == ["/files/paper.pdf#page=2", WIKI_HIT.url]
+    assert data["citations"][0]["page"] == 2 and data["citations"][0]["source"] == "paper.pdf"
+    assert data["sources"][1]["link"] == WIKI_HIT.url
+    assert data["markdown"].startswith("It is a random forest") and "### Sources" in data["sources_markdown"]
