@@ -13,7 +13,8 @@ hours on this machine; the perturbed copies keep Chroma's HNSW work realistic. C
 are written with ChromaStore.add straight into the directory and collection RAG uses.
 
 Queries are SQuAD questions, one at a time, warm (a warm-up round first). For each
-query we time, back to back: RAG.search (what users get), the embedder alone, the store
+query, and for each torch thread count compared (default and 1: with other work on the
+cores, 2 intra-op threads on a short query wait on each other), we time, back to back: RAG.search (what users get), the embedder alone, the store
 search alone (with the query's vector precomputed), and the store's count() (which
 ChromaStore.query calls on every search). When .venv-bench has LlamaIndex, its retriever
 (VectorStoreIndex.from_vector_store over the same Chroma collection) is timed too, in a
@@ -104,28 +105,43 @@ def fill_chunks(base, start: int, n: int):
     return out
 
 
-def measure_product(rag, queries: list[str], warmup: int) -> dict[str, Any]:
-    """Interleaved per query: RAG.search, embed only, store search only, count() only."""
+def measure_product(rag, queries: list[str], warmup: int, threads: list[int]) -> dict[str, Any]:
+    """Interleaved per query and per torch thread count: RAG.search, embed only, store search only, count().
+
+    threads: torch intra-op thread counts to compare (0 = the process default, what the product
+    uses unless RAG_TORCH_THREADS is set); switched per query so every setting sees the same load.
+    """
+    import torch
+
+    default = torch.get_num_threads()
+    settings = [t or default for t in threads]
     store = rag.store
     embedder = rag.embedder
-    for q in queries[:warmup]:
-        rag.search(q, k=5)
-    full, emb, srch, cnt = [], [], [], []
-    for q in queries[warmup:]:
-        t = now()
-        rag.search(q, k=5)
-        full.append(now() - t)
-        t = now()
-        v = embedder.embed([q])[0]
-        emb.append(now() - t)
-        t = now()
-        store.query(v, 5)
-        srch.append(now() - t)
-        t = now()
-        store.count()
-        cnt.append(now() - t)
-    return {"search": summarize_ms(full), "embed_only": summarize_ms(emb), "store_query_only": summarize_ms(srch),
-            "count_only": summarize_ms(cnt)}
+    samples = {t: {"search": [], "embed_only": [], "store_query_only": [], "count_only": []} for t in settings}
+    try:
+        for i, q in enumerate(queries):
+            for th in settings:
+                torch.set_num_threads(th)
+                t = now()
+                rag.search(q, k=5)
+                full = now() - t
+                t = now()
+                v = embedder.embed([q])[0]
+                emb = now() - t
+                t = now()
+                store.query(v, 5)
+                srch = now() - t
+                t = now()
+                store.count()
+                cnt = now() - t
+                if i >= warmup:
+                    for key, val in zip(("search", "embed_only", "store_query_only", "count_only"),
+                                        (full, emb, srch, cnt)):
+                        samples[th][key].append(val)
+    finally:
+        torch.set_num_threads(default)
+    return {str(th): {k: summarize_ms(v) for k, v in d.items()} | {"default": th == default}
+            for th, d in samples.items()}
 
 
 # -- LlamaIndex child (runs in .venv-bench) ---------------------------------------------------
@@ -167,6 +183,9 @@ def child_llamaindex(args) -> None:
         result["search"] = summarize_ms(full)
         result["embed_only"] = summarize_ms(emb)
         result["peak_rss_mb"] = peak_rss_mb()
+        import torch
+
+        result["torch_threads"] = torch.get_num_threads()
     except Exception as exc:  # noqa: BLE001
         import traceback
 
@@ -179,11 +198,13 @@ def child_llamaindex(args) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="smoke run: 5k chunks, small base, 100 queries")
+    p.add_argument("--quick", action="store_true", help="smoke run: 5k chunks, small base, 60 queries")
     p.add_argument("--sizes", default="10000,100000", help="store sizes, ascending (comma-separated)")
     p.add_argument("--queries", type=int, default=500, help="timed queries per size")
     p.add_argument("--queries-file", help=argparse.SUPPRESS)
     p.add_argument("--warmup", type=int, default=30)
+    p.add_argument("--threads", default="0,1",
+                   help="torch thread counts to compare per query (0 = default, one per core)")
     p.add_argument("--sentences", type=int, default=2500, help="single sentences added to the base set")
     p.add_argument("--sigma", type=float, default=0.02, help="per-dimension noise of the perturbed copies")
     p.add_argument("--no-peer", dest="peer", action="store_false", help="skip the LlamaIndex retriever")
@@ -197,9 +218,10 @@ def main(argv=None) -> None:
         return
     articles_cap = None
     if args.quick:
-        args.sizes, args.queries, args.warmup, args.sentences = "5000", 100, 10, 300
-        articles_cap = 3
+        args.sizes, args.queries, args.warmup, args.sentences = "5000", 60, 10, 100
+        articles_cap = 1
     sizes = sorted(int(x) for x in args.sizes.split(","))
+    threads = [int(x) for x in args.threads.split(",")]
     setup_offline()
 
     from rag.store import ChromaStore
@@ -242,7 +264,7 @@ def main(argv=None) -> None:
             note(f"{size:,} chunks in the store ({store.count():,}); timing {len(timed)} queries")
             rag.embedder  # noqa: B018 - the shared, already loaded embedder
             res = {"count": store.count(), "insert_s": insert_s, "insert_per_s": inserted / insert_s}
-            res["ours"] = measure_product(rag, warm + timed, args.warmup)
+            res["ours"] = measure_product(rag, warm + timed, args.warmup, threads)
             results[size] = res
             if args.peer and BENCH_VENV_PYTHON.is_file():
                 note(f"{size:,}: LlamaIndex retriever over the same collection")
@@ -280,14 +302,15 @@ def main(argv=None) -> None:
     print(f"JSON: {path}")
     rows = []
     for size, res in results.items():
-        o = res["ours"]
-        rows.append([f"{size:,}", "ours RAG.search", o["search"]["p50_ms"], o["search"]["p95_ms"],
-                     o["embed_only"]["p50_ms"], o["store_query_only"]["p50_ms"], o["count_only"]["p50_ms"],
-                     res["insert_per_s"]])
+        for th, o in res["ours"].items():
+            label = f"ours RAG.search, torch {th} thr" + (" (default)" if o["default"] else "")
+            rows.append([f"{size:,}", label, o["search"]["p50_ms"], o["search"]["p95_ms"],
+                         o["embed_only"]["p50_ms"], o["store_query_only"]["p50_ms"], o["count_only"]["p50_ms"],
+                         res["insert_per_s"]])
         li = res.get("llamaindex") or {}
         if "search" in li:
-            rows.append([f"{size:,}", "LlamaIndex retriever", li["search"]["p50_ms"], li["search"]["p95_ms"],
-                         li["embed_only"]["p50_ms"], None, None, None])
+            rows.append([f"{size:,}", f"LlamaIndex retriever, torch {li.get('torch_threads')} thr",
+                         li["search"]["p50_ms"], li["search"]["p95_ms"], li["embed_only"]["p50_ms"], None, None, None])
     print_table(["chunks", "retriever", "p50 ms", "p95 ms", "embed p50", "search p50", "count() p50",
                  "insert/s"], rows, title=f"\nQuery latency (goal at 100k: p50 <= {GOAL_P50_MS:.0f} ms, "
                                           f"p95 <= {GOAL_P95_MS:.0f} ms)")

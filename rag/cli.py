@@ -176,5 +176,175 @@ from ui.serve import serve  # noqa: E402
 main.add_command(serve)
 
 
+# -- answers ---------------------------------------------------------------------------------------
+def _print_sources(answer, *, refused: bool) -> None:
+    from rag.cite import source_label, source_link
+
+    hits = answer.sources if refused else [c.hit for c in answer.citations]
+    if not hits:
+        return
+    click.echo("\nClosest sources (they do not answer it):" if refused else "\nSources:")
+    flags = {c.number: c for c in answer.citations}
+    for i, hit in enumerate(hits, 1):
+        link = source_link(hit) or (str(hit.source) if hit.kind == "pdf" else None)
+        line = f"  [{i}] {source_label(hit)}" + (f"  <{link}>" if link else "")
+        c = flags.get(i)
+        if not refused and c is not None and c.supported is False:
+            line += f"  (may not support the sentence citing it: similarity {c.support:.2f})"
+        click.echo(line)
+
+
+def _answer_once(rag, question: str, history, k: int | None, *, as_json: bool):
+    """Ask, print (streaming the text of a language model), and return the Answer."""
+    from rag.types import Answer
+
+    answer = None
+    pieces: list[str] = []
+    streaming = not as_json and rag.settings.llm.strip().lower() != "extractive"
+    for item in rag.ask_stream(question, history, k=k):
+        if isinstance(item, Answer):
+            answer = item
+        else:
+            pieces.append(item)
+            if streaming:
+                click.echo(item, nl=False)
+    assert answer is not None
+    if as_json:
+        emit_json(answer.to_dict())
+        return answer
+    if streaming:
+        click.echo()
+        if "".join(pieces).strip() != answer.text:
+            click.echo(f"\nWith citations renumbered:\n{answer.text}")
+    else:
+        click.echo(answer.text)
+    if answer.query.strip() != question.strip():
+        click.echo(f"\nRetrieval query: {answer.query}")
+    _print_sources(answer, refused=answer.refused)
+    return answer
+
+
+@main.command()
+@click.argument("question")
+@click.option("-k", "k", type=click.IntRange(min=1), default=None, help="How many chunks to retrieve (default RAG_TOP_K, 5).")
+@click.option("--llm", default=None, metavar="SPEC",
+              help="extractive | gptq:<model> | openai:<base_url>#<model> | llamacpp:<file.gguf> (default RAG_LLM).")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@click.pass_context
+def ask(ctx: click.Context, question: str, k: int | None, llm: str | None, as_json: bool) -> None:
+    """Answer QUESTION from the indexed documents, with numbered citations.
+
+    Without a language model (the default, RAG_LLM=extractive) the answer is the best
+    sentences of your documents, quoted and labelled "From the documents:". When the
+    documents do not answer the question, it says so instead of guessing.
+    """
+    rag = open_rag(ctx, llm=llm)
+    notice = rag.generator_notice
+    if notice and not as_json and rag.settings.llm.strip().lower() != "extractive":
+        click.echo(notice, err=True)
+    _answer_once(rag, question, None, k, as_json=as_json)
+
+
+@main.command()
+@click.option("-k", "k", type=click.IntRange(min=1), default=None, help="How many chunks to retrieve per turn.")
+@click.option("--llm", default=None, metavar="SPEC", help="The generator, as for `rag ask` (default RAG_LLM).")
+@click.pass_context
+def chat(ctx: click.Context, k: int | None, llm: str | None) -> None:
+    """Ask questions one per line; follow-ups may refer to earlier turns ("Who founded it?").
+
+    Reads questions from stdin until end of input or a line "exit".
+    """
+    from rag.retrieve import EmptyQueryError
+
+    rag = open_rag(ctx, llm=llm)
+    stdin = click.get_text_stream("stdin")
+    interactive = stdin.isatty()
+    notice = rag.generator_notice
+    if notice:
+        click.echo(notice, err=True)
+    if interactive:
+        click.echo("Ask a question (\"exit\" or Ctrl-D to quit).", err=True)
+    history: list[tuple[str, str]] = []
+    while True:
+        if interactive:
+            click.echo("> ", nl=False, err=True)
+        line = stdin.readline()
+        if not line:
+            break
+        question = line.strip()
+        if question.lower() in {"exit", "quit"}:
+            break
+        if not question:
+            continue
+        try:
+            answer = _answer_once(rag, question, history, k, as_json=False)
+        except EmptyQueryError:
+            continue
+        history.append((question, answer.text))
+        click.echo()
+
+
+def _eval_answers_commands() -> None:
+    from rag.eval.cli import _common_options, _report, _settings
+
+    @eval_group.command("answers", short_help="How often the extractive answer contains a SQuAD gold answer.")
+    @click.argument("file", type=click.Path(path_type=Path))
+    @click.option("--limit-articles", type=click.IntRange(min=1), default=None,
+                  help="Only the first N articles and their questions (a quick check).")
+    @_common_options
+    def answers_command(file: Path, limit_articles: int | None, as_json: bool, chunk_tokens: int | None,
+                        chunk_overlap: int | None, no_progress: bool) -> None:
+        """Ask every question of a SQuAD FILE and check the extract (best 1-3 sentences) for a gold answer."""
+        from rag.eval.answers import evaluate_extract
+
+        result = evaluate_extract(file, settings=_settings(chunk_tokens, chunk_overlap), progress=not no_progress,
+                                  limit_articles=limit_articles)
+        _report(result, as_json=as_json, title=f"Extractive answers, {result['dataset']}",
+                metrics=["extract_contains_answer", "answer_contains_answer", "refused", "retrieved_contains_answer"])
+
+    @eval_group.command("refusals", short_help="Refusal rates on unanswerable vs answerable SQuAD questions.")
+    @click.argument("file", type=click.Path(path_type=Path))
+    @click.option("--limit-articles", type=click.IntRange(min=2), default=None,
+                  help="Only the first N articles and their questions.")
+    @click.option("--max-questions", type=click.IntRange(min=1), default=None,
+                  help="Ask only this many questions, spread over the file.")
+    @_common_options
+    def refusals_command(file: Path, limit_articles: int | None, max_questions: int | None, as_json: bool,
+                         chunk_tokens: int | None, chunk_overlap: int | None, no_progress: bool) -> None:
+        """Ask each question of a SQuAD FILE with its article left out (unanswerable) and in (answerable).
+
+        Reports the share refused in each case at RAG_REFUSE_BELOW, and the best threshold
+        for at most 5% refused answerable questions (fitted on even articles, scored on odd).
+        """
+        from rag.eval.answers import evaluate_refusals
+
+        result = evaluate_refusals(file, settings=_settings(chunk_tokens, chunk_overlap), progress=not no_progress,
+                                   limit_articles=limit_articles, max_questions=max_questions)
+        _report(result, as_json=as_json, title=f"Refusals, {result['dataset']}",
+                metrics=["refused_unanswerable", "refused_answerable", "refused_answerable_retrievable"])
+
+    @eval_group.command("followups", short_help="Turn-2 hit@5 of two-turn conversations over a SQuAD corpus.")
+    @click.argument("file", type=click.Path(path_type=Path))
+    @click.option("--corpus", type=click.Path(path_type=Path), required=True, help="The SQuAD file to index.")
+    @_common_options
+    def followups_command(file: Path, corpus: Path, as_json: bool, chunk_tokens: int | None,
+                          chunk_overlap: int | None, no_progress: bool) -> None:
+        """Score follow-up retrieval on conversations FILE (e.g. data/eval/followups-squad-half-a.json).
+
+        Reports turn-2 hit@5 of the product's method (RAG_LLM decides: fusion without a
+        model, a condensed question with one), the question alone, and concatenation.
+        """
+        from rag.eval.answers import evaluate_followups
+
+        result = evaluate_followups(file, corpus, settings=_settings(chunk_tokens, chunk_overlap),
+                                    progress=not no_progress)
+        _report(result, as_json=as_json, title=f"Follow-ups, {result['dataset']}",
+                metrics=["hit@5", "hit@5_question_alone", "hit@5_concatenated", "topic_switch_hit@5",
+                         "topic_switch_hit@5_question_alone"])
+
+
+_eval_answers_commands()
+
+
 if __name__ == "__main__":
     main()

@@ -5,13 +5,18 @@ from __future__ import annotations
 import logging
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from rag.errors import NotFoundError, SourceError
 from rag.settings import Settings
 from rag.types import Document, Hit, IngestReport, SourceInfo
 
+if TYPE_CHECKING:
+    from rag.types import Answer
+
 log = logging.getLogger(__name__)
+
+EXTRACTIVE_NOTICE = "No language model is configured: answers are extracts from your documents."
 
 
 class RAG:
@@ -52,7 +57,7 @@ class RAG:
         from rag.store import ChromaStore, CombinedStore
 
         s = self.settings
-        vectors = ChromaStore(s.store_dir, collection=s.collection)
+        vectors = ChromaStore(s.store_dir, collection=s.collection, url=s.chroma_url or None)
         return CombinedStore(vectors, KeywordIndex(s.data_dir / "keyword" / f"{s.collection}.sqlite3"))
 
     @cached_property
@@ -71,6 +76,75 @@ class RAG:
         s = self.settings
         config = ChunkConfig(size=s.chunk_tokens, overlap=s.chunk_overlap, limit=self.embedder.max_tokens)
         return Indexer(self.embedder, self.store, config, write_batch=s.ingest_batch)
+
+    @cached_property
+    def generator(self):
+        """The answer generator ``settings.llm`` names (built on first use; see ``rag.generate.make_generator``)."""
+        from rag.generate import make_generator, parse_llm
+
+        kind, _ = parse_llm(self.settings.llm, self.settings)
+        return make_generator(self.settings, embedder=self.embedder if kind == "extractive" else None)
+
+    @cached_property
+    def answerer(self):
+        """Retrieve -> prompt -> generate -> cite, over this store and ``generator``."""
+        from rag.answer import Answerer
+
+        return Answerer(self.retriever, self.generator, self.settings, self.embedder)
+
+    @property
+    def generator_notice(self) -> str | None:
+        """One sentence to show users about how answers are made, or None.
+
+        Extractive: answers are extracts. A GPTQ model without a CUDA GPU: generation is slow
+        (~1 token/s). Reading this never loads a model.
+        """
+        from rag.generate import parse_llm
+
+        kind, _ = parse_llm(self.settings.llm, self.settings)
+        if kind == "extractive":
+            return EXTRACTIVE_NOTICE
+        loaded = self.__dict__.get("generator")
+        if loaded is not None:
+            return getattr(loaded, "warning", None)
+        if kind == "gptq":
+            from rag.generate import CPU_WARNING
+
+            try:
+                import torch
+            except ImportError:
+                return CPU_WARNING
+            return None if torch.cuda.is_available() else CPU_WARNING
+        return None
+
+    # -- answering --------------------------------------------------------------------------
+    def ask(self, question: str, history: Sequence[tuple[str, str]] | None = None, *, k: int | None = None,
+            sources: Sequence[str] | None = None) -> "Answer":
+        """Answer a question from the indexed documents, with citations.
+
+        Args:
+            question: the question.
+            history: earlier (user, assistant) turns, oldest first; the question may refer
+                back to them ("Who founded it?").
+            k: how many chunks to retrieve (``settings.top_k`` when omitted).
+            sources: only use these sources.
+
+        Returns:
+            The answer: text with ``[n]`` citations, the citations, the sources seen, the
+            retrieval query used, the generator and prompt format, and whether it refused
+            (text exactly ``rag.prompt.NO_ANSWER``).
+        """
+        return self.answerer.ask(question, history, k=k, sources=sources)
+
+    def ask_stream(self, question: str, history: Sequence[tuple[str, str]] | None = None, *,
+                   k: int | None = None, sources: Sequence[str] | None = None) -> "Iterator[str | Answer]":
+        """Like :meth:`ask`, yielding text pieces as they are written and finally the complete Answer.
+
+        The final ``Answer.text`` may differ from the joined pieces: citations are renumbered
+        in order of first use and markers that point to no source are dropped, so show it in
+        place of the streamed text.
+        """
+        return self.answerer.stream(question, history, k=k, sources=sources)
 
     # -- ingestion -------------------------------------------------------------------------
     def ingest(self, jobs: Iterable, *, progress: bool = False) -> IngestReport:

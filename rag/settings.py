@@ -39,6 +39,7 @@ class Settings:
 
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
     collection: str = "chunks"
+    chroma_url: str = ""  # e.g. http://127.0.0.1:8000: a Chroma server instead of the embedded store
     # Chunking, in embedder word pieces.
     chunk_tokens: int = 200
     chunk_overlap: int = 32

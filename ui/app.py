@@ -14,66 +14,78 @@ passages and their similarity, the retrieval query when it differs from the ques
 which generator answered), a Documents tab (upload PDFs, add Wikipedia pages, list and
 delete sources) and settings (number of sources k, the generator and its notice).
 
-API (usable from ``gradio_client``; every endpoint is also listed at ``/?view=api``)
--------------------------------------------------------------------------------------
-All errors come back as ``gradio_client.exceptions.AppError`` whose message is one sentence
-(the library's own message, or a generic one for unexpected failures, which are logged).
+API (usable from ``gradio_client``; listed at ``/?view=api``, "Use via API" in the footer)
+--------------------------------------------------------------------------------------
+Errors come back as ``gradio_client.exceptions.AppError`` whose message is one sentence
+(the library's own, or a generic one for unexpected failures, which the server logs).
 
 ``/ask`` — ``question: str, history: list[[str, str]] | None = None, k: int | None = None,
-sources: list[str] | None = None`` → dict. Streams: with ``client.submit`` every update but
-the last is ``{"done": false, "answer": "<text so far>"}``; the last (and what
-``client.predict`` returns) is ``{"done": true, "answer", "citations", "sources", "query",
-"generator", "prompt_format", "refused", "markdown", "sources_markdown"}`` where
-``citations`` are ``{"number", "supported", "support", "link", **hit}``, ``sources`` are hits
-with a ``"link"``, and a hit is the CLI's JSON hit (``id, score, text, source, kind, title,
-url, section, page, start, end``). ``link`` is ``/files/<name>.pdf#page=N`` for an uploaded
-PDF (relative to the server), ``URL#Section`` for Wikipedia, else null. ``history`` is the
-earlier turns as ``[question, answer]`` pairs, oldest first; ``k`` defaults to the server's
-``RAG_TOP_K``; ``sources`` restricts retrieval to those source names.
+sources: list[str] | None = None`` → dict. ``history`` is the earlier turns as
+``[question, answer]`` pairs, oldest first; ``k`` how many chunks to retrieve (default the
+server's ``RAG_TOP_K``); ``sources`` restricts retrieval to those source names. It streams:
+with ``client.submit`` every update but the last is ``{"done": false, "answer": "<text so
+far>"}``; the last one, which ``client.predict`` returns, is ``Answer.to_dict()`` plus links
+and markdown::
 
-``/upload`` — ``files: list[file]`` (``handle_file(path)`` each), ``password: str`` ("" for
-none) → ``{"files": [{"file", "source", "status", "chunks", "message", "needs_password"}]}``
-with ``status`` one of ``added``, ``replaced``, ``unchanged``, ``refused``. Files are checked
-by content (``%PDF-``), stored under ``DATA_DIR/files`` with a sanitized name (which is
-also the source name), and served at ``/files/<source>``. A refused file is not stored;
-``needs_password`` is true for an encrypted PDF: send it again with ``password``.
+    {"done": true, "answer": "From the documents: ... [1]", "refused": false,
+     "query": "<retrieval query actually used>", "generator": "extractive",
+     "prompt_format": null,
+     "citations": [{"number": 1, "supported": true, "support": 0.9, "link": "/files/a.pdf#page=2",
+                    "id", "score", "text", "source", "kind", "title", "url", "section", "page",
+                    "start", "end"}],
+     "sources": [<hit + "link">, ...],        # sources[n-1] is citation [n], then the rest seen
+     "markdown": "<answer with linked [n]>", "sources_markdown": "<numbered sources panel>"}
 
-``/add_wikipedia`` — ``titles: list[str]`` → ``{"pages": [{"title", "status", "chunks",
-"message"}]}`` (exact titles; redirects followed; ``status`` as for ``/upload``).
+``link`` is ``/files/<name>.pdf#page=N`` (relative to the server) for an uploaded PDF,
+``https://en.wikipedia.org/wiki/Title#Section`` for Wikipedia, else the source's url or null.
+The final ``answer`` replaces the streamed text (citations are renumbered at the end).
+
+``/upload`` — ``files: list[file]`` (``handle_file(path)`` each), ``password: str`` (""
+for none) → ``{"files": [{"file", "source", "status", "chunks", "message",
+"needs_password"}]}``, one per file, with ``status`` ``added``, ``replaced``, ``unchanged``
+or ``refused`` (``message`` says why in one sentence). A file is checked by content
+(``%PDF-``, not its extension), stored under ``DATA_DIR/files`` under a sanitized name
+(its base name, odd characters replaced), which is also its source name, and served at
+``/files/<source>``. A refused file is not stored; ``needs_password`` is true for an
+encrypted PDF: send it again with its ``password``.
+
+``/add_wikipedia`` — ``titles: list[str]`` (exact titles; redirects followed) →
+``{"pages": [{"title", "status", "chunks", "message"}]}``.
 
 ``/sources`` — no arguments → ``[{"source", "kind", "title", "chunks", "added_at", "url"}]``.
 
 ``/delete`` — ``source: str`` (as ``/sources`` lists it; a bare Wikipedia title works) →
-``{"source", "chunks"}`` (chunks removed; the stored PDF is deleted too).
+``{"source", "chunks"}`` (chunks removed; an uploaded PDF's stored file is deleted too).
 
-``GET /files/<name>`` — an uploaded PDF, inline (add ``#page=N`` to open a page); 404
-for anything that is not a stored upload.
+``GET /files/<name>`` — an uploaded PDF, inline (``#page=N`` opens that page in a browser);
+404 for anything that is not a stored upload.
 
 Example::
 
     from gradio_client import Client, handle_file
 
     client = Client("http://127.0.0.1:7860/")
-    client.predict([handle_file("paper.pdf")], "", api_name="/upload")
+    print(client.predict([handle_file("paper.pdf")], "", api_name="/upload"))
     answer = client.predict("What classifier is used?", api_name="/ask")
     print(answer["answer"])
     for c in answer["citations"]:
         print(c["number"], c["title"], c["page"] or c["section"], c["link"])
-    follow_up = client.predict("And how was it trained?",
-                               [["What classifier is used?", answer["answer"]]], 3, api_name="/ask")
+    history = [["What classifier is used?", answer["answer"]]]
+    follow_up = client.predict("How was it trained?", history, 3, api_name="/ask")
     for update in client.submit("What classifier is used?", api_name="/ask"):  # streamed
         print(update["answer"])
-    client.predict(api_name="/sources")
+    print(client.predict(api_name="/sources"))
     client.predict("paper.pdf", api_name="/delete")
 """
 
 import ipaddress
 import logging
+import re
 import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
 
@@ -130,9 +142,6 @@ class Actions:
         except Exception as exc:
             return user_message(exc)
 
-    def source_names(self) -> list[str]:
-        return [s.source for s in self.rag.sources()]
-
     # -- asking ----------------------------------------------------------------------------
     def ask_stream(self, question: str, history: list[tuple[str, str]], k: int | None,
                    sources: list[str] | None) -> Iterator[str | Answer]:
@@ -140,15 +149,21 @@ class Actions:
         yield from self.rag.ask_stream(question, history or None, k=k, sources=sources or None)
 
     # -- ingestion -------------------------------------------------------------------------
-    def upload(self, paths: list[str], password: str | None,
+    def upload(self, files: list[tuple[str, str]], password: str | None,
                progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
-        """Store and ingest uploaded files one by one; one result per file."""
+        """Store and ingest uploaded files one by one; one result per file.
+
+        Args:
+            files: (path of the received file, the name the client gave it) pairs.
+            password: tried on encrypted PDFs.
+            progress: called with (fraction done, description).
+        """
         results = []
-        for i, path in enumerate(paths):
-            original = Path(str(path)).name
+        for i, (path, original) in enumerate(files):
+            original = re.split(r"[\\/]", original)[-1] or Path(path).name
             if progress:
-                progress(i / max(len(paths), 1), f"Ingesting {original} ({i + 1} of {len(paths)})")
-            results.append(self._upload_one(str(path), original, password or None))
+                progress(i / max(len(files), 1), f"Ingesting {original} ({i + 1} of {len(files)})")
+            results.append(self._upload_one(path, original, password or None))
         if progress:
             progress(1.0, "Done")
         return {"files": results}
@@ -178,9 +193,8 @@ class Actions:
         for status in ("added", "replaced", "unchanged"):
             if name in getattr(report, status):
                 chunks = getattr(report, status)[name]
-                result.update(status=status, chunks=chunks,
-                              message=f"{name}: {status}, {chunks} chunk(s)" + (
-                                  " (already indexed, nothing changed)" if status == "unchanged" else ""))
+                result.update(status=status, chunks=chunks, message=f"{status}, {chunks} chunk(s)" + (
+                    " (already indexed, nothing changed)" if status == "unchanged" else ""))
                 break
         return result
 
@@ -197,7 +211,7 @@ class Actions:
                     found = getattr(report, status)
                     if found:
                         chunks = sum(found.values())
-                        page.update(status=status, chunks=chunks, message=f"{title}: {status}, {chunks} chunk(s)")
+                        page.update(status=status, chunks=chunks, message=f"{status}, {chunks} chunk(s)")
                         break
             except Exception as exc:
                 page["message"] = user_message(exc)
@@ -226,19 +240,27 @@ def _chat_messages(turns: list[dict[str, str]]) -> list[dict[str, str]]:
     return messages
 
 
-def _sources_table(actions: Actions):
+def _sources_table(infos: list) -> Any:
     import pandas as pd
 
-    rows = [[s.source, s.kind, s.chunks, s.added_at] for s in actions.rag.sources()]
+    rows = [[s.source, s.kind, s.chunks, s.added_at] for s in infos]
     return pd.DataFrame(rows, columns=["source", "kind", "chunks", "added"])
 
 
 def _results_markdown(items: list[dict[str, Any]], key: str) -> str:
     lines = []
     for item in items:
-        mark = "✅" if item["status"] in ("added", "replaced") else ("➖" if item["status"] == "unchanged" else "❌")
-        lines.append(f"- {mark} **{render.escape_md(item[key])}** — {render.escape_md(item['message'])}")
+        prefix = "**refused**: " if item["status"] == "refused" else ""
+        lines.append(f"- **{render.escape_md(item[key])}** — {prefix}{render.escape_md(item['message'])}")
     return "\n".join(lines)
+
+
+def _in_upload_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a file Gradio received as an upload (inside its upload folder)."""
+    from gradio.utils import get_upload_folder
+
+    folder = Path(get_upload_folder()).resolve()
+    return folder in Path(str(path)).resolve().parents
 
 
 def _notice_markdown(notice: str | None) -> str:
@@ -263,7 +285,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
     with gr.Blocks(title="rag — ask your documents", analytics_enabled=False,
                    delete_cache=(3600, 3600)) as demo:
         gr.Markdown("## Ask your documents")
-        notice_md = gr.Markdown(_notice_markdown(notice), elem_id="generator-notice", visible=bool(notice))
+        gr.Markdown(_notice_markdown(notice), elem_id="generator-notice", visible=bool(notice))
         turns = gr.State([])
 
         with gr.Tab("Chat", id="chat"):
@@ -303,8 +325,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                     wiki_btn = gr.Button("Add Wikipedia pages", elem_id="wiki-button")
                     wiki_md = gr.Markdown(elem_id="wiki-results")
             gr.Markdown("### Indexed sources")
-            table = gr.Dataframe(value=_sources_table(actions), interactive=False, elem_id="sources-table",
-                                 wrap=True)
+            table = gr.Dataframe(value=_sources_table([]), interactive=False, elem_id="sources-table", wrap=True)
             with gr.Row():
                 to_delete = gr.Dropdown(choices=[], label="Source to delete", scale=4, elem_id="delete-choice")
                 delete_btn = gr.Button("Delete", variant="stop", scale=1, elem_id="delete-button")
@@ -314,9 +335,9 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
         # -- UI handlers (not part of the API) ----------------------------------------------
         def refresh():
             try:
-                names = actions.source_names()
-                return (_sources_table(actions), gr.update(choices=names, value=None),
-                        gr.update(choices=names))
+                infos = actions.rag.sources()
+                names = [s.source for s in infos]
+                return _sources_table(infos), gr.update(choices=names, value=None), gr.update(choices=names)
             except Exception as exc:
                 gr.Warning(user_message(exc))
                 return gr.update(), gr.update(), gr.update()
@@ -380,13 +401,25 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                 return f"⚠️ {render.escape_md(message)}"
 
         # -- public API endpoints (documented above) ----------------------------------------
-        def upload(files: list[str] | None, password: str | None, progress=gr.Progress()) -> dict[str, Any]:
+        def upload(files: list[dict] | None, password: str | None, progress=gr.Progress()) -> dict[str, Any]:
             """Store and ingest PDFs; one result per file."""
+            # preprocess=False: ``files`` are the FileData dicts the client sent (with their
+            # orig_name), already checked by Gradio to be in its upload folder (see create_app);
+            # checked again here in case that ever changes.
+            if isinstance(files, dict):
+                files = [files]
             if not files:
                 gr.Warning("Choose one or more PDF files first.")
                 return {"files": []}
-            return actions.upload(list(files), password,
-                                  progress=lambda frac, desc: progress(frac, desc=desc))
+            items = []
+            for f in files:
+                path = f.get("path") if isinstance(f, dict) else f
+                name = (f.get("orig_name") if isinstance(f, dict) else None) or Path(str(path)).name
+                if not path or not _in_upload_folder(path):
+                    raise gr.Error(f"{uploads.safe_name(str(name))} was not uploaded to this server; "
+                                   "upload the file itself.")
+                items.append((str(path), str(name)))
+            return actions.upload(items, password, progress=lambda frac, desc: progress(frac, desc=desc))
 
         def ask(question: str, history: list[list[str]] | None = None, k: int | None = None,
                 sources: list[str] | None = None) -> Iterator[dict]:
@@ -446,7 +479,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
         ask_btn.click(**chat_io)
         clear_btn.click(clear, None, [chatbot, sources_panel, turns], **private)
 
-        upload_btn.click(upload, [pdfs, password], [upload_json], api_name="upload",
+        upload_btn.click(upload, [pdfs, password], [upload_json], api_name="upload", preprocess=False,
                          show_progress_on=[upload_md], **write_limits
                          ).then(show_upload, [upload_json], [upload_md], **private).then(**after_change)
         wiki_btn.click(add_wiki_ui, [wiki_titles], [wiki_md], **write_limits, **private).then(**after_change)
@@ -464,21 +497,32 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
 
 
 # ------------------------------------------------------------------------------ the server
-def create_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY, blocks: gr.Blocks | None = None):
+def create_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY, blocks: gr.Blocks | None = None,
+               routers: Sequence[Any] = ()):
     """A FastAPI app: ``GET /files/{name}`` for uploaded PDFs, and the Gradio page and API at ``/``.
 
     Args:
         rag: the facade to serve.
         ask_concurrency: how many questions are answered at once.
         blocks: the page (default: ``build_app(rag)``).
+        routers: more FastAPI ``APIRouter``s to serve beside the page (e.g. a REST API);
+            their routes win over the page's, and are listed at ``/docs``.
     """
     from fastapi import FastAPI
 
-    app = FastAPI(title="rag", docs_url=None, redoc_url=None, openapi_url=None)
-    uploads.add_files_route(app, rag.settings.files_dir)  # before the mount, so it wins over "/"
+    app = FastAPI(title="rag", docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
+    # Routes added before the mount at "/" win over it.
+    uploads.add_files_route(app, rag.settings.files_dir)
+    for router in routers:
+        app.include_router(router)
     blocks = blocks or build_app(rag, ask_concurrency=ask_concurrency)
-    return gr.mount_gradio_app(app, blocks, path="/", show_error=False, max_file_size=rag.settings.max_pdf_bytes,
-                               footer_links=["api"], css=CSS)
+    app = gr.mount_gradio_app(app, blocks, path="/", show_error=False, max_file_size=rag.settings.max_pdf_bytes,
+                              footer_links=["api"], css=CSS)
+    # Gradio refuses file inputs that name a server path outside its upload folder only once
+    # the Blocks "has launched", which mount_gradio_app never marks; without this, a client
+    # could have any readable server file copied into the cache and ingested.
+    blocks.has_launched = True
+    return app
 
 
 def is_loopback(host: str) -> bool:
@@ -497,6 +541,7 @@ def warm_up(rag: RAG) -> None:
     rag.indexer  # noqa: B018
     try:
         rag.generator  # noqa: B018
+        rag.answerer  # noqa: B018
     except Exception as exc:
         log.warning("The generator did not load: %s", exc)
 
@@ -509,7 +554,8 @@ class UIServer:
     """
 
     def __init__(self, rag: RAG, host: str = "127.0.0.1", port: int = 7860, *,
-                 ask_concurrency: int = ASK_CONCURRENCY, log_level: str = "warning") -> None:
+                 ask_concurrency: int = ASK_CONCURRENCY, routers: Sequence[Any] = (),
+                 log_level: str = "warning") -> None:
         import uvicorn
 
         self.rag = rag
@@ -520,7 +566,7 @@ class UIServer:
         self._sock.bind((host, port))
         self.port = self._sock.getsockname()[1]
         self.blocks = build_app(rag, ask_concurrency=ask_concurrency)
-        self.app = create_app(rag, blocks=self.blocks)
+        self.app = create_app(rag, blocks=self.blocks, routers=routers)
         config = uvicorn.Config(self.app, log_level=log_level, timeout_graceful_shutdown=2,
                                 ws="none", lifespan="on")
         self._server = uvicorn.Server(config)

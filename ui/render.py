@@ -51,11 +51,11 @@ def _one_line(text: str, limit: int = PASSAGE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _cited(answer: Answer) -> list[tuple[int, Hit]]:
-    """The numbered hits an answer's [n] refer to; all retrieved hits when it cites none."""
+def _cited(answer: Answer) -> list[tuple[int, Hit, bool | None]]:
+    """(number, hit, supported) for each [n] of an answer; all retrieved hits when it cites none."""
     if answer.citations:
-        return [(c.number, c.hit) for c in sorted(answer.citations, key=lambda c: c.number)]
-    return list(enumerate(answer.sources, 1))
+        return [(c.number, c.hit, c.supported) for c in sorted(answer.citations, key=lambda c: c.number)]
+    return [(n, hit, None) for n, hit in enumerate(answer.sources, 1)]
 
 
 def streaming_markdown(text: str) -> str:
@@ -105,10 +105,12 @@ def sources_markdown(answer: Answer, *, link: LinkFn = no_link) -> str:
     if not entries:
         return "_No passages were retrieved: nothing is indexed yet, or nothing matched._"
     lines = ["### Sources" if answer.citations else "### Retrieved passages (none cited)"]
-    for number, hit in entries:
+    for number, hit, supported in entries:
         place = where(hit)
         head = f"**[{number}] {escape_md(hit.title)}**" + (f" — {escape_md(place)}" if place else "")
         meta = [f"similarity {hit.score:.3f}"]
+        if supported is False:
+            meta.append("_this passage may not support the sentence that cites it_")
         url = link(hit)
         if url:
             label = f"open PDF at page {hit.page}" if hit.chunk.kind == "pdf" and hit.page else (

@@ -160,8 +160,9 @@ def evaluate_beir(
         split: the qrels split.
 
     Returns:
-        ``ndcg@k``, ``recall@k``, ``mrr@k`` for each cutoff, ``n`` (queries), ``seconds``,
-        and the settings and sizes of the run.
+        ``ndcg@k``, ``recall@k``, ``mrr@k`` for each cutoff, ``n`` (queries), ``seconds`` (the
+        whole run, model load included; ``ingest_seconds`` and ``query_seconds`` split it), and
+        the settings and sizes of the run.
     """
     if units not in UNITS:
         raise ConfigError(f"units={units!r} is not one of {', '.join(UNITS)}; e.g. units='chunks'")
@@ -195,6 +196,7 @@ def evaluate_beir(
         "n": len(data.qrels),
         "seconds": round(time.perf_counter() - started, 1),
         "units": units,
+        "retrieval_mode": s.retrieval_mode,
         "chunk_tokens": s.chunk_tokens if units == "chunks" else None,
         "chunk_overlap": s.chunk_overlap if units == "chunks" else None,
         "k": cutoffs,

@@ -41,6 +41,8 @@ def _common_options(fn: Callable) -> Callable:
                      help="Chunk size in word pieces (default: setting chunk_tokens)."),
         click.option("--chunk-overlap", type=int, default=None,
                      help="Chunk overlap in word pieces (default: setting chunk_overlap)."),
+        click.option("--retrieval-mode", type=click.Choice(["dense", "keyword", "hybrid"]), default=None,
+                     help="Retrieval mode (default: setting retrieval_mode)."),
         click.option("--no-progress", is_flag=True, help="Hide the progress bars."),
     ]
     for option in reversed(options):
@@ -48,10 +50,11 @@ def _common_options(fn: Callable) -> Callable:
     return fn
 
 
-def _settings(chunk_tokens: int | None, chunk_overlap: int | None):
+def _settings(chunk_tokens: int | None, chunk_overlap: int | None, retrieval_mode: str | None):
     from rag.eval.common import resolve_settings
 
-    return resolve_settings(None, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap)
+    return resolve_settings(None, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
+                            retrieval_mode=retrieval_mode)
 
 
 def _report(result: dict[str, Any], *, as_json: bool, title: str, metrics: Iterable[str]) -> None:
@@ -86,7 +89,7 @@ def _cutoffs(values: tuple[str, ...]) -> list[int]:
               help="More cutoffs to report (10 and 100 always are), e.g. --k 1,5.")
 @_common_options
 def beir_command(directory: Path, units: str, ks: tuple[str, ...], as_json: bool, chunk_tokens: int | None,
-                 chunk_overlap: int | None, no_progress: bool) -> None:
+                 chunk_overlap: int | None, retrieval_mode: str | None, no_progress: bool) -> None:
     """Score retrieval on a BEIR data set DIRECTORY (corpus.jsonl, queries.jsonl, qrels/test.tsv).
 
     Reports nDCG@10, recall@10, recall@100 and MRR@10 over the test queries, e.g.
@@ -96,7 +99,8 @@ def beir_command(directory: Path, units: str, ks: tuple[str, ...], as_json: bool
     from rag.eval.beir import METRIC_KEYS, evaluate_beir
 
     cutoffs = _cutoffs(ks)
-    result = evaluate_beir(directory, settings=_settings(chunk_tokens, chunk_overlap), units=units,  # type: ignore[arg-type]
+    settings = _settings(chunk_tokens, chunk_overlap, retrieval_mode)
+    result = evaluate_beir(directory, settings=settings, units=units,  # type: ignore[arg-type]
                            progress=not no_progress, ks=cutoffs)
     extra = [f"{m}@{k}" for k in result["k"] for m in ("ndcg", "recall", "mrr")]
     _report(result, as_json=as_json, title=f"BEIR {result['dataset']} ({units})",
@@ -109,13 +113,13 @@ def beir_command(directory: Path, units: str, ks: tuple[str, ...], as_json: bool
               help="Only the first N articles and their questions (a quick check).")
 @_common_options
 def squad_command(file: Path, limit_articles: int | None, as_json: bool, chunk_tokens: int | None,
-                  chunk_overlap: int | None, no_progress: bool) -> None:
+                  chunk_overlap: int | None, retrieval_mode: str | None, no_progress: bool) -> None:
     """Score retrieval on a SQuAD v1.1 FILE: is a gold answer in a top-k chunk of the right article?
 
     Reports hit@1, hit@5, hit@10 and MRR (of the first hit within the top 10) over every question.
     """
     from rag.eval.squad import METRIC_KEYS, evaluate_squad
 
-    result = evaluate_squad(file, settings=_settings(chunk_tokens, chunk_overlap), progress=not no_progress,
-                            limit_articles=limit_articles)
+    result = evaluate_squad(file, settings=_settings(chunk_tokens, chunk_overlap, retrieval_mode),
+                            progress=not no_progress, limit_articles=limit_articles)
     _report(result, as_json=as_json, title=f"SQuAD {result['dataset']}", metrics=METRIC_KEYS)

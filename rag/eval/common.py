@@ -48,16 +48,23 @@ def temporary_rag(settings: Settings) -> Iterator[Any]:
 
 
 def _close_store(rag: Any) -> None:
-    # Only a store that was opened holds files; Chroma keeps one shared system per path
-    # until its client is closed, so close it before the directory goes away.
+    # Only a store that was opened holds files. Chroma keeps one shared system per path until
+    # its client is closed, and the keyword index holds a SQLite connection: close both before
+    # the directory goes away.
     store = rag.__dict__.get("store")
     if store is None:
         return
-    close = getattr(store, "close", None) or getattr(getattr(store, "_client", None), "close", None)
-    if close is not None:
+    if callable(getattr(store, "close", None)):
+        parts = [store]
+    else:
+        parts = [p for p in (getattr(store, "vectors", None), getattr(store, "keywords", None)) if p] or [store]
+    for part in parts:
+        close = getattr(part, "close", None) or getattr(getattr(part, "_client", None), "close", None)
+        if close is None:
+            continue
         try:
             close()
-        except Exception as exc:  # closing is best effort: the directory is deleted anyway
+        except Exception as exc:  # best effort: the directory is deleted anyway
             log.debug("closing the evaluation store failed: %s", exc)
 
 
@@ -100,23 +107,22 @@ def read_json(path: Path, what: str) -> Any:
 
 
 def format_table(title: str, result: Mapping[str, Any], metrics: Iterable[str]) -> str:
-    """A readable two-column table: the metrics first, then every other key (settings, sizes)."""
+    """A readable two-column table: the metrics first, then every other key (settings, sizes, times)."""
     metrics = [m for m in metrics if m in result]
-    rest = [k for k in result if k not in metrics and k != "eval"]
+    rest = [k for k in result if k not in metrics and k != "eval" and result[k] is not None]
     width = max(len(k) for k in [*metrics, *rest, "metric"])
-    lines = [title, f"{'metric':<{width}}  value", f"{'-' * width}  {'-' * 8}"]
-    for key in metrics:
-        lines.append(f"{key:<{width}}  {_fmt(result[key])}")
+    rule = f"{'-' * width}  {'-' * 8}"
+    lines = [title, f"{'metric':<{width}}  value", rule]
+    lines += [f"{key:<{width}}  {_fmt(key, result[key])}" for key in metrics]
     if rest:
-        lines.append(f"{'-' * width}  {'-' * 8}")
-        for key in rest:
-            lines.append(f"{key:<{width}}  {_fmt(result[key])}")
+        lines.append(rule)
+        lines += [f"{key:<{width}}  {_fmt(key, result[key])}" for key in rest]
     return "\n".join(lines)
 
 
-def _fmt(value: Any) -> str:
+def _fmt(key: str, value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.1f}" if key.endswith("seconds") else f"{value:.4f}"
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     return str(value)

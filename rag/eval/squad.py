@@ -124,7 +124,8 @@ def evaluate_squad(
         limit_articles: only the first N articles and their questions.
 
     Returns:
-        ``hit@1``, ``hit@5``, ``hit@10``, ``mrr``, ``n`` (questions), ``seconds``, and the
+        ``hit@1``, ``hit@5``, ``hit@10``, ``mrr``, ``n`` (questions), ``seconds`` (the whole run,
+        model load included; ``ingest_seconds`` and ``query_seconds`` split it), and the
         settings and sizes of the run.
     """
     s = resolve_settings(settings)
@@ -154,6 +155,7 @@ def evaluate_squad(
         **{k: v / n for k, v in sums.items()},
         "n": n,
         "seconds": round(time.perf_counter() - started, 1),
+        "retrieval_mode": s.retrieval_mode,
         "chunk_tokens": s.chunk_tokens,
         "chunk_overlap": s.chunk_overlap,
         "k": DEPTH,

@@ -55,6 +55,12 @@ def test_sources_panel_has_title_place_passage_score_link() -> None:
     assert "[open on Wikipedia](https://en.wikipedia.org/wiki/Python_%28programming_language%29#History)" in md
 
 
+def test_unsupported_citation_is_flagged() -> None:
+    answer = _answer(citations=[Citation(1, PDF_HIT, supported=False, support=0.1), Citation(2, WIKI_HIT, True, 0.9)])
+    md = sources_markdown(answer, link=_link)
+    assert md.count("may not support") == 1 and md.index("may not support") < md.index("[2]")
+
+
 def test_refusal_lists_retrieved_passages() -> None:
     answer = _answer(text="The indexed documents don't answer this.", citations=[], refused=True)
     assert "none cited" in sources_markdown(answer, link=_link)

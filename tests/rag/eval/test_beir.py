@@ -15,12 +15,14 @@ from tests.conftest import require_shared
 
 # Published all-MiniLM-L6-v2 SciFact test nDCG@10 (MTEB result file in ../shared/data/beir/reference).
 MTEB_SCIFACT_NDCG10 = 0.6451
-# Measured on the subset below (50 test queries, their relevant abstracts and 500 distractors):
-# chunks 200/32 gave nDCG@10 0.{SUBSET}; the floor leaves room for numeric noise, not for a regression.
+# Measured on the subset below (the first 50 test queries, the abstracts relevant to them and 250
+# distractors: 301 abstracts, 726 chunks at 200/32): nDCG@10 0.9346, recall@10 0.98, recall@100 1.0 (whole
+# abstracts: nDCG@10 0.9137). The floors leave room for numeric noise, not for a regression; a
+# broken retriever scores near 0.
 SUBSET_QUERIES = 50
-SUBSET_DISTRACTORS = 500
-SUBSET_NDCG10_FLOOR = 0.0
-SUBSET_RECALL100_FLOOR = 0.0
+SUBSET_DISTRACTORS = 250
+SUBSET_NDCG10_FLOOR = 0.91
+SUBSET_RECALL10_FLOOR = 0.95
 PINNED = dict(chunk_tokens=200, chunk_overlap=32)
 
 
@@ -100,7 +102,7 @@ def test_scifact_subset_with_default_chunking(tmp_path: Path, embedder) -> None:
     assert (result["chunk_tokens"], result["chunk_overlap"]) == (200, 32)
     assert result["indexed"] > result["documents"]  # long abstracts were cut into several chunks
     assert result["ndcg@10"] >= SUBSET_NDCG10_FLOOR, result
-    assert result["recall@100"] >= SUBSET_RECALL100_FLOOR, result
+    assert result["recall@10"] >= SUBSET_RECALL10_FLOOR, result
     assert result["recall@10"] <= result["recall@100"]
 
 

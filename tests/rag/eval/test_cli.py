@@ -12,11 +12,16 @@ from tests.rag.eval.test_beir import write_beir
 from tests.rag.eval.test_squad import article, write_squad
 
 CORPUS = [
-    {"_id": "eiffel", "title": "Eiffel Tower", "text": "The Eiffel Tower is a wrought-iron lattice tower in Paris, France."},
-    {"_id": "python", "title": "Python", "text": "Python is a programming language created by Guido van Rossum."},
-    {"_id": "insulin", "title": "Insulin", "text": "Insulin is a hormone made by the pancreas that lowers blood sugar."},
-    {"_id": "everest", "title": "Mount Everest", "text": "Mount Everest is Earth's highest mountain, in the Himalayas."},
-    {"_id": "volcano", "title": "Volcano", "text": "A volcano is a rupture in the crust through which lava erupts."},
+    {"_id": "eiffel", "title": "Eiffel Tower",
+     "text": "The Eiffel Tower is a wrought-iron lattice tower in Paris, France."},
+    {"_id": "python", "title": "Python",
+     "text": "Python is a programming language created by Guido van Rossum."},
+    {"_id": "insulin", "title": "Insulin",
+     "text": "Insulin is a hormone made by the pancreas that lowers blood sugar."},
+    {"_id": "everest", "title": "Mount Everest",
+     "text": "Mount Everest is Earth's highest mountain, in the Himalayas."},
+    {"_id": "volcano", "title": "Volcano",
+     "text": "A volcano is a rupture in the crust through which lava erupts."},
 ]
 QUERIES = [
     {"_id": "q1", "text": "Which city has the Eiffel Tower?"},
@@ -57,6 +62,19 @@ def test_eval_beir_table_and_chunk_options(tmp_path: Path, embedder) -> None:
     assert any(line.split() == ["ndcg@10", "1.0000"] for line in lines), result.stdout
     assert any(line.split() == ["chunk_tokens", "64"] for line in lines), result.stdout
     assert result.stderr == ""
+
+
+def test_eval_beir_keyword_mode_goes_through_the_retriever(tmp_path: Path, embedder) -> None:
+    root = write_beir(tmp_path / "tiny", CORPUS, QUERIES, QRELS)
+
+    result = CliRunner().invoke(main, ["eval", "beir", str(root), "--json", "--retrieval-mode", "keyword",
+                                       "--no-progress"])
+
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert (out["retrieval_mode"], out["units"]) == ("keyword", "chunks")
+    # Each query shares words only with its own document ("Eiffel Tower", "Python", "blood sugar").
+    assert out["ndcg@10"] == 1.0
 
 
 def test_eval_squad_json(tmp_path: Path, embedder) -> None:

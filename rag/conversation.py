@@ -1,0 +1,207 @@
+"""Follow-up questions: turn "Who founded it?" into a retrieval that knows what "it" is.
+
+Two strategies, chosen by the generator:
+
+* With a language model, the model *condenses* the conversation and the new question into
+  one standalone question (:func:`condense`), in the model's own prompt format; that
+  question is the retrieval query. When the model's rewrite is unusable (empty, or far
+  longer than a question), retrieval falls back to fusion.
+* Without one (the extractive generator), retrieval *fuses* two rankings
+  (:func:`fused_search`): the question alone, and the question after the previous user
+  turns. Reciprocal-rank fusion (RRF, k=60, each ranking 20 deep) merges them, so a chunk
+  that both rankings place high wins, and a question that names its own subject is not
+  drowned by the old topic. When the question has no referring word (it, they, his,
+  this, there, ...), the history ranking counts half.
+
+Measured with MiniLM on ``data/eval/followups-squad-half-a.json`` (43 conversations, turn-2
+hit@5, ``rag eval followups``): question alone 0.70, question + previous turn 0.93, fusion
+0.98. On 300 SQuAD questions asked after a question about another article (a topic switch),
+hit@5 is 0.84 alone, 0.38 concatenated and 0.82 fused.
+
+The retrieval query reported in ``Answer.query`` is the standalone question, or for fusion
+``"<question> [+ previous turn: <turn>]"``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from rag.prompt import render
+from rag.types import Hit
+
+History = Sequence[tuple[str, str]]
+
+RRF_K = 60
+FUSE_TURNS = 2  # previous user turns added to the question for the second ranking
+FUSE_DEPTH = 20  # how deep each ranking goes before fusing
+NO_ANAPHOR_WEIGHT = 0.5  # the history ranking's RRF weight when the question refers to nothing
+# Words that point back into the conversation ("Who founded it?", "When did he die?").
+ANAPHORA = re.compile(
+    r"\b(it|its|it's|itself|they|them|their|theirs|themselves|he|him|his|himself|she|her|hers|herself|"
+    r"this|that|these|those|there|the same|the former|the latter)\b", re.I)
+CONDENSE_MAX_NEW_TOKENS = 64
+_ASSISTANT_CHARS = 400  # how much of each earlier answer the condensing prompt shows
+_CONDENSE_TURNS = 3
+
+CONDENSE_SYSTEM = (
+    "You rewrite the user's last question so that it can be understood without the conversation. "
+    "Replace pronouns such as it, they, he or she with what they refer to. "
+    "Reply with the rewritten question only, on one line, without answering it."
+)
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """What retrieval for one turn found, and how.
+
+    Attributes:
+        query: the retrieval query actually used, or a description of the fused queries.
+        hits: the chunks, best first.
+        queries: the texts that were embedded and searched.
+        method: ``question`` (no history), ``fused`` or ``condensed``.
+    """
+
+    query: str
+    hits: list[Hit]
+    queries: tuple[str, ...] = ()
+    method: str = "question"
+    rankings: tuple[tuple[Hit, ...], ...] = field(default=(), repr=False)
+
+
+def normalize_history(history: Any) -> list[tuple[str, str]]:
+    """Earlier turns as (user, assistant) pairs; bare strings count as user turns without an answer."""
+    out: list[tuple[str, str]] = []
+    for turn in history or ():
+        if isinstance(turn, str):
+            out.append((turn, ""))
+        else:
+            user, assistant = (list(turn) + ["", ""])[:2]
+            out.append((str(user or ""), str(assistant or "")))
+    return [(u, a) for u, a in out if u.strip()]
+
+
+def previous_user_turns(history: History, n: int = FUSE_TURNS) -> list[str]:
+    """The last ``n`` user turns, oldest first."""
+    return [" ".join(u.split()) for u, _ in list(history)[-n:] if u.strip()]
+
+
+def rrf(rankings: Sequence[Sequence[Hit]], k: int, *, rrf_k: int = RRF_K,
+        weights: Sequence[float] | None = None) -> list[Hit]:
+    """Reciprocal-rank fusion: score(chunk) = sum over rankings of weight / (rrf_k + rank).
+
+    A fused hit keeps the highest cosine any ranking gave its chunk; ties in RRF score go to
+    the ranking listed first.
+
+    Args:
+        rankings: hit lists, best first.
+        k: how many fused hits to return.
+        rrf_k: the RRF constant (60, as in Cormack et al. 2009).
+        weights: one weight per ranking (all 1 when None).
+
+    Returns:
+        The top ``k`` hits by fused score.
+    """
+    weights = list(weights) if weights is not None else [1.0] * len(rankings)
+    score: dict[str, float] = {}
+    best: dict[str, Hit] = {}
+    order: dict[str, int] = {}
+    for w, ranking in zip(weights, rankings):
+        for rank, hit in enumerate(ranking, 1):
+            cid = hit.chunk.id
+            score[cid] = score.get(cid, 0.0) + w / (rrf_k + rank)
+            if cid not in best or hit.score > best[cid].score:
+                best[cid] = hit
+            order.setdefault(cid, len(order))
+    ids = sorted(score, key=lambda c: (-score[c], order[c]))[:k]
+    return [best[c] for c in ids]
+
+
+def refers_back(question: str) -> bool:
+    """Whether the question has a word that points back into the conversation (it, they, his, ...)."""
+    return bool(ANAPHORA.search(question))
+
+
+def fused_query(question: str, history: History, n: int = FUSE_TURNS) -> str:
+    """The second retrieval text: the previous user turns, then the question."""
+    return " ".join([*previous_user_turns(history, n), question.strip()])
+
+
+def describe_fused(question: str, history: History, n: int = FUSE_TURNS) -> str:
+    """How ``Answer.query`` names a fused retrieval: ``<question> [+ previous turn(s): ...]``."""
+    turns = previous_user_turns(history, n)
+    label = "previous turn" if len(turns) == 1 else "previous turns"
+    return f"{question.strip()} [+ {label}: {' / '.join(turns)}]"
+
+
+def fused_search(search: Callable[..., list[Hit]], question: str, history: History, k: int, *,
+                 sources: Sequence[str] | None = None, depth: int | None = None) -> Retrieved:
+    """Retrieve for a follow-up without a language model: RRF of the question alone and question + previous turns.
+
+    Args:
+        search: ``search(query, k, sources=...)``, e.g. ``Retriever.search``.
+        question: the new question.
+        history: earlier (user, assistant) turns.
+        k: how many hits.
+        sources: restrict to these sources.
+        depth: how deep each ranking goes before fusing (:data:`FUSE_DEPTH` when None).
+
+    Returns:
+        The fused hits; ``query`` describes both queries.
+    """
+    history = normalize_history(history)
+    if not history:
+        hits = search(question, k, sources=sources)
+        return Retrieved(question.strip(), hits, (question.strip(),), "question", (tuple(hits),))
+    depth = max(depth or FUSE_DEPTH, k)
+    alone = search(question, depth, sources=sources)
+    combined_text = fused_query(question, history)
+    combined = search(combined_text, depth, sources=sources)
+    weight = 1.0 if refers_back(question) else NO_ANAPHOR_WEIGHT
+    hits = rrf([alone, combined], k, weights=[1.0, weight])
+    return Retrieved(describe_fused(question, history), hits, (question.strip(), combined_text), "fused",
+                     (tuple(alone), tuple(combined)))
+
+
+def condense_prompt(question: str, history: History, fmt: str, *,
+                    render_chat_template: Callable[[list[dict[str, str]]], str] | None = None) -> str:
+    """The prompt that asks a model for a standalone version of ``question``, in its format ``fmt``."""
+    lines = []
+    for user, assistant in list(history)[-_CONDENSE_TURNS:]:
+        lines.append(f"User: {' '.join(user.split())}")
+        if assistant.strip():
+            short = " ".join(assistant.split())
+            if len(short) > _ASSISTANT_CHARS:
+                short = short[:_ASSISTANT_CHARS].rsplit(" ", 1)[0] + " …"
+            lines.append(f"Assistant: {short}")
+    user = (
+        "Conversation:\n" + "\n".join(lines) + "\n\n"
+        f"Last question: {' '.join(question.split())}\n\n"
+        "Rewrite the last question as a standalone question."
+    )
+    return render(fmt, CONDENSE_SYSTEM, user, (), render_chat_template=render_chat_template)
+
+
+def clean_condensed(text: str, question: str) -> str | None:
+    """The standalone question from a model's reply, or None when the reply is unusable."""
+    for line in text.strip().splitlines():
+        line = line.strip()
+        if line:
+            break
+    else:
+        return None
+    line = re.sub(r"^(standalone|rewritten)?\s*(question)?\s*:\s*", "", line, flags=re.I).strip()
+    line = line.strip("\"'“”‘’` ").strip()
+    if not re.search(r"\w", line) or len(line) > 3 * len(question) + 200:
+        return None
+    return line
+
+
+def condense(generator: Any, question: str, history: History, *,
+             max_new_tokens: int = CONDENSE_MAX_NEW_TOKENS) -> str | None:
+    """Ask the generator for a standalone version of ``question``; None when it gives nothing usable."""
+    prompt = condense_prompt(question, history, generator.prompt_format,
+                             render_chat_template=getattr(generator, "render_chat_template", None))
+    reply = "".join(generator.stream(prompt, max_new_tokens=max_new_tokens))
+    return clean_condensed(reply, question)

@@ -1,0 +1,332 @@
+"""Answer quality on SQuAD, through the product's own ingestion, retrieval and :class:`rag.answer.Answerer`.
+
+Three evaluations, each over a fresh temporary store holding every article of a SQuAD file
+(loaded and ingested exactly as ``rag eval squad`` does, via :func:`rag.eval.squad.load_squad`):
+
+* :func:`evaluate_extract`: how often the extractive answer (the best 1-3 sentences) contains
+  a gold answer string, case-insensitively (``extract_contains_answer``); also with
+  refusals applied (``answer_contains_answer``) and the share of questions whose retrieved
+  chunks contain one at all (``retrieved_contains_answer``, the ceiling).
+* :func:`evaluate_refusals`: every question is asked twice. *Answerable*: over the whole
+  store. *Unanswerable*: with its own article left out (retrieval restricted to the other
+  articles' sources, which for dense retrieval ranks exactly as a store without that
+  article would). Reported: the share refused in each case at ``settings.refuse_below``,
+  and the threshold that refuses the most unanswerable questions while refusing at most 5%
+  of answerable ones, fitted on the even-numbered articles and scored on the odd ones.
+* :func:`evaluate_followups`: two-turn conversations (``data/eval/followups-squad-half-a.json``);
+  turn-2 hit@5 (a top-5 chunk of the gold article contains a gold answer) for the question
+  alone, the previous turn + question concatenated, and the product's follow-up retrieval.
+  A topic-switch control asks SQuAD questions after a question about another article.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from rag.eval.common import EvalDataError, iter_progress, read_json, resolve_settings, temporary_rag
+from rag.eval.squad import Question, SquadData, is_hit, load_squad
+from rag.settings import Settings
+
+MAX_FALSE_REFUSALS = 0.05
+SWITCH_QUESTIONS = 300
+SWITCH_SEED = 7
+
+
+@contextmanager
+def squad_rag(data: SquadData, settings: Settings, *, progress: bool = False, rag: Any = None) -> Iterator[Any]:
+    """A facade over a fresh temporary store with every article of ``data`` ingested (or ``rag`` as given)."""
+    if rag is not None:
+        yield rag
+        return
+    from ingest.index import SourceJob
+
+    with temporary_rag(settings) as fresh:
+        fresh.ingest([SourceJob(d.source, lambda d=d: [d]) for d in data.documents], progress=progress)
+        yield fresh
+
+
+def _contains(text: str, answers: Sequence[str]) -> bool:
+    folded = text.casefold()
+    return any(a.casefold() in folded for a in answers)
+
+
+def _extractive_answerer(rag: Any, settings: Settings):
+    from rag.answer import Answerer
+    from rag.generate.extractive import ExtractiveGenerator
+
+    return Answerer(rag.retriever, ExtractiveGenerator(rag.embedder), settings, rag.embedder)
+
+
+def evaluate_extract(
+    squad_file: str | Path,
+    *,
+    settings: Settings | None = None,
+    progress: bool = False,
+    limit_articles: int | None = None,
+    rag: Any = None,
+) -> dict[str, Any]:
+    """Ask every SQuAD question and check whether the extract contains a gold answer.
+
+    Args:
+        squad_file: a SQuAD v1.1 JSON file.
+        settings: chunking, embedding and ``refuse_below`` (environment and defaults when None).
+        progress: progress bars on stderr.
+        limit_articles: only the first N articles and their questions.
+        rag: a facade whose store already holds exactly these articles (skips ingestion).
+
+    Returns:
+        ``extract_contains_answer``, ``answer_contains_answer``, ``refused``,
+        ``retrieved_contains_answer``, ``n``, ``seconds`` and the settings used.
+    """
+    from rag.answer import EXTRACT_DEPTH
+
+    s = resolve_settings(settings)
+    started = time.perf_counter()
+    data = load_squad(squad_file, limit_articles=limit_articles)
+    extract = answered = refused = ceiling = 0
+    with squad_rag(data, s, progress=progress, rag=rag) as r:
+        answerer = _extractive_answerer(r, s)
+        gen = answerer.generator
+        for q in iter_progress(data.questions, total=len(data.questions), desc="Extracting", unit="question",
+                               enabled=progress):
+            found = answerer.retrieve(q.text)
+            text = " ".join(x.text for x in gen.select(q.text, found.hits))
+            hit = _contains(text, q.answers)
+            refuse = answerer.should_refuse(found)
+            extract += hit
+            answered += hit and not refuse
+            refused += refuse
+            ceiling += _contains(" ".join(h.text for h in found.hits), q.answers)
+    n = len(data.questions)
+    return {
+        "eval": "answers",
+        "dataset": data.name,
+        "extract_contains_answer": extract / n,
+        "answer_contains_answer": answered / n,
+        "refused": refused / n,
+        "retrieved_contains_answer": ceiling / n,
+        "n": n,
+        "seconds": round(time.perf_counter() - started, 1),
+        "k": EXTRACT_DEPTH,
+        "max_sentences": gen.max_sentences,
+        "refuse_below": s.refuse_below,
+        "chunk_tokens": s.chunk_tokens,
+        "chunk_overlap": s.chunk_overlap,
+        "articles": len(data.documents),
+    }
+
+
+def best_threshold(answerable: Sequence[float], unanswerable: Sequence[float],
+                   max_false: float = MAX_FALSE_REFUSALS) -> tuple[float, float, float]:
+    """The threshold that refuses the most unanswerable questions with at most ``max_false`` answerable refused.
+
+    A question is refused when its evidence is below the threshold.
+
+    Returns:
+        ``(threshold, refused_unanswerable, refused_answerable)``.
+    """
+    pos = sorted(answerable)
+    if not pos:
+        return float("-inf"), 0.0, 0.0
+    allowed = math.floor(max_false * len(pos))
+    threshold = pos[allowed]  # refusing below it refuses exactly the `allowed` weakest (ties aside)
+    return (threshold, sum(v < threshold for v in unanswerable) / max(len(unanswerable), 1),
+            sum(v < threshold for v in pos) / len(pos))
+
+
+def evaluate_refusals(
+    squad_file: str | Path,
+    *,
+    settings: Settings | None = None,
+    progress: bool = False,
+    limit_articles: int | None = None,
+    max_questions: int | None = None,
+    rag: Any = None,
+) -> dict[str, Any]:
+    """Refusal rates on unanswerable (own article left out) and answerable questions.
+
+    Args:
+        squad_file: a SQuAD v1.1 JSON file (at least two articles).
+        settings: chunking, embedding and ``refuse_below`` (environment and defaults when None).
+        progress: progress bars on stderr.
+        limit_articles: only the first N articles and their questions.
+        max_questions: ask only this many questions, spread evenly over the file.
+        rag: a facade whose store already holds exactly these articles (skips ingestion).
+
+    Returns:
+        ``refused_unanswerable``, ``refused_answerable`` at ``refuse_below``;
+        ``refused_answerable_retrievable`` (answerable questions whose retrieved chunks hold
+        the answer); the fitted threshold and its rates on held-out articles; ``n``, ``seconds``.
+    """
+    s = resolve_settings(settings)
+    started = time.perf_counter()
+    data = load_squad(squad_file, limit_articles=limit_articles)
+    sources = [d.source for d in data.documents]
+    if len(sources) < 2:
+        raise EvalDataError(f"{squad_file} has {len(sources)} article(s); refusals need at least two")
+    questions = data.questions
+    if max_questions is not None and max_questions < len(questions):
+        step = len(questions) / max_questions
+        questions = [questions[int(i * step)] for i in range(max_questions)]
+    rows: list[tuple[str, float, float, bool]] = []  # (source, answerable ev, unanswerable ev, retrievable)
+    with squad_rag(data, s, progress=progress, rag=rag) as r:
+        answerer = _extractive_answerer(r, s)
+        for q in iter_progress(questions, total=len(questions), desc="Asking twice", unit="question",
+                               enabled=progress):
+            found = answerer.retrieve(q.text)
+            others = [x for x in sources if x != q.source]
+            missing = answerer.retrieve(q.text, sources=others)
+            retrievable = any(is_hit(h, q) for h in found.hits)
+            rows.append((q.source, answerer.evidence(found), answerer.evidence(missing), retrievable))
+    t = s.refuse_below
+    n = len(rows)
+    pos = [a for _, a, _, _ in rows]
+    neg = [b for _, _, b, _ in rows]
+    retrievable = [a for _, a, _, ok in rows if ok]
+    order = {src: i for i, src in enumerate(sources)}
+    fit = [row for row in rows if order[row[0]] % 2 == 0]
+    held = [row for row in rows if order[row[0]] % 2 == 1]
+    fitted, _, _ = best_threshold([a for _, a, _, _ in fit], [b for _, _, b, _ in fit])
+    overall, overall_unans, overall_ans = best_threshold(pos, neg)
+    return {
+        "eval": "refusals",
+        "dataset": data.name,
+        "refused_unanswerable": sum(v < t for v in neg) / n,
+        "refused_answerable": sum(v < t for v in pos) / n,
+        "refused_answerable_retrievable": sum(v < t for v in retrievable) / max(len(retrievable), 1),
+        "refuse_below": t,
+        "fitted_threshold": round(fitted, 4),
+        "heldout_refused_unanswerable": sum(b < fitted for _, _, b, _ in held) / max(len(held), 1),
+        "heldout_refused_answerable": sum(a < fitted for _, a, _, _ in held) / max(len(held), 1),
+        "best_threshold_all": round(overall, 4),
+        "best_refused_unanswerable_all": overall_unans,
+        "best_refused_answerable_all": overall_ans,
+        "max_false_refusals": MAX_FALSE_REFUSALS,
+        "n": n,
+        "seconds": round(time.perf_counter() - started, 1),
+        "articles": len(sources),
+        "chunk_tokens": s.chunk_tokens,
+        "chunk_overlap": s.chunk_overlap,
+    }
+
+
+def load_followups(path: str | Path) -> list[dict[str, Any]]:
+    """Read a follow-ups file: a JSON list of {history: [questions], question, answers: [strings], article}."""
+    path = Path(path)
+    raw = read_json(path, "follow-ups")
+    if not isinstance(raw, list) or not raw:
+        raise EvalDataError(f"{path} must hold a JSON list of conversations; see data/eval/followups-squad-half-a.json")
+    out = []
+    for i, item in enumerate(raw):
+        try:
+            history = [str(h) for h in item["history"]]
+            question = str(item["question"]).strip()
+            answers = [str(a) for a in item["answers"] if str(a).strip()]
+            article = str(item["article"]).replace("_", " ")
+        except (KeyError, TypeError):
+            raise EvalDataError(f"{path}: conversation {i} needs history, question, answers and article") from None
+        if not history or not question or not answers:
+            raise EvalDataError(f"{path}: conversation {i} has an empty history, question or answers list")
+        out.append({"history": history, "question": question, "answers": answers, "article": article})
+    return out
+
+
+def evaluate_followups(
+    file: str | Path,
+    corpus: str | Path,
+    *,
+    settings: Settings | None = None,
+    progress: bool = False,
+    rag: Any = None,
+) -> dict[str, Any]:
+    """Turn-2 hit@5 of two-turn conversations over a SQuAD corpus, for three retrieval strategies.
+
+    Args:
+        file: the conversations (see :func:`load_followups`).
+        corpus: the SQuAD file whose articles are indexed.
+        settings: chunking, embedding and ``llm`` (the product's follow-up method depends on it).
+        progress: progress bars on stderr.
+        rag: a facade whose store already holds exactly these articles (skips ingestion).
+
+    Returns:
+        ``hit@5`` (the product's method), ``hit@5_question_alone``, ``hit@5_concatenated``,
+        the topic-switch control, ``n``, ``seconds``.
+    """
+    from rag.conversation import fused_query
+
+    s = resolve_settings(settings)
+    started = time.perf_counter()
+    convs = load_followups(file)
+    data = load_squad(corpus)
+    known = {d.title for d in data.documents}
+    unknown = sorted({c["article"] for c in convs} - known)
+    if unknown:
+        raise EvalDataError(f"{file} asks about articles that {corpus} does not hold: {', '.join(unknown[:5])}")
+    k = 5
+    sums = {"alone": 0, "concat": 0, "product": 0}
+    with squad_rag(data, s, progress=progress, rag=rag) as r:
+        from rag.answer import Answerer
+        from rag.generate import make_generator, parse_llm
+
+        kind, _ = parse_llm(s.llm, s)
+        generator = r.generator if rag is not None and r.settings.llm == s.llm else \
+            make_generator(s, embedder=r.embedder if kind == "extractive" else None)
+        answerer = Answerer(r.retriever, generator, s, r.embedder)
+        method = None
+        for c in iter_progress(convs, total=len(convs), desc="Conversations", unit="conv", enabled=progress):
+            q = Question("", c["question"], tuple(c["answers"]), f"wikipedia:{c['article']}")
+            history = [(h, "") for h in c["history"]]
+            alone = r.search(q.text, k)
+            concat = r.search(fused_query(q.text, history), k)
+            found = answerer.retrieve(q.text, history, k=k)
+            method = found.method
+            for key, hits in (("alone", alone), ("concat", concat), ("product", found.hits[:k])):
+                sums[key] += any(is_hit(h, q) for h in hits)
+        switch = _topic_switch(r, answerer, data, k)
+    n = len(convs)
+    return {
+        "eval": "followups",
+        "dataset": Path(file).name,
+        "corpus": data.name,
+        "hit@5": sums["product"] / n,
+        "hit@5_question_alone": sums["alone"] / n,
+        "hit@5_concatenated": sums["concat"] / n,
+        "method": method,
+        "generator": generator.name,
+        **switch,
+        "n": n,
+        "seconds": round(time.perf_counter() - started, 1),
+        "chunk_tokens": s.chunk_tokens,
+        "chunk_overlap": s.chunk_overlap,
+    }
+
+
+def _topic_switch(r: Any, answerer: Any, data: SquadData, k: int) -> dict[str, Any]:
+    """hit@5 of SQuAD questions asked right after a question about another article."""
+    rng = random.Random(SWITCH_SEED)
+    questions = rng.sample(data.questions, min(SWITCH_QUESTIONS, len(data.questions)))
+    if len(data.documents) < 2:
+        return {}
+    alone = product = 0
+    for q in questions:
+        while True:
+            prev = rng.choice(data.questions)
+            if prev.source != q.source:
+                break
+        found = answerer.retrieve(q.text, [(prev.text, "")], k=k)
+        product += any(is_hit(h, q) for h in found.hits[:k])
+        alone += any(is_hit(h, q) for h in r.search(q.text, k))
+    n = len(questions)
+    return {"topic_switch_hit@5": product / n, "topic_switch_hit@5_question_alone": alone / n,
+            "topic_switch_n": n}
+
+
+def dumps(result: dict[str, Any]) -> str:
+    """One JSON object, as the CLI prints it."""
+    return json.dumps(result, ensure_ascii=False, indent=2)

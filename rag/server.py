@@ -1,0 +1,241 @@
+"""The headless HTTP API: REST routes and an OpenAI-compatible chat endpoint over the facade.
+
+Mounted in the same FastAPI app as the Gradio UI (``ui/app.py``), so one
+``rag serve`` process answers browsers, scripts and OpenAI clients alike. The
+schema is published at ``/openapi.json`` (browsable at ``/docs``).
+
+Routes:
+    GET    /api/health                 status, chunk count, generator
+    POST   /api/search                 {"query", "k"?, "sources"?} -> {"query", "k", "hits"}
+    POST   /api/ask                    {"question", "history"?, "k"?, "sources"?} -> Answer
+    GET    /api/sources                [SourceInfo]
+    DELETE /api/sources/{source}       {"deleted": n}
+    POST   /api/ingest/file            multipart: file (PDF), password? -> IngestReport
+    POST   /api/ingest/wikipedia       {"titles": [...]} -> IngestReport
+    GET    /v1/models                  the one model, "rag"
+    POST   /v1/chat/completions        OpenAI chat completions (stream or not); answers carry
+                                       "sources" and "citations" as extra fields
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from rag.errors import NotFoundError, RagError
+
+log = logging.getLogger(__name__)
+
+MODEL_ID = "rag"
+
+
+def build_api(rag: Any):
+    """An APIRouter with the REST and OpenAI-compatible routes over ``rag``.
+
+    Args:
+        rag: the ``RAG`` facade the routes call.
+
+    Returns:
+        A ``fastapi.APIRouter``.
+    """
+    from fastapi import APIRouter, File, Form, UploadFile
+    from fastapi.responses import JSONResponse, StreamingResponse
+    from pydantic import BaseModel, Field
+
+    class SearchRequest(BaseModel):
+        query: str = Field(min_length=1, max_length=100_000)
+        k: int | None = Field(default=None, ge=1, le=100)
+        sources: list[str] | None = None
+
+    class AskRequest(BaseModel):
+        question: str = Field(min_length=1, max_length=100_000)
+        history: list[tuple[str, str]] = Field(default_factory=list, max_length=50)
+        k: int | None = Field(default=None, ge=1, le=100)
+        sources: list[str] | None = None
+
+    class WikipediaRequest(BaseModel):
+        titles: list[str] = Field(min_length=1, max_length=50)
+
+    class Message(BaseModel):
+        role: Literal["system", "user", "assistant", "developer", "tool"]
+        content: str | list[dict[str, Any]] | None = None
+
+    class ChatRequest(BaseModel):
+        model: str = MODEL_ID
+        messages: list[Message] = Field(min_length=1, max_length=100)
+        stream: bool = False
+        max_tokens: int | None = Field(default=None, ge=1)
+        temperature: float | None = None
+
+    router = APIRouter()
+
+    def error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+        return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+    def guarded(fn):
+        """Run a route; the project's errors become a 4xx with their one sentence."""
+        try:
+            return fn()
+        except NotFoundError as exc:
+            return error(404, str(exc), "not_found")
+        except RagError as exc:
+            return error(400, str(exc))
+        except Exception:  # the server keeps serving; the details go to the log, not the client
+            log.exception("request failed")
+            return error(500, "The server could not complete this request; see its log for details.", "server_error")
+
+    @router.get("/api/health", tags=["service"])
+    def health() -> Any:
+        return guarded(lambda: {"status": "ok", "chunks": rag.store.count(), "generator": rag.generator.name})
+
+    @router.post("/api/search", tags=["retrieval"])
+    def search(req: SearchRequest) -> Any:
+        def run() -> dict[str, Any]:
+            hits = rag.search(req.query, req.k, sources=req.sources or None)
+            return {"query": req.query, "k": req.k or rag.settings.top_k, "hits": [h.to_dict() for h in hits]}
+
+        return guarded(run)
+
+    @router.post("/api/ask", tags=["answers"])
+    def ask(req: AskRequest) -> Any:
+        return guarded(lambda: rag.ask(req.question, [tuple(t) for t in req.history] or None, k=req.k,
+                                       sources=req.sources or None).to_dict())
+
+    @router.get("/api/sources", tags=["sources"])
+    def sources() -> Any:
+        return guarded(lambda: [s.to_dict() for s in rag.sources()])
+
+    @router.delete("/api/sources/{source:path}", tags=["sources"])
+    def delete(source: str) -> Any:
+        return guarded(lambda: {"deleted": rag.delete(source)})
+
+    @router.post("/api/ingest/wikipedia", tags=["sources"])
+    def ingest_wikipedia(req: WikipediaRequest) -> Any:
+        return guarded(lambda: rag.ingest([rag.wikipedia_job(t) for t in req.titles]).to_dict())
+
+    @router.post("/api/ingest/file", tags=["sources"])
+    def ingest_file(file: UploadFile = File(...), password: str | None = Form(default=None)) -> Any:
+        def run() -> dict[str, Any]:
+            from ui.files import NotAPDFError, stage_upload
+
+            with tempfile.TemporaryDirectory() as tmp:
+                raw = Path(tmp) / "upload.pdf"
+                limit = rag.settings.max_pdf_bytes
+                size = 0
+                with raw.open("wb") as out:
+                    while block := file.file.read(1 << 20):
+                        size += len(block)
+                        if size > limit:
+                            raise RagError(f"{file.filename} is over the {limit / 2**20:.0f} MB upload limit; "
+                                           "split it or raise RAG_MAX_PDF_BYTES")
+                        out.write(block)
+                try:
+                    staged = stage_upload(rag.settings.files_dir, raw, file.filename or "upload.pdf")
+                except NotAPDFError as exc:
+                    raise RagError(str(exc)) from None
+            return rag.ingest([rag.pdf_job(staged.path, password=password or None, name=staged.name)]).to_dict()
+
+        return guarded(run)
+
+    @router.get("/v1/models", tags=["openai"])
+    def models() -> Any:
+        return {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "rag"}]}
+
+    @router.post("/v1/chat/completions", tags=["openai"])
+    def chat_completions(req: ChatRequest) -> Any:
+        turns = [(m.role, _text(m.content)) for m in req.messages if m.role in ("user", "assistant")]
+        if not turns or turns[-1][0] != "user" or not turns[-1][1].strip():
+            return error(400, "The last message must be a non-empty user message: the question to answer.")
+        question, history = turns[-1][1], _pairs(turns[:-1])
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        if not req.stream:
+            def run() -> dict[str, Any]:
+                answer = rag.ask(question, history or None)
+                return {
+                    "id": completion_id, "object": "chat.completion", "created": created, "model": req.model,
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": answer.text}}],
+                    "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                    **_extras(answer),
+                }
+
+            return guarded(run)
+        try:
+            events = rag.ask_stream(question, history or None)
+            first = next(events, None)  # fail before the 200 is sent where we can
+        except RagError as exc:
+            return error(400, str(exc))
+        return StreamingResponse(_sse(completion_id, created, req.model, first, events),
+                                 media_type="text/event-stream")
+
+    return router
+
+
+def _sse(completion_id: str, created: int, model: str, first: Any, events: Iterator[Any]) -> Iterator[str]:
+    """OpenAI's streaming wire format: ``data: {chunk}`` events, the last with the sources, then [DONE]."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    final = None
+    try:
+        for event in _chain(first, events):
+            if isinstance(event, str):
+                if event:
+                    yield chunk({"content": event})
+            else:
+                final = event
+    except RagError as exc:
+        yield chunk({"content": f"\n\n{exc}"})
+    except Exception:
+        log.exception("streaming answer failed")
+        yield chunk({"content": "\n\nThe server could not finish this answer; see its log for details."})
+    yield chunk({}, "stop", **(_extras(final) if final is not None else {}))
+    yield "data: [DONE]\n\n"
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    if first is not None:
+        yield first
+    yield from rest
+
+
+def _extras(answer: Any) -> dict[str, Any]:
+    data = answer.to_dict()
+    return {"sources": data["sources"], "citations": data["citations"], "rag": {
+        "query": data["query"], "generator": data["generator"], "prompt_format": data["prompt_format"],
+        "refused": data["refused"]}}
+
+
+def _text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+
+
+def _pairs(turns: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(user, assistant) pairs from alternating chat turns; a user turn without a reply pairs with ''."""
+    pairs: list[tuple[str, str]] = []
+    pending: str | None = None
+    for role, text in turns:
+        if role == "user":
+            if pending is not None:
+                pairs.append((pending, ""))
+            pending = text
+        elif pending is not None:
+            pairs.append((pending, text))
+            pending = None
+    if pending is not None:
+        pairs.append((pending, ""))
+    return pairs

@@ -1,0 +1,109 @@
+"""The extractive generator: best sentences of the retrieved chunks, cited, with the real MiniLM."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.generate.extractive import EXTRACT_PREFIX, ExtractiveGenerator, answer_type, matches_type, parse_prompt
+from rag.prompt import user_message
+from rag.protocols import Generator
+from rag.types import Chunk, Hit, chunk_id
+
+# Real text: the first paragraphs of SQuAD's "Super Bowl 50" and "Normans" articles.
+SUPER_BOWL = (
+    "Super Bowl 50 was an American football game to determine the champion of the National Football League (NFL) "
+    "for the 2015 season. The American Football Conference (AFC) champion Denver Broncos defeated the National "
+    "Football Conference (NFC) champion Carolina Panthers 24–10 to earn their third Super Bowl title. The game was "
+    "played on February 7, 2016, at Levi's Stadium in the San Francisco Bay Area at Santa Clara, California. As "
+    "this was the 50th Super Bowl, the league emphasized the \"golden anniversary\" with various gold-themed "
+    "initiatives."
+)
+BROADCAST = (
+    "CBS broadcast Super Bowl 50 in the U.S., and charged an average of $5 million for a 30-second commercial "
+    "during the game. The Super Bowl 50 halftime show was headlined by the British rock group Coldplay with special "
+    "guest performers Beyoncé and Bruno Mars."
+)
+NORMANS = (
+    "The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, a region in "
+    "France. They were descended from Norse raiders and pirates from Denmark, Iceland and Norway who, under their "
+    "leader Rollo, agreed to swear fealty to King Charles III of West Francia."
+)
+
+
+def hit(text: str, title: str, score: float) -> Hit:
+    return Hit(Chunk(id=chunk_id(title, None, None, 0, text), source=f"wikipedia:{title}", text=text,
+                     kind="wikipedia", title=title, start=0, end=len(text), tokens=0), score)
+
+
+HITS = [hit(SUPER_BOWL, "Super Bowl 50", 0.55), hit(NORMANS, "Normans", 0.2), hit(BROADCAST, "Super Bowl 50", 0.45)]
+
+
+@pytest.fixture(scope="module")
+def gen(embedder) -> ExtractiveGenerator:
+    return ExtractiveGenerator(embedder)
+
+
+def test_is_a_generator_named_extractive(gen) -> None:
+    assert isinstance(gen, Generator)
+    assert gen.name == "extractive" and gen.prompt_format is None
+
+
+@pytest.mark.parametrize(("question", "answer", "source"), [
+    ("Who headlined the Super Bowl 50 halftime show?", "Coldplay", 2),
+    ("Where was Super Bowl 50 played?", "Levi's Stadium", 0),
+    ("Which network broadcast Super Bowl 50 in the U.S.?", "CBS", 2),
+    ("Who was the leader of the Norse raiders?", "Rollo", 1),
+])
+def test_best_sentence_holds_the_answer(gen, question: str, answer: str, source: int) -> None:
+    best = gen.select(question, HITS)[0]
+    assert answer in best.text and best.hit == source
+
+
+def test_compose_quotes_up_to_three_sentences_each_cited(gen) -> None:
+    sentences = gen.select("Who won Super Bowl 50 and what was the score?", HITS)
+    assert 1 <= len(sentences) <= 3
+    assert [s.score for s in sentences] == sorted((s.score for s in sentences), reverse=True)
+    text = gen.compose(sentences)
+    assert text.startswith(EXTRACT_PREFIX + " ")
+    for s in sentences:
+        assert f"{s.text} [{s.hit + 1}]" in text
+    assert "24–10" in text
+
+
+def test_a_sentence_repeated_in_overlapping_chunks_counts_once(gen) -> None:
+    overlap = hit(BROADCAST.split(". ")[1], "Super Bowl 50", 0.44)  # the halftime sentence again
+    texts = [s.text for s in gen.rank("Who headlined the halftime show?", [*HITS, overlap])]
+    assert len(texts) == len({t.lower() for t in texts})
+
+
+def test_no_hits_no_sentences(gen) -> None:
+    assert gen.select("Anything?", []) == [] and gen.compose([]) == ""
+
+
+def test_stream_reads_the_sources_back_from_a_prompt(gen) -> None:
+    prompt = user_message("Who headlined the Super Bowl 50 halftime show?", HITS)
+    question, hits = parse_prompt(prompt)
+    assert question == "Who headlined the Super Bowl 50 halftime show?"
+    assert [h.text for h in hits] == [SUPER_BOWL, NORMANS, BROADCAST]
+    text = "".join(gen.stream(prompt, max_new_tokens=10))
+    assert text.startswith(EXTRACT_PREFIX) and "Coldplay" in text and "[3]" in text
+
+
+@pytest.mark.parametrize(("question", "kind"), [
+    ("When was the game played?", "date"),
+    ("In what year did the Normans invade?", "date"),
+    ("How many people live in Fresno?", "number"),
+    ("Who won Super Bowl 50?", "person"),
+    ("Where is Normandy?", "place"),
+    ("What is the mace made of?", None),
+])
+def test_answer_type(question: str, kind: str | None) -> None:
+    assert answer_type(question) == kind
+
+
+def test_matches_type() -> None:
+    assert matches_type("date", "It opened on February 9, 1832.", set())
+    assert not matches_type("date", "It opened long ago.", set())
+    assert matches_type("number", "Three cathedrals stand there.", set())
+    assert matches_type("person", "The prize went to Rollo.", {"who", "won"})
+    assert not matches_type("person", "The prize went to Rollo.", {"rollo"})  # the question already names him

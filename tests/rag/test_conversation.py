@@ -1,0 +1,140 @@
+"""Follow-up questions: fusion without a model, condensing with one, on real SQuAD articles and MiniLM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag.conversation import (
+    ANAPHORA,
+    clean_condensed,
+    condense,
+    condense_prompt,
+    describe_fused,
+    fused_query,
+    fused_search,
+    normalize_history,
+    rrf,
+)
+from rag.eval.squad import Question, is_hit, load_squad
+from rag.types import Chunk, Hit, chunk_id
+from tests.conftest import ROOT
+
+FOLLOWUPS = ROOT / "data" / "eval" / "followups-squad-half-a.json"
+ARTICLES = 3  # Super Bowl 50, Normans, Computational complexity theory: the first three of half a
+
+
+def h(name: str, score: float = 0.5) -> Hit:
+    return Hit(Chunk(id=chunk_id(name, None, None, 0, name), source=name, text=name, kind="text", title=name,
+                     start=0, end=len(name), tokens=0), score)
+
+
+def test_rrf_rewards_agreement_and_keeps_the_best_cosine() -> None:
+    a = [h("x", 0.9), h("y", 0.8), h("z", 0.7)]
+    b = [h("y", 0.95), h("w", 0.6), h("x", 0.5)]
+    fused = rrf([a, b], 3)
+    assert [x.source for x in fused] == ["y", "x", "w"]
+    assert fused[0].score == 0.95 and fused[1].score == 0.9
+    assert [x.source for x in rrf([a, b], 4, weights=[1, 0])] == ["x", "y", "z", "w"]
+
+
+def test_history_shapes() -> None:
+    assert normalize_history(None) == []
+    assert normalize_history(["Who won?", ("When?", "In 2016."), ["", "ignored"]]) == [("Who won?", ""),
+                                                                                        ("When?", "In 2016.")]
+    history = [("Q1?", "A1"), ("Q2?", "A2"), ("Q3?", "A3")]
+    assert fused_query("Who founded it?", history) == "Q2? Q3? Who founded it?"
+    assert describe_fused("Who founded it?", history[-1:]) == "Who founded it? [+ previous turn: Q3?]"
+
+
+@pytest.mark.parametrize(("question", "refers"), [
+    ("Who founded it?", True), ("When did he die?", True), ("What was their capital?", True),
+    ("Who founded the University of Chicago?", False), ("What is the boiling point of water?", False),
+])
+def test_anaphora(question: str, refers: bool) -> None:
+    assert bool(ANAPHORA.search(question)) is refers
+
+
+def test_condense_prompt_is_in_the_models_format() -> None:
+    prompt = condense_prompt("Who founded it?", [("When was the University of Chicago founded?", "In 1890 [1].")],
+                             "llama-2-chat")
+    assert prompt.startswith("<s>[INST] <<SYS>>\nYou rewrite the user's last question")
+    assert "User: When was the University of Chicago founded?\nAssistant: In 1890 [1]." in prompt
+    assert prompt.endswith("Last question: Who founded it?\n\nRewrite the last question as a standalone question. [/INST]")
+    beluga = condense_prompt("Who founded it?", [("Q?", "")], "stablebeluga")
+    assert beluga.startswith("### System:\n") and beluga.endswith("### Assistant:\n") and "Assistant: " not in beluga
+
+
+@pytest.mark.parametrize(("reply", "expected"), [
+    ("Who founded the University of Chicago?", "Who founded the University of Chicago?"),
+    ('  Standalone question: "Who founded the University of Chicago?"\nIt was founded by...',
+     "Who founded the University of Chicago?"),
+    ("", None), ("\n \n", None), ("?!", None), ("word " * 200, None),
+])
+def test_clean_condensed(reply: str, expected: str | None) -> None:
+    assert clean_condensed(reply, "Who founded it?") == expected
+
+
+class ScriptedModel:
+    name = "scripted"
+    prompt_format = "stablebeluga"
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.prompts: list[str] = []
+
+    def stream(self, prompt: str, *, max_new_tokens: int):
+        self.prompts.append(prompt)
+        yield from self.reply.split(" ")[:1] + [" " + w for w in self.reply.split(" ")[1:]]
+
+
+def test_condense_asks_the_model() -> None:
+    model = ScriptedModel("Who founded the University of Chicago?")
+    assert condense(model, "Who founded it?", [("When was the University of Chicago founded?", "")]) == \
+        "Who founded the University of Chicago?"
+    assert model.prompts[0].startswith("### System:\nYou rewrite")
+
+
+@pytest.fixture(scope="module")
+def squad_store(embedder, squad_file: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The first three articles of SQuAD half a in a real Chroma store."""
+    from ingest.index import SourceJob
+    from rag import RAG
+
+    data = load_squad(squad_file, limit_articles=ARTICLES)
+    rag = RAG(tmp_path_factory.mktemp("conv") / "data")
+    rag.ingest([SourceJob(d.source, lambda d=d: [d]) for d in data.documents])
+    return rag
+
+
+def test_fusion_finds_what_a_pronoun_question_alone_misses(squad_store) -> None:
+    titles = {d["article"] for d in json.loads(FOLLOWUPS.read_text())[:6]}
+    convs = [c for c in json.loads(FOLLOWUPS.read_text()) if c["article"] in titles]
+    assert len(convs) == 6
+    search = squad_store.retriever.search
+    alone = fused = 0
+    for c in convs:
+        q = Question("", c["question"], tuple(c["answers"]), f"wikipedia:{c['article']}")
+        alone += any(is_hit(x, q) for x in search(q.text, 5))
+        found = fused_search(search, q.text, [(t, "") for t in c["history"]], 5)
+        fused += any(is_hit(x, q) for x in found.hits)
+        assert found.method == "fused" and found.query.startswith(q.text + " [+ previous turn: ")
+    print(f"turn-2 hit@5 over {len(convs)} conversations: alone {alone}, fused {fused}")
+    assert fused == len(convs) and alone < fused
+
+
+def test_a_new_topic_is_not_drowned_by_the_old_one(squad_store) -> None:
+    search = squad_store.retriever.search
+    q = Question("", "Who was the leader of the Norse raiders who settled in Normandy?", ("Rollo",),
+                 "wikipedia:Normans")
+    found = fused_search(search, q.text, [("Who won Super Bowl 50?", "The Denver Broncos [1].")], 5)
+    assert is_hit(found.hits[0], q) or is_hit(found.hits[1], q)
+
+
+def test_no_history_is_the_question_alone(squad_store) -> None:
+    search = squad_store.retriever.search
+    found = fused_search(search, "Who won Super Bowl 50?", [], 3)
+    assert found.method == "question" and found.query == "Who won Super Bowl 50?"
+    assert [x.chunk.id for x in found.hits] == [x.chunk.id for x in search("Who won Super Bowl 50?", 3)]

@@ -1,0 +1,98 @@
+"""The headless API over real loopback HTTP: REST with httpx, chat with the official openai client."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rag import RAG
+
+
+@pytest.fixture
+def server(embedder, tmp_path: Path, mediawiki_server, monkeypatch):
+    from ui.app import create_server
+
+    monkeypatch.setenv("RAG_WIKIPEDIA_API_URL", mediawiki_server.api_url)
+    monkeypatch.setenv("RAG_WIKIPEDIA_TIMEOUT", "2")
+    rag = RAG(tmp_path / "served")
+    with create_server(rag, "127.0.0.1", 0) as srv:
+        yield srv
+
+
+def _upload(base: str, path: Path, password: str | None = None) -> httpx.Response:
+    with path.open("rb") as fh:
+        data = {"password": password} if password else {}
+        return httpx.post(f"{base}api/ingest/file", files={"file": (path.name, fh, "application/pdf")},
+                          data=data, timeout=120)
+
+
+def test_rest_routes_ingest_search_ask_list_and_delete(server, pdf_dir: Path) -> None:
+    base = server.url
+    folder = pdf_dir / "pypdf-resources"
+    assert httpx.get(f"{base}api/health").json()["status"] == "ok"
+
+    assert _upload(base, folder / "crazyones.pdf").json()["added"] == {"crazyones.pdf": 1}
+    refused = _upload(base, folder / "encrypted-file.pdf").json()
+    assert refused["skipped"]["encrypted-file.pdf"].startswith("encrypted-file.pdf is encrypted")
+    assert _upload(base, folder / "encrypted-file.pdf", password="test").json()["added"] == {"encrypted-file.pdf": 1}
+    wiki = httpx.post(f"{base}api/ingest/wikipedia", json={"titles": ["Super Bowl 50"]}, timeout=120).json()
+    assert wiki["added"]["wikipedia:Super Bowl 50"] > 3
+
+    hits = httpx.post(f"{base}api/search", json={"query": "the misfits, the rebels", "k": 2}).json()["hits"]
+    assert hits[0]["source"] == "crazyones.pdf" and hits[0]["page"] == 1 and len(hits) == 2
+
+    answer = httpx.post(f"{base}api/ask", json={"question": "Which team won Super Bowl 50?"}, timeout=120).json()
+    assert answer["citations"] and answer["citations"][0]["source"] == "wikipedia:Super Bowl 50"
+    assert "Denver Broncos" in answer["answer"]
+
+    listed = {s["source"] for s in httpx.get(f"{base}api/sources").json()}
+    assert listed == {"crazyones.pdf", "encrypted-file.pdf", "wikipedia:Super Bowl 50"}
+    assert httpx.delete(f"{base}api/sources/crazyones.pdf").json() == {"deleted": 1}
+    gone = httpx.delete(f"{base}api/sources/crazyones.pdf")
+    assert gone.status_code == 404 and "No source named 'crazyones.pdf'" in gone.json()["error"]["message"]
+    assert httpx.post(f"{base}api/search", json={"query": "x", "k": 0}).status_code == 422
+    schema = httpx.get(f"{base}openapi.json").json()
+    assert {"/api/ask", "/api/search", "/v1/chat/completions"} <= set(schema["paths"])
+
+
+def test_the_openai_package_gets_cited_answers_streaming_and_not(server, pdf_dir: Path) -> None:
+    from openai import OpenAI
+
+    _upload(server.url, pdf_dir / "pypdf-resources" / "crazyones.pdf")
+    client = OpenAI(base_url=f"{server.url}v1", api_key="not-needed", max_retries=0, timeout=120)
+    assert [m.id for m in client.models.list()] == ["rag"]
+    messages = [{"role": "user", "content": "Who does the text say are the crazy ones?"}]
+    reply = client.chat.completions.create(model="rag", messages=messages)
+    text = reply.choices[0].message.content
+    assert text and "[1]" in text
+    extra = reply.model_extra
+    assert extra["sources"][0]["source"] == "crazyones.pdf" and extra["citations"][0]["page"] == 1
+
+    pieces, last = [], None
+    for chunk in client.chat.completions.create(model="rag", messages=messages, stream=True):
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+        last = chunk
+    assert "".join(pieces) == text
+    assert last.choices[0].finish_reason == "stop" and last.model_extra["sources"][0]["source"] == "crazyones.pdf"
+
+    bad = httpx.post(f"{server.url}v1/chat/completions", json={"model": "rag", "messages": [
+        {"role": "assistant", "content": "hi"}]})
+    assert bad.status_code == 400 and "last message must be a non-empty user message" in bad.json()["error"]["message"]
+
+
+@pytest.mark.slow
+def test_schema_fuzzing_finds_no_server_errors(server) -> None:
+    exe = shutil.which("schemathesis") or str(Path(sys.executable).with_name("schemathesis"))
+    result = subprocess.run(
+        [exe, "run", f"{server.url}openapi.json", "--checks", "not_a_server_error", "--max-examples", "25",
+         "--request-timeout", "60", "--workers", "1", "--exclude-path-regex", "^/files/"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

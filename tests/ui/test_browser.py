@@ -1,0 +1,124 @@
+"""The page in headless Chromium: ask, watch the answer stream in, open a citation at its PDF page.
+
+Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian: ``apt-get install chromium
+chromium-driver``) and the ``selenium`` package; skips without them, fails under CI=true.
+Screenshots go to ``artifacts/`` (gitignored).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from tests.conftest import ROOT
+from tests.ui.conftest import FACTS
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path(shutil.which("chromedriver") or "/usr/bin/chromedriver")
+ARTIFACTS = ROOT / "artifacts"
+
+
+def _require(ok: bool, reason: str) -> None:
+    if not ok:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + " (CI must have it)")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def browser():
+    _require(CHROMIUM.exists(), f"{CHROMIUM} is absent (apt-get install chromium chromium-driver)")
+    _require(CHROMEDRIVER.exists(), f"{CHROMEDRIVER} is absent (apt-get install chromium-driver)")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _require(False, "the selenium package is not installed (pip install selenium)")
+    os.environ.setdefault("SE_AVOID_STATS", "true")  # Selenium Manager: no telemetry
+    profile = tempfile.mkdtemp(prefix="rag-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
+                f"--user-data-dir={profile}", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _wait(predicate, timeout: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception:  # the page is still rendering
+            value = None
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_upload_ask_and_open_the_cited_page_in_the_browser(browser, ui_server, facts_pdf: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.get(ui_server.url)
+
+    # Upload through the Documents tab: per-file result, and the sources table updates.
+    tab = _wait(lambda: next(b for b in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]")
+                             if b.text.strip() == "Documents"), what="the Documents tab")
+    tab.click()
+    file_input = _wait(lambda: browser.find_element(By.CSS_SELECTOR, "#pdf-files input[type=file]"),
+                       what="the file input")
+    file_input.send_keys(str(facts_pdf))
+    _wait(lambda: "facts" in browser.find_element(By.ID, "pdf-files").text, what="the file to be listed")
+    browser.find_element(By.ID, "upload-button").click()
+    _wait(lambda: "facts.pdf — added, 8 chunk(s)" in browser.find_element(By.ID, "upload-results").text, 120,
+          "the upload result")
+    _wait(lambda: "facts.pdf" in browser.find_element(By.ID, "sources-table").text, 30, "the sources table")
+    browser.save_screenshot(str(ARTIFACTS / "ui-documents.png"))
+
+    # Ask in the Chat tab; the answer streams in, then its [n] link to the PDF page.
+    next(b for b in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == "Chat").click()
+    _, question, word = FACTS[1]
+    box = _wait(lambda: browser.find_element(By.CSS_SELECTOR, "#question textarea"), what="the question box")
+    box.send_keys(question)
+    box.send_keys(Keys.ENTER)
+    link = _wait(lambda: browser.find_element(By.CSS_SELECTOR, '#chat a[href*="/files/facts.pdf#page=2"]'),
+                 what="a citation link to facts.pdf page 2")
+    chat_text = browser.find_element(By.ID, "chat").text
+    assert word in chat_text and "Answered by" in chat_text
+    panel = browser.find_element(By.ID, "sources-panel").text
+    assert "facts.pdf" in panel and "page 2" in panel and "similarity" in panel
+    assert browser.find_element(By.CSS_SELECTOR, "#question textarea").get_attribute("value") == ""
+
+    # A follow-up: the page sends the conversation, and shows the retrieval query it led to.
+    box.send_keys("Since when have scientists measured it?")
+    box.send_keys(Keys.ENTER)
+    _wait(lambda: "searched for:" in browser.find_element(By.ID, "chat").text, what="the follow-up answer")
+    chat_text = browser.find_element(By.ID, "chat").text
+    assert "every summer since 1980" in chat_text and "previous turn" in chat_text
+    browser.save_screenshot(str(ARTIFACTS / "ui-answer.png"))
+
+    # The citation opens the uploaded PDF at page 2.
+    handles = set(browser.window_handles)
+    link.click()
+    new = _wait(lambda: set(browser.window_handles) - handles or None, 10, "the PDF tab")
+    browser.switch_to.window(new.pop())
+    _wait(lambda: "/files/facts.pdf" in browser.current_url, 30, "the PDF to open")
+    assert browser.current_url.endswith("/files/facts.pdf#page=2")
+    time.sleep(2)  # let the PDF viewer draw the page
+    browser.save_screenshot(str(ARTIFACTS / "ui-citation.png"))
