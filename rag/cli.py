@@ -323,6 +323,25 @@ def _eval_answers_commands() -> None:
         _report(result, as_json=as_json, title=f"Refusals, {result['dataset']}",
                 metrics=["refused_unanswerable", "refused_answerable", "refused_answerable_retrievable"])
 
+    @eval_group.command("support", short_help="How the citation support check scores right and wrong citations.")
+    @click.argument("file", type=click.Path(path_type=Path))
+    @click.option("--max-questions", type=click.IntRange(min=1), default=1500, show_default=True,
+                  help="Use this many questions, spread over the file.")
+    @_common_options
+    def support_command(file: Path, max_questions: int, as_json: bool, chunk_tokens: int | None,
+                        chunk_overlap: int | None, no_progress: bool) -> None:
+        """Score answer-like sentences of a SQuAD FILE against the right chunk and a wrong one.
+
+        Reports the share flagged unsupported at RAG_SUPPORT_BELOW for right citations
+        (should be small) and for citations of another article's nearest chunk (should be large).
+        """
+        from rag.eval.answers import evaluate_support
+
+        result = evaluate_support(file, settings=_settings(chunk_tokens, chunk_overlap), progress=not no_progress,
+                                  max_questions=max_questions)
+        _report(result, as_json=as_json, title=f"Citation support, {result['dataset']}",
+                metrics=["flagged_right", "flagged_wrong", "flagged_same_article_no_answer"])
+
     @eval_group.command("followups", short_help="Turn-2 hit@5 of two-turn conversations over a SQuAD corpus.")
     @click.argument("file", type=click.Path(path_type=Path))
     @click.option("--corpus", type=click.Path(path_type=Path), required=True, help="The SQuAD file to index.")

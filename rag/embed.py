@@ -92,6 +92,7 @@ class MiniLMEmbedder:
         """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        texts = [_valid_utf8(t) for t in texts]
         if len(texts) == 1:
             return self._embed_one(texts[0])
         vectors = self._model.encode(
@@ -127,12 +128,22 @@ class MiniLMEmbedder:
         Returns:
             One list of (start, end) character offsets per text.
         """
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        encodings = self._tokenizer.encode_batch([_valid_utf8(t) for t in texts], add_special_tokens=False)
         return [list(e.offsets) for e in encodings]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Number of word pieces per text, without specials."""
-        return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        return [len(e.ids) for e in self._tokenizer.encode_batch([_valid_utf8(t) for t in texts],
+                                                                  add_special_tokens=False)]
+
+
+def _valid_utf8(text: str) -> str:
+    """The text with lone surrogates (undecodable input bytes) replaced; the tokenizer rejects them."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 def _quiet_third_party_logs() -> None:

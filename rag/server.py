@@ -17,7 +17,8 @@ Routes:
                                        "sources" and "citations" as extra fields
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI resolves the routes' annotations at runtime,
+# and the request models live inside build_api so importing this module stays cheap.
 
 import json
 import logging

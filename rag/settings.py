@@ -23,7 +23,7 @@ _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Calibrated on SQuAD half-a (rag.eval.answers); the figures are in the README.
 REFUSE_BELOW = 0.0
-SUPPORT_BELOW = 0.0
+SUPPORT_BELOW = 0.5
 
 
 def default_data_dir() -> Path:

@@ -499,7 +499,8 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
 # ------------------------------------------------------------------------------ the server
 def create_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY, blocks: gr.Blocks | None = None,
                routers: Sequence[Any] = ()):
-    """A FastAPI app: ``GET /files/{name}`` for uploaded PDFs, and the Gradio page and API at ``/``.
+    """A FastAPI app: the REST and OpenAI-compatible API (``rag.server``), ``GET /files/{name}`` for
+    uploaded PDFs, and the Gradio page and its API at ``/``.
 
     Args:
         rag: the facade to serve.
@@ -510,7 +511,10 @@ def create_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY, blocks: gr.B
     """
     from fastapi import FastAPI
 
+    from rag.server import build_api
+
     app = FastAPI(title="rag", docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
+    app.include_router(build_api(rag))
     # Routes added before the mount at "/" win over it.
     uploads.add_files_route(app, rag.settings.files_dir)
     for router in routers:

@@ -34,15 +34,7 @@ def serve(ctx: click.Context, host: str, port: int, concurrency: int) -> None:
     click.echo("Loading the models…", err=True)
     warm_up(rag)
     try:
-        from rag.server import build_api  # the REST and OpenAI-compatible API, when present
-    except ModuleNotFoundError as exc:
-        if exc.name != "rag.server":
-            raise
-        routers = []
-    else:
-        routers = [build_api(rag)]
-    try:
-        server = create_server(rag, host, port, ask_concurrency=concurrency, routers=routers)
+        server = create_server(rag, host, port, ask_concurrency=concurrency)
     except OSError as exc:
         raise click.ClickException(f"Cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from None
     click.echo(f"Serving on {server.url} (Ctrl-C to stop); data in {rag.settings.data_dir}", err=True)

@@ -216,6 +216,69 @@ def evaluate_refusals(
     }
 
 
+def evaluate_support(
+    squad_file: str | Path,
+    *,
+    settings: Settings | None = None,
+    progress: bool = False,
+    limit_articles: int | None = None,
+    max_questions: int | None = 1500,
+    rag: Any = None,
+) -> dict[str, Any]:
+    """How the citation support check (:mod:`rag.cite`) scores right and wrong citations.
+
+    For each question an answer-like sentence is made from the question and its first gold
+    answer (``"<question without ?> <answer>."``, the shape of an answer that restates the
+    question). It is scored against the chunk that holds the answer (a right citation;
+    the first of the top 10 from the right article that contains it) and against the best
+    chunk of another article (a wrong citation to the nearest off-topic source).
+
+    Returns:
+        ``flagged_right`` (right citations flagged unsupported at ``settings.support_below``),
+        ``flagged_wrong`` (wrong citations flagged), ``flagged_same_article_no_answer``,
+        ``n``, ``seconds``.
+    """
+    from rag.cite import PassageVectors, support_scores
+
+    s = resolve_settings(settings)
+    started = time.perf_counter()
+    data = load_squad(squad_file, limit_articles=limit_articles)
+    sources = [d.source for d in data.documents]
+    questions = data.questions
+    if max_questions is not None and max_questions < len(questions):
+        step = len(questions) / max_questions
+        questions = [questions[int(i * step)] for i in range(max_questions)]
+    right: list[float] = []
+    wrong: list[float] = []
+    same: list[float] = []
+    with squad_rag(data, s, progress=progress, rag=rag) as r:
+        passages = PassageVectors(r.embedder)
+        for q in iter_progress(questions, total=len(questions), desc="Citations", unit="question", enabled=progress):
+            hits = r.search(q.text, 10)
+            gold = next((h for h in hits if is_hit(h, q)), None)
+            if gold is None:
+                continue
+            other = r.search(q.text, 1, sources=[x for x in sources if x != q.source])
+            vector = r.embedder.embed([f"{q.text.rstrip(' ?')} {q.answers[0]}."])[0]
+            right.append(support_scores(vector, gold, passages))
+            if other:
+                wrong.append(support_scores(vector, other[0], passages))
+            miss = next((h for h in hits if h.source == q.source and not is_hit(h, q)), None)
+            if miss is not None:
+                same.append(support_scores(vector, miss, passages))
+    t = s.support_below
+    return {
+        "eval": "support",
+        "dataset": data.name,
+        "flagged_right": sum(v < t for v in right) / max(len(right), 1),
+        "flagged_wrong": sum(v < t for v in wrong) / max(len(wrong), 1),
+        "flagged_same_article_no_answer": sum(v < t for v in same) / max(len(same), 1),
+        "support_below": t,
+        "n": len(right),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 def load_followups(path: str | Path) -> list[dict[str, Any]]:
     """Read a follow-ups file: a JSON list of {history: [questions], question, answers: [strings], article}."""
     path = Path(path)
