@@ -45,6 +45,7 @@ from typing import Any
 
 from bench.common import (
     BENCH_VENV_PYTHON,
+    RESULTS_DIR,
     Article,
     MiniLMPieces,
     hit_at,
@@ -159,7 +160,7 @@ def _evaluate(search, questions) -> dict[str, Any]:
     return {"questions": len(questions), "hit@1": h1 / n, "hit@5": h5 / n, "query_ms_mean": secs * 1000 / n}
 
 
-def _child_floor(articles, model_dir: Path, recorder: _Recorder) -> tuple[dict, Any]:
+def _child_floor(articles, model_dir: Path, recorder: _Recorder, tmp: str) -> tuple[dict, Any]:
     from ingest.chunk import ChunkConfig
     from ingest.index import Indexer
     from rag.embed import MiniLMEmbedder
@@ -188,11 +189,10 @@ def _child_floor(articles, model_dir: Path, recorder: _Recorder) -> tuple[dict, 
     return {"seconds": secs, "load_s": load_s, "torch_threads": _threads()}, (records, None)
 
 
-def _child_ours(articles, model_dir: Path, recorder: _Recorder) -> tuple[dict, Any]:
+def _child_ours(articles, model_dir: Path, recorder: _Recorder, tmp: str) -> tuple[dict, Any]:
     from ingest.index import SourceJob
     from rag.service import RAG
 
-    tmp = tempfile.mkdtemp(prefix="bench-ours-")
     rag = RAG(tmp)
     t0 = now()
     embedder = rag.embedder
@@ -238,7 +238,7 @@ def _child_ours(articles, model_dir: Path, recorder: _Recorder) -> tuple[dict, A
     return extra, (records, search)
 
 
-def _child_llamaindex(articles, model_dir: Path, recorder: _Recorder) -> tuple[dict, Any]:
+def _child_llamaindex(articles, model_dir: Path, recorder: _Recorder, tmp: str) -> tuple[dict, Any]:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
     from llama_index.core import Document, StorageContext, VectorStoreIndex
@@ -250,7 +250,6 @@ def _child_llamaindex(articles, model_dir: Path, recorder: _Recorder) -> tuple[d
     embed.get_text_embedding("warm-up")
     load_s = now() - t0
     docs = [Document(text=p, metadata={"title": a.title}) for a in articles for p in a.paragraphs]
-    tmp = tempfile.mkdtemp(prefix="bench-llamaindex-")
     recorder.on = True
     t = now()
     client = chromadb.PersistentClient(path=tmp, settings=ChromaSettings(anonymized_telemetry=False))
@@ -273,7 +272,7 @@ def _child_llamaindex(articles, model_dir: Path, recorder: _Recorder) -> tuple[d
     return extra, (records, search)
 
 
-def _child_langchain(articles, model_dir: Path, recorder: _Recorder) -> tuple[dict, Any]:
+def _child_langchain(articles, model_dir: Path, recorder: _Recorder, tmp: str) -> tuple[dict, Any]:
     from langchain_chroma import Chroma
     from langchain_core.documents import Document
     from langchain_huggingface import HuggingFaceEmbeddings
@@ -284,7 +283,6 @@ def _child_langchain(articles, model_dir: Path, recorder: _Recorder) -> tuple[di
     emb.embed_query("warm-up")
     load_s = now() - t0
     docs = [Document(page_content=p, metadata={"title": a.title}) for a in articles for p in a.paragraphs]
-    tmp = tempfile.mkdtemp(prefix="bench-langchain-")
     recorder.on = True
     t = now()
     splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
@@ -319,6 +317,7 @@ CHILDREN = {"floor": _child_floor, "ours": _child_ours, "llamaindex": _child_lla
 def child_main(args) -> None:
     setup_offline()
     result: dict[str, Any] = {"pipeline": args.child, "python": sys.executable}
+    tmp = tempfile.mkdtemp(prefix=f"bench-ingest-{args.child}-")
     try:
         if args.child in PEERS:
             try:
@@ -341,7 +340,7 @@ def child_main(args) -> None:
         recorder = _Recorder()
         recorder.install()
         rss_before = rss_mb()
-        extra, (records, search) = CHILDREN[args.child](articles, model_dir, recorder)
+        extra, (records, search) = CHILDREN[args.child](articles, model_dir, recorder, tmp)
         result.update(extra)
         result["peak_rss_mb"] = peak_rss_mb()  # peak up to the end of ingestion
         result["rss_before_load_mb"] = rss_before
@@ -357,6 +356,8 @@ def child_main(args) -> None:
 
         traceback.print_exc()
         result["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     Path(args.result).write_text(json.dumps(result, default=str))
 
 
@@ -378,6 +379,9 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=2, help="timing rounds; the table shows the fastest")
     p.add_argument("--only", default=",".join(PIPELINES), help="comma-separated subset of " + ",".join(PIPELINES))
     p.add_argument("--no-eval", dest="eval", action="store_false", help="skip hit@k")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the per-pipeline results a previous, interrupted run with the same "
+                        "--articles/--questions left in bench/results/ingest-parts/")
     p.add_argument("--child", choices=PIPELINES, help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -397,12 +401,33 @@ def main(argv=None) -> None:
     n_q = len(sample_questions(articles, args.questions))
     note(f"SQuAD half-a: {len(articles)} articles, {sum(len(a.paragraphs) for a in articles)} paragraphs, "
          f"{n_q} questions; {args.repeats} round(s) of {', '.join(names)}")
-    tmpdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    # Each child's result is kept in bench/results/ingest-parts/ so that a run cut short
+    # (this machine is shared) can go on with --resume instead of starting over.
+    parts = RESULTS_DIR / "ingest-parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    sig = f"a{args.articles or 'all'}-q{args.questions or 'all'}-e{int(args.eval)}"
+    if not args.resume:
+        for old in parts.glob(f"{sig}-*.json"):
+            old.unlink()
     runs: dict[str, list[dict]] = {n: [] for n in names}
+    skipped: set[str] = set()
     try:
         for r in range(args.repeats):
             order = names[r % len(names):] + names[: r % len(names)]  # rotate: no pipeline always first
             for name in order:
+                if name in skipped:
+                    continue
+                part = parts / f"{sig}-{name}-{r}.json"
+                if args.resume and part.is_file():
+                    res = json.loads(part.read_text())
+                    if "seconds" in res or res.get("skipped"):
+                        note(f"round {r + 1}: {name} reused from {part.name} (--resume)")
+                        res["round"] = r + 1
+                        res["resumed"] = True
+                        runs[name].append(res)
+                        if res.get("skipped"):
+                            skipped.add(name)
+                        continue
                 child_args = ["--child", name]
                 if args.articles:
                     child_args += ["--articles", str(args.articles)]
@@ -411,20 +436,19 @@ def main(argv=None) -> None:
                 if not (args.eval and r == 0):
                     child_args += ["--no-eval"]
                 note(f"round {r + 1}: {name} ({_python_for(name)})")
-                res = run_child(_python_for(name), "bench.ingest", child_args, tmpdir / f"{name}-{r}.json")
+                res = run_child(_python_for(name), "bench.ingest", child_args, part.with_suffix(".tmp"))
                 res["round"] = r + 1
+                part.write_text(json.dumps(res, default=str))
                 runs[name].append(res)
                 if "seconds" in res:
                     note(f"round {r + 1}: {name} {res['seconds']:.2f}s, {res.get('chunks')} chunks")
                 else:
                     note(f"round {r + 1}: {name} {res.get('skipped') or res.get('error')}")
                 if res.get("skipped"):
-                    break
+                    skipped.add(name)
     finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-        for pattern in ("bench-ours-*", "bench-llamaindex-*", "bench-langchain-*"):
-            for d in Path(tempfile.gettempdir()).glob(pattern):
-                shutil.rmtree(d, ignore_errors=True)
+        for tmp in parts.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
 
     summary: dict[str, dict] = {}
     problems: list[str] = []

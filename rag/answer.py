@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
@@ -143,6 +145,21 @@ class Answerer:
         self.embedder = embedder
         self.passages: PassageVectors = getattr(generator, "passages", None) or PassageVectors(embedder)
         self.extractive = is_extractive(generator)
+        self._vectors: OrderedDict[str, Any] = OrderedDict()  # recent query vectors (evidence, extraction)
+        self._lock = threading.Lock()  # the UI answers several questions at once
+
+    def vector(self, text: str) -> Any:
+        """MiniLM vector of a query, remembered for the last few queries."""
+        with self._lock:
+            if text in self._vectors:
+                self._vectors.move_to_end(text)
+                return self._vectors[text]
+        vec = self.embedder.embed([text])[0]
+        with self._lock:
+            self._vectors[text] = vec
+            while len(self._vectors) > 64:
+                self._vectors.popitem(last=False)
+        return vec
 
     # -- retrieval -------------------------------------------------------------------------------
     def retrieve(self, question: str, history: History | None = None, *, k: int | None = None,
@@ -165,7 +182,7 @@ class Answerer:
     def evidence(self, found: Retrieved) -> float:
         """The :func:`evidence` of a retrieval: the best over the queries it embedded."""
         queries = found.queries or (found.query,)
-        return max(evidence(q, found.hits, self.passages) for q in queries)
+        return max(evidence(q, found.hits, self.passages, self.vector(q)) for q in queries)
 
     def should_refuse(self, found: Retrieved) -> bool:
         """No hits, or the evidence is below ``settings.refuse_below``."""
@@ -230,7 +247,7 @@ class Answerer:
 
     def _extract(self, question: str, found: Retrieved, k: int) -> Iterator[str | Answer]:
         gen = self.generator
-        sentences = gen.select(question, found.hits)
+        sentences = gen.select(question, found.hits, question_vector=self.vector(question))
         if not sentences:
             yield NO_ANSWER
             yield self._refusal(found, found.hits[:k])

@@ -92,7 +92,8 @@ def renumber(text: str, hits: Sequence[Hit]) -> tuple[str, list[Hit]]:
         valid = list(dict.fromkeys(n for n in numbers if 1 <= n <= len(hits)))
         before = text[pos:m.start()]
         if not valid:
-            out.append(_SPACE_BEFORE.sub("", before))
+            # "and [12][4]": the space before belongs to the next marker when one follows.
+            out.append(before if text.startswith("[", m.end()) else _SPACE_BEFORE.sub("", before))
             pos = m.end()
             continue
         for n in valid:

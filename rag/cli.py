@@ -192,6 +192,8 @@ def _print_sources(answer, *, refused: bool) -> None:
         if not refused and c is not None and c.supported is False:
             line += f"  (may not support the sentence citing it: similarity {c.support:.2f})"
         click.echo(line)
+        snippet = " ".join(hit.text.split())
+        click.echo(f"      {snippet[:140]}{'…' if len(snippet) > 140 else ''}")
 
 
 def _answer_once(rag, question: str, history, k: int | None, *, as_json: bool):
@@ -257,7 +259,7 @@ def chat(ctx: click.Context, k: int | None, llm: str | None) -> None:
     from rag.retrieve import EmptyQueryError
 
     rag = open_rag(ctx, llm=llm)
-    stdin = click.get_text_stream("stdin")
+    stdin = sys.stdin
     interactive = stdin.isatty()
     notice = rag.generator_notice
     if notice:
@@ -292,12 +294,12 @@ def _eval_answers_commands() -> None:
     @click.option("--limit-articles", type=click.IntRange(min=1), default=None,
                   help="Only the first N articles and their questions (a quick check).")
     @_common_options
-    def answers_command(file: Path, limit_articles: int | None, as_json: bool, chunk_tokens: int | None,
-                        chunk_overlap: int | None, no_progress: bool) -> None:
+    def answers_command(file: Path, limit_articles: int | None, as_json: bool, no_progress: bool,
+                        **setting_options: Any) -> None:
         """Ask every question of a SQuAD FILE and check the extract (best 1-3 sentences) for a gold answer."""
         from rag.eval.answers import evaluate_extract
 
-        result = evaluate_extract(file, settings=_settings(chunk_tokens, chunk_overlap), progress=not no_progress,
+        result = evaluate_extract(file, settings=_settings(**setting_options), progress=not no_progress,
                                   limit_articles=limit_articles)
         _report(result, as_json=as_json, title=f"Extractive answers, {result['dataset']}",
                 metrics=["extract_contains_answer", "answer_contains_answer", "refused", "retrieved_contains_answer"])
@@ -310,7 +312,7 @@ def _eval_answers_commands() -> None:
                   help="Ask only this many questions, spread over the file.")
     @_common_options
     def refusals_command(file: Path, limit_articles: int | None, max_questions: int | None, as_json: bool,
-                         chunk_tokens: int | None, chunk_overlap: int | None, no_progress: bool) -> None:
+                         no_progress: bool, **setting_options: Any) -> None:
         """Ask each question of a SQuAD FILE with its article left out (unanswerable) and in (answerable).
 
         Reports the share refused in each case at RAG_REFUSE_BELOW, and the best threshold
@@ -318,7 +320,7 @@ def _eval_answers_commands() -> None:
         """
         from rag.eval.answers import evaluate_refusals
 
-        result = evaluate_refusals(file, settings=_settings(chunk_tokens, chunk_overlap), progress=not no_progress,
+        result = evaluate_refusals(file, settings=_settings(**setting_options), progress=not no_progress,
                                    limit_articles=limit_articles, max_questions=max_questions)
         _report(result, as_json=as_json, title=f"Refusals, {result['dataset']}",
                 metrics=["refused_unanswerable", "refused_answerable", "refused_answerable_retrievable"])
@@ -328,8 +330,8 @@ def _eval_answers_commands() -> None:
     @click.option("--max-questions", type=click.IntRange(min=1), default=1500, show_default=True,
                   help="Use this many questions, spread over the file.")
     @_common_options
-    def support_command(file: Path, max_questions: int, as_json: bool, chunk_tokens: int | None,
-                        chunk_overlap: int | None, no_progress: bool) -> None:
+    def support_command(file: Path, max_questions: int, as_json: bool, no_progress: bool,
+                        **setting_options: Any) -> None:
         """Score answer-like sentences of a SQuAD FILE against the right chunk and a wrong one.
 
         Reports the share flagged unsupported at RAG_SUPPORT_BELOW for right citations
@@ -337,7 +339,7 @@ def _eval_answers_commands() -> None:
         """
         from rag.eval.answers import evaluate_support
 
-        result = evaluate_support(file, settings=_settings(chunk_tokens, chunk_overlap), progress=not no_progress,
+        result = evaluate_support(file, settings=_settings(**setting_options), progress=not no_progress,
                                   max_questions=max_questions)
         _report(result, as_json=as_json, title=f"Citation support, {result['dataset']}",
                 metrics=["flagged_right", "flagged_wrong", "flagged_same_article_no_answer"])
@@ -346,8 +348,8 @@ def _eval_answers_commands() -> None:
     @click.argument("file", type=click.Path(path_type=Path))
     @click.option("--corpus", type=click.Path(path_type=Path), required=True, help="The SQuAD file to index.")
     @_common_options
-    def followups_command(file: Path, corpus: Path, as_json: bool, chunk_tokens: int | None,
-                          chunk_overlap: int | None, no_progress: bool) -> None:
+    def followups_command(file: Path, corpus: Path, as_json: bool, no_progress: bool,
+                        **setting_options: Any) -> None:
         """Score follow-up retrieval on conversations FILE (e.g. data/eval/followups-squad-half-a.json).
 
         Reports turn-2 hit@5 of the product's method (RAG_LLM decides: fusion without a
@@ -355,7 +357,7 @@ def _eval_answers_commands() -> None:
         """
         from rag.eval.answers import evaluate_followups
 
-        result = evaluate_followups(file, corpus, settings=_settings(chunk_tokens, chunk_overlap),
+        result = evaluate_followups(file, corpus, settings=_settings(**setting_options),
                                     progress=not no_progress)
         _report(result, as_json=as_json, title=f"Follow-ups, {result['dataset']}",
                 metrics=["hit@5", "hit@5_question_alone", "hit@5_concatenated", "topic_switch_hit@5",

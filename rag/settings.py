@@ -22,7 +22,7 @@ EMBEDDER_MAX_TOKENS = 254
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Calibrated on SQuAD half-a (rag.eval.answers); the figures are in the README.
-REFUSE_BELOW = 0.0
+REFUSE_BELOW = 0.85
 SUPPORT_BELOW = 0.5
 
 

@@ -115,6 +115,10 @@ class Hit:
         return self.chunk.title
 
     @property
+    def kind(self) -> SourceKind:
+        return self.chunk.kind
+
+    @property
     def url(self) -> str | None:
         return self.chunk.url
 

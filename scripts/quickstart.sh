@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Set up, ingest the demo documents in data/demo, and show the service answering from them.
+# Set up, ingest the demo PDFs in data/demo, show one answer, then serve the chat on
+# http://127.0.0.1:7860 (offline; Ctrl-C stops it). Extra arguments go to `rag serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh ui
 export HF_HUB_OFFLINE=1
 .venv/bin/rag ingest data/demo
-.venv/bin/rag sources
 echo
-echo '$ rag search "What did Lincoln say the world will not remember?" -k 2'
-.venv/bin/rag search "What did Lincoln say the world will not remember?" -k 2
+echo '$ rag ask "What did Lincoln say the world will not remember?"'
+.venv/bin/rag ask "What did Lincoln say the world will not remember?"
+echo
+exec .venv/bin/rag serve "$@"

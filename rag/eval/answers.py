@@ -96,7 +96,7 @@ def evaluate_extract(
         for q in iter_progress(data.questions, total=len(data.questions), desc="Extracting", unit="question",
                                enabled=progress):
             found = answerer.retrieve(q.text)
-            text = " ".join(x.text for x in gen.select(q.text, found.hits))
+            text = " ".join(x.text for x in gen.select(q.text, found.hits, question_vector=answerer.vector(q.text)))
             hit = _contains(text, q.answers)
             refuse = answerer.should_refuse(found)
             extract += hit

@@ -14,7 +14,8 @@ A sentence's score adds up, with weights fitted on SQuAD half-a (``rag eval answ
 * ``context``: how much better the previous sentence matches than this one (the answer
   often follows the sentence that names the subject: "... Newton. He was sacked seven times.");
 * ``answer type``: for when/how many/who/where questions, whether the sentence has a date,
-  a number, or a name the question does not already contain;
+  a number, a name, or a place after in/at/near (a name or place the question does not
+  already contain);
 * ``centrality`` (subtracted): cosine to its chunk's mean sentence, which is high for topic
   sentences ("Super Bowl 50 was an American football game ...") that restate a subject
   without answering anything about it.
@@ -69,6 +70,8 @@ _PERSON_Q = re.compile(r"\b(who|whom|whose)\b")
 _PLACE_Q = re.compile(r"\b(where|what city|which city|what country|which country|what state|which state|"
                       r"what region|what place)\b")
 
+_PLACE = re.compile(r"\b(?:in|at|near|from|to)\s+(?:the\s+)?([A-Z][\w'-]+)")
+
 
 @dataclass(frozen=True)
 class Sentence:
@@ -115,6 +118,8 @@ def matches_type(kind: str | None, sentence: str, question_words: set[str]) -> b
             any(m in low for m in _MONTHS)
     if kind == "number":
         return bool(re.search(r"\d", sentence)) or any(w in _NUMBER_WORDS for w in _words(sentence))
+    if kind == "place":  # "in Santa Clara", "at Levi's Stadium"
+        return any(m.group(1).lower() not in question_words for m in _PLACE.finditer(sentence))
     names = re.findall(r"\b[A-Z][\w'-]+", sentence)[1:]  # the first word is capitalised anyway
     return any(n.lower() not in question_words for n in names)
 

@@ -23,7 +23,9 @@ from rag.types import Chunk, Hit, chunk_id
 from tests.conftest import ROOT
 
 FOLLOWUPS = ROOT / "data" / "eval" / "followups-squad-half-a.json"
-ARTICLES = 3  # Super Bowl 50, Normans, Computational complexity theory: the first three of half a
+# Two city articles: a question about "its population" or "its county" fits either, so the
+# question alone often finds the wrong city (1 of their 4 conversations right; fused: 4 of 4).
+ARTICLES = ("Fresno, California", "Jacksonville, Florida")
 
 
 def h(name: str, score: float = 0.5) -> Hit:
@@ -99,20 +101,20 @@ def test_condense_asks_the_model() -> None:
 
 @pytest.fixture(scope="module")
 def squad_store(embedder, squad_file: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The first three articles of SQuAD half a in a real Chroma store."""
+    """Two SQuAD half-a articles in a real Chroma store."""
     from ingest.index import SourceJob
     from rag import RAG
 
-    data = load_squad(squad_file, limit_articles=ARTICLES)
+    docs = [d for d in load_squad(squad_file).documents if d.title in ARTICLES]
+    assert len(docs) == len(ARTICLES)
     rag = RAG(tmp_path_factory.mktemp("conv") / "data")
-    rag.ingest([SourceJob(d.source, lambda d=d: [d]) for d in data.documents])
+    rag.ingest([SourceJob(d.source, lambda d=d: [d]) for d in docs])
     return rag
 
 
 def test_fusion_finds_what_a_pronoun_question_alone_misses(squad_store) -> None:
-    titles = {d["article"] for d in json.loads(FOLLOWUPS.read_text())[:6]}
-    convs = [c for c in json.loads(FOLLOWUPS.read_text()) if c["article"] in titles]
-    assert len(convs) == 6
+    convs = [c for c in json.loads(FOLLOWUPS.read_text()) if c["article"] in ARTICLES]
+    assert len(convs) == 4
     search = squad_store.retriever.search
     alone = fused = 0
     for c in convs:
@@ -127,14 +129,18 @@ def test_fusion_finds_what_a_pronoun_question_alone_misses(squad_store) -> None:
 
 def test_a_new_topic_is_not_drowned_by_the_old_one(squad_store) -> None:
     search = squad_store.retriever.search
-    q = Question("", "Who was the leader of the Norse raiders who settled in Normandy?", ("Rollo",),
-                 "wikipedia:Normans")
-    found = fused_search(search, q.text, [("Who won Super Bowl 50?", "The Denver Broncos [1].")], 5)
-    assert is_hit(found.hits[0], q) or is_hit(found.hits[1], q)
+    # Not a guarantee: over 300 SQuAD questions asked after one about another article, fusion
+    # keeps hit@5 at 0.82 against 0.84 for the question alone (concatenation: 0.38).
+    q = Question("", "In which county does Jacksonville reside?", ("Duval",), "wikipedia:Jacksonville, Florida")
+    history = [("What was Fresno's population in 2010?", "494,665 [1].")]
+    found = fused_search(search, q.text, history, 5)
+    assert is_hit(found.hits[0], q)
+    assert not any(is_hit(x, q) for x in search(fused_query(q.text, history), 5)[:1])  # concatenation alone: not first
 
 
 def test_no_history_is_the_question_alone(squad_store) -> None:
     search = squad_store.retriever.search
-    found = fused_search(search, "Who won Super Bowl 50?", [], 3)
-    assert found.method == "question" and found.query == "Who won Super Bowl 50?"
-    assert [x.chunk.id for x in found.hits] == [x.chunk.id for x in search("Who won Super Bowl 50?", 3)]
+    question = "What is featured on the city of Fresno's city flag?"
+    found = fused_search(search, question, [], 3)
+    assert found.method == "question" and found.query == question
+    assert [x.chunk.id for x in found.hits] == [x.chunk.id for x in search(question, 3)]

@@ -50,7 +50,7 @@ def test_is_a_generator_named_extractive(gen) -> None:
 
 @pytest.mark.parametrize(("question", "answer", "source"), [
     ("Who headlined the Super Bowl 50 halftime show?", "Coldplay", 2),
-    ("Where was Super Bowl 50 played?", "Levi's Stadium", 0),
+    ("In which stadium was Super Bowl 50 played?", "Levi's Stadium", 0),
     ("Which network broadcast Super Bowl 50 in the U.S.?", "CBS", 2),
     ("Who was the leader of the Norse raiders?", "Rollo", 1),
 ])
@@ -106,4 +106,6 @@ def test_matches_type() -> None:
     assert not matches_type("date", "It opened long ago.", set())
     assert matches_type("number", "Three cathedrals stand there.", set())
     assert matches_type("person", "The prize went to Rollo.", {"who", "won"})
+    assert matches_type("place", "The game was played at Levi's Stadium.", {"where", "game"})
+    assert not matches_type("place", "The game was played by the Broncos.", {"where", "game"})
     assert not matches_type("person", "The prize went to Rollo.", {"rollo"})  # the question already names him
