@@ -6,11 +6,16 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rag.errors import RagError
+
+if TYPE_CHECKING:
+    from rag.remote import RemoteRAG
+    from rag.service import RAG
+    from rag.types import IngestReport
 
 TEXT_SUFFIXES = {".txt", ".md"}
 
@@ -47,6 +52,28 @@ def open_rag(ctx: click.Context, **overrides: Any):
     return RAG(ctx.obj["data_dir"], **overrides)
 
 
+def open_service(ctx: click.Context, *, llm: str | None = None) -> RAG | RemoteRAG:
+    """The running server that owns the data dir (saying so on stderr), else the in-process facade.
+
+    Chroma's embedded store belongs to one process, so while ``rag serve`` runs on this data
+    dir every command goes through its HTTP API (``rag.remote``) instead of opening the store.
+    """
+    from rag.remote import find_server
+    from rag.settings import Settings
+
+    settings = Settings.from_env(data_dir=ctx.obj["data_dir"])
+    remote = find_server(settings)
+    if remote is None:
+        return open_rag(ctx, llm=llm)
+    ctx.call_on_close(remote.close)
+    if llm is not None and llm.strip().lower() != str(remote.server_generator).lower():
+        raise click.ClickException(
+            f"--llm cannot be used while the server at {remote.url} owns {settings.data_dir}: it answers with its "
+            f"own generator ({remote.server_generator}); drop --llm, or restart the server with RAG_LLM={llm}")
+    click.echo(f"Using the server running at {remote.url} (it owns {settings.data_dir}).", err=True)
+    return remote
+
+
 def emit_json(value: Any) -> None:
     """Print one JSON document on stdout."""
     click.echo(json.dumps(value, ensure_ascii=False, indent=2))
@@ -66,13 +93,28 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], titles: tuple[str, ...],
     Ingesting the same thing twice changes nothing; a changed file replaces its old chunks.
     Exits 1 when any source was skipped (the summary says why).
     """
+    if not paths and not titles:
+        raise click.UsageError("Give PDF paths or --wikipedia TITLE; e.g. rag ingest paper.pdf --wikipedia 'Alan Turing'")
+    rag = open_service(ctx)
+    if getattr(rag, "remote", False):
+        report = _ingest_remote(rag, paths, titles, password, progress=not no_progress and not as_json)
+    else:
+        report = _ingest_here(rag, paths, titles, password, progress=not no_progress and not as_json)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        click.echo(summary(report))
+    if report.skipped:
+        ctx.exit(1)
+
+
+def _ingest_here(rag: RAG, paths: tuple[Path, ...], titles: tuple[str, ...], password: str | None, *,
+                 progress: bool) -> IngestReport:
+    """Ingest into the store this process opens."""
     from ingest.index import SourceJob
     from rag.errors import UnreadableSourceError
     from rag.types import Document
 
-    if not paths and not titles:
-        raise click.UsageError("Give PDF paths or --wikipedia TITLE; e.g. rag ingest paper.pdf --wikipedia 'Alan Turing'")
-    rag = open_rag(ctx)
     jobs: list[SourceJob] = []
     for path in _expand(paths):
         if path.suffix.lower() in TEXT_SUFFIXES:
@@ -82,16 +124,42 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], titles: tuple[str, ...],
             jobs.append(rag.pdf_job(path, password=password))
         else:
             def refuse(p: Path = path) -> list[Document]:
-                raise UnreadableSourceError(p.name, f"{p.name} is not a PDF or a .txt/.md file; convert it to PDF first")
+                raise UnreadableSourceError(p.name, _unsupported(p))
             jobs.append(SourceJob(path.name, refuse))
     jobs += [rag.wikipedia_job(title) for title in titles]
-    report = rag.ingest(jobs, progress=not no_progress and not as_json)
-    if as_json:
-        emit_json(report.to_dict())
-    else:
-        click.echo(summary(report))
-    if report.skipped:
-        ctx.exit(1)
+    return rag.ingest(jobs, progress=progress)
+
+
+def _ingest_remote(remote: RemoteRAG, paths: tuple[Path, ...], titles: tuple[str, ...], password: str | None, *,
+                   progress: bool) -> IngestReport:
+    """Send each source to the running server (PDFs uploaded, text files as text), one report for all."""
+    from tqdm import tqdm
+
+    from rag.types import IngestReport
+
+    report = IngestReport()
+    files = _expand(paths)
+    with tqdm(total=len(files) + bool(titles), unit="source", desc="Ingesting on the server", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for path in files:
+            if path.suffix.lower() in TEXT_SUFFIXES:
+                try:
+                    report.merge(remote.ingest_text(path.name, _read_text(path)))
+                except OSError as exc:
+                    report.skipped[path.name] = f"Cannot read {path} ({exc.strerror}); check the path"
+            elif path.suffix.lower() == ".pdf" or not path.exists():
+                report.merge(remote.ingest_file(path, password=password))
+            else:
+                report.skipped[path.name] = _unsupported(path)
+            bar.update()
+        if titles:
+            report.merge(remote.ingest_wikipedia(list(titles)))
+            bar.update()
+    return report
+
+
+def _unsupported(path: Path) -> str:
+    return f"{path.name} is not a PDF or a .txt/.md file; convert it to PDF first"
 
 
 def summary(report) -> str:
@@ -129,7 +197,7 @@ def _read_text(path: Path) -> str:
 @click.pass_context
 def search(ctx: click.Context, query: str, k: int | None, sources: tuple[str, ...], as_json: bool) -> None:
     """Find the chunks most similar to QUERY (cosine similarity, best first)."""
-    rag = open_rag(ctx)
+    rag = open_service(ctx)
     hits = rag.search(query, k, sources=list(sources) or None)
     if as_json:
         emit_json({"query": query, "k": k or rag.settings.top_k, "hits": [h.to_dict() for h in hits]})
@@ -148,7 +216,7 @@ def search(ctx: click.Context, query: str, k: int | None, sources: tuple[str, ..
 @click.pass_context
 def sources(ctx: click.Context, as_json: bool) -> None:
     """List what is indexed."""
-    infos = open_rag(ctx).sources()
+    infos = open_service(ctx).sources()
     if as_json:
         emit_json([s.to_dict() for s in infos])
         return
@@ -163,7 +231,7 @@ def sources(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def delete(ctx: click.Context, source: str) -> None:
     """Delete SOURCE (a file name or Wikipedia title, as `rag sources` lists it)."""
-    n = open_rag(ctx).delete(source)
+    n = open_service(ctx).delete(source)
     click.echo(f"Deleted {source} ({n} chunks).")
 
 
@@ -202,7 +270,9 @@ def _answer_once(rag, question: str, history, k: int | None, *, as_json: bool):
 
     answer = None
     pieces: list[str] = []
-    streaming = not as_json and rag.settings.llm.strip().lower() != "extractive"
+    # A running server answers through /api/ask, which sends the whole answer at once.
+    streaming = (not as_json and not getattr(rag, "remote", False)
+                 and rag.settings.llm.strip().lower() != "extractive")
     for item in rag.ask_stream(question, history, k=k):
         if isinstance(item, Answer):
             answer = item
@@ -240,7 +310,7 @@ def ask(ctx: click.Context, question: str, k: int | None, llm: str | None, as_js
     sentences of your documents, quoted and labelled "From the documents:". When the
     documents do not answer the question, it says so instead of guessing.
     """
-    rag = open_rag(ctx, llm=llm)
+    rag = open_service(ctx, llm=llm)
     notice = rag.generator_notice
     if notice and not as_json and rag.settings.llm.strip().lower() != "extractive":
         click.echo(notice, err=True)
@@ -258,7 +328,7 @@ def chat(ctx: click.Context, k: int | None, llm: str | None) -> None:
     """
     from rag.retrieve import EmptyQueryError
 
-    rag = open_rag(ctx, llm=llm)
+    rag = open_service(ctx, llm=llm)
     stdin = sys.stdin
     interactive = stdin.isatty()
     notice = rag.generator_notice

@@ -77,3 +77,15 @@ class MissingDependencyError(RagError):
         )
         self.package = package
         self.extra = extra
+
+
+class RemoteError(RagError):
+    """A running ``rag serve`` could not be reached, refused the credentials, or failed a request.
+
+    Attributes:
+        status: the HTTP status the server answered with (None when it did not answer).
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

@@ -5,16 +5,20 @@ Mounted in the same FastAPI app as the Gradio UI (``ui/app.py``), so one
 schema is published at ``/openapi.json`` (browsable at ``/docs``).
 
 Routes:
-    GET    /api/health                 status, chunk count, generator
+    GET    /api/health                 status, chunk count, generator, pid
     POST   /api/search                 {"query", "k"?, "sources"?} -> {"query", "k", "hits"}
     POST   /api/ask                    {"question", "history"?, "k"?, "sources"?} -> Answer
     GET    /api/sources                [SourceInfo]
     DELETE /api/sources/{source}       {"deleted": n}
     POST   /api/ingest/file            multipart: file (PDF), password? -> IngestReport
     POST   /api/ingest/wikipedia       {"titles": [...]} -> IngestReport
+    POST   /api/ingest/text            {"name", "text"} -> IngestReport (what `rag ingest notes.md` sends)
     GET    /v1/models                  the one model, "rag"
     POST   /v1/chat/completions        OpenAI chat completions (stream or not); answers carry
                                        "sources" and "citations" as extra fields
+
+When ``RAG_API_KEY`` or ``RAG_AUTH`` is set, ``ui.app.create_app`` guards these routes with
+``rag.auth.RequireLogin`` (401 with the same JSON error shape otherwise).
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the routes' annotations at runtime,
@@ -22,6 +26,7 @@ Routes:
 
 import json
 import logging
+import os
 import tempfile
 import time
 import uuid
@@ -62,6 +67,10 @@ def build_api(rag: Any):
     class WikipediaRequest(BaseModel):
         titles: list[str] = Field(min_length=1, max_length=50)
 
+    class TextRequest(BaseModel):
+        name: str = Field(min_length=1, max_length=500)
+        text: str
+
     class Message(BaseModel):
         role: Literal["system", "user", "assistant", "developer", "tool"]
         content: str | list[dict[str, Any]] | None = None
@@ -92,7 +101,9 @@ def build_api(rag: Any):
 
     @router.get("/api/health", tags=["service"])
     def health() -> Any:
-        return guarded(lambda: {"status": "ok", "chunks": rag.store.count(), "generator": rag.generator.name})
+        # pid: the CLI checks it against DATA_DIR/server.json to know it reached the server that owns the store.
+        return guarded(lambda: {"status": "ok", "chunks": rag.store.count(), "generator": rag.generator.name,
+                                "pid": os.getpid()})
 
     @router.post("/api/search", tags=["retrieval"])
     def search(req: SearchRequest) -> Any:
@@ -113,11 +124,33 @@ def build_api(rag: Any):
 
     @router.delete("/api/sources/{source:path}", tags=["sources"])
     def delete(source: str) -> Any:
-        return guarded(lambda: {"deleted": rag.delete(source)})
+        def run() -> dict[str, Any]:
+            from ui.files import remove_file
+
+            deleted = rag.delete(source)
+            remove_file(rag.settings.files_dir, source)  # an uploaded PDF's stored copy goes with it
+            return {"deleted": deleted}
+
+        return guarded(run)
 
     @router.post("/api/ingest/wikipedia", tags=["sources"])
     def ingest_wikipedia(req: WikipediaRequest) -> Any:
         return guarded(lambda: rag.ingest([rag.wikipedia_job(t) for t in req.titles]).to_dict())
+
+    @router.post("/api/ingest/text", tags=["sources"])
+    def ingest_text(req: TextRequest) -> Any:
+        def run() -> dict[str, Any]:
+            from ingest.index import SourceJob
+            from rag.types import Document
+
+            limit = rag.settings.max_pdf_bytes
+            if len(req.text.encode("utf-8")) > limit:
+                raise RagError(f"{req.name} is over the {limit / 2**20:.0f} MB upload limit; "
+                               "split it or raise RAG_MAX_PDF_BYTES")
+            doc = Document(source=req.name, text=req.text, kind="text", title=req.name)
+            return rag.ingest([SourceJob(req.name, lambda: [doc])]).to_dict()
+
+        return guarded(run)
 
     @router.post("/api/ingest/file", tags=["sources"])
     def ingest_file(file: UploadFile = File(...), password: str | None = Form(default=None)) -> Any:
@@ -139,7 +172,18 @@ def build_api(rag: Any):
                     staged = stage_upload(rag.settings.files_dir, raw, file.filename or "upload.pdf")
                 except NotAPDFError as exc:
                     raise RagError(str(exc)) from None
-            return rag.ingest([rag.pdf_job(staged.path, password=password or None, name=staged.name)]).to_dict()
+            # Keep the file (so citations link to it) only when it was ingested; a refused upload
+            # must not replace a good copy stored before.
+            try:
+                report = rag.ingest([rag.pdf_job(staged.path, password=password or None, name=staged.name)])
+            except BaseException:
+                staged.discard()
+                raise
+            if staged.name in report.skipped:
+                staged.discard()
+            else:
+                staged.commit()
+            return report.to_dict()
 
         return guarded(run)
 

@@ -79,6 +79,11 @@ class Settings:
     max_pdf_bytes: int = 100 * 1024 * 1024
     max_pdf_pages: int = 2000
     max_pdf_seconds: float = 120.0
+    # Login for `rag serve` (README, Deployment). auth: "user:password" for the browser chat (and
+    # HTTP Basic on the API); api_key: the bearer token /api, /v1 and /files require. Empty: no login.
+    # Kept out of repr so a logged or printed Settings never shows them.
+    auth: str = dataclasses.field(default="", repr=False)
+    api_key: str = dataclasses.field(default="", repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -100,8 +105,22 @@ class Settings:
             raise ConfigError(
                 f"retrieval_mode={self.retrieval_mode!r} is not one of dense, keyword, hybrid"
             )
+        if self.auth and self.login is None:
+            # The value is a secret: name the setting, never echo it.
+            raise ConfigError("RAG_AUTH must be user:password with both parts non-empty, e.g. RAG_AUTH=alice:s3cret")
+        if self.api_key and (self.api_key != self.api_key.strip() or any(c in self.api_key for c in "\r\n")):
+            raise ConfigError("RAG_API_KEY must not contain spaces at its ends or line breaks (it is sent in an "
+                              "HTTP header); choose another key")
         if not 3 <= len(self.collection) <= 512:
             raise ConfigError(f"collection={self.collection!r} must be 3 to 512 characters long")
+
+    @property
+    def login(self) -> tuple[str, str] | None:
+        """``auth`` as (user, password), or None when no login is set (or it is malformed)."""
+        user, sep, password = self.auth.partition(":")
+        if not sep or not user.strip() or not password:
+            return None
+        return user.strip(), password
 
     @property
     def store_dir(self) -> Path:

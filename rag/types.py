@@ -147,6 +147,16 @@ class Hit:
             "end": c.end,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Hit":
+        """Rebuild a hit from :meth:`to_dict` (e.g. an HTTP API response); ``tokens`` is not carried, so 0."""
+        chunk = Chunk(id=str(data["id"]), source=str(data["source"]), text=str(data["text"]),
+                      kind=data.get("kind") or "text", title=str(data.get("title") or data["source"]),
+                      start=int(data.get("start") or 0), end=int(data["end"] if data.get("end") is not None else len(data["text"])), tokens=0,
+                      url=data.get("url"), section=data.get("section"),
+                      page=int(data["page"]) if data.get("page") is not None else None)
+        return cls(chunk=chunk, score=float(data["score"]))
+
 
 @dataclass(frozen=True)
 class SourceInfo:
@@ -161,6 +171,12 @@ class SourceInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SourceInfo":
+        """Rebuild from :meth:`to_dict`."""
+        return cls(source=str(data["source"]), kind=data.get("kind") or "text", title=str(data.get("title") or ""),
+                   chunks=int(data.get("chunks") or 0), added_at=str(data.get("added_at") or ""), url=data.get("url"))
 
 
 @dataclass
@@ -189,6 +205,12 @@ class IngestReport:
     def to_dict(self) -> dict[str, Any]:
         return {"added": self.added, "replaced": self.replaced, "unchanged": self.unchanged, "skipped": self.skipped}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "IngestReport":
+        """Rebuild from :meth:`to_dict` (``errors`` is not carried)."""
+        return cls(added=dict(data.get("added") or {}), replaced=dict(data.get("replaced") or {}),
+                   unchanged=dict(data.get("unchanged") or {}), skipped=dict(data.get("skipped") or {}))
+
 
 @dataclass(frozen=True)
 class Citation:
@@ -201,6 +223,12 @@ class Citation:
 
     def to_dict(self) -> dict[str, Any]:
         return {"number": self.number, "supported": self.supported, "support": self.support, **self.hit.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Citation":
+        """Rebuild from :meth:`to_dict`."""
+        return cls(number=int(data["number"]), hit=Hit.from_dict(data), supported=data.get("supported"),
+                   support=data.get("support"))
 
 
 @dataclass(frozen=True)
@@ -225,3 +253,11 @@ class Answer:
             "prompt_format": self.prompt_format,
             "refused": self.refused,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Answer":
+        """Rebuild an answer from :meth:`to_dict` (e.g. the HTTP API's ``/api/ask`` response)."""
+        return cls(text=str(data["answer"]), citations=[Citation.from_dict(c) for c in data.get("citations") or []],
+                   sources=[Hit.from_dict(h) for h in data.get("sources") or []], query=str(data.get("query") or ""),
+                   generator=str(data.get("generator") or ""), prompt_format=data.get("prompt_format"),
+                   refused=bool(data.get("refused")))

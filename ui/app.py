@@ -16,6 +16,7 @@ delete sources) and settings (number of sources k, the generator and its notice)
 
 API (usable from ``gradio_client``; listed at ``/?view=api``, "Use via API" in the footer)
 --------------------------------------------------------------------------------------
+With ``RAG_AUTH=user:password`` set, connect with ``Client(url, auth=(user, password))``.
 Errors come back as ``gradio_client.exceptions.AppError`` whose message is one sentence
 (the library's own, or a generic one for unexpected failures, which the server logs).
 
@@ -511,6 +512,7 @@ def create_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY, blocks: gr.B
     """
     from fastapi import FastAPI
 
+    from rag.auth import RequireLogin
     from rag.server import build_api
 
     app = FastAPI(title="rag", docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
@@ -520,13 +522,40 @@ def create_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY, blocks: gr.B
     for router in routers:
         app.include_router(router)
     blocks = blocks or build_app(rag, ask_concurrency=ask_concurrency)
+    login = rag.settings.login
     app = gr.mount_gradio_app(app, blocks, path="/", show_error=False, max_file_size=rag.settings.max_pdf_bytes,
-                              footer_links=["api"], css=CSS)
+                              footer_links=["api"], css=CSS, auth=login,
+                              auth_message="Log in with the user name and password of the server's RAG_AUTH."
+                              if login else None)
+    # Gradio's login guards only its own routes; /api, /v1 and /files need the API key, the
+    # login as HTTP Basic, or (for /files, opened from the chat's citations) the page's login cookie.
+    app.add_middleware(RequireLogin, settings=rag.settings, session_user=_gradio_session_user(app))
     # Gradio refuses file inputs that name a server path outside its upload folder only once
     # the Blocks "has launched", which mount_gradio_app never marks; without this, a client
     # could have any readable server file copied into the cache and ingested.
     blocks.has_launched = True
     return app
+
+
+def _gradio_session_user(app: Any) -> Callable[[dict[str, str]], str | None]:
+    """Given a request's cookies, the user logged in on the mounted Gradio page, or None.
+
+    Reads Gradio's own session store (``App.tokens``, keyed by the ``access-token-<cookie_id>``
+    cookie its ``/login`` sets), found on the mount at ``/``; a test logs in through the page's
+    ``/login`` and opens ``/files`` with the cookie, so a Gradio change that breaks this shows.
+    """
+    from starlette.routing import Mount
+
+    def user(cookies: dict[str, str]) -> str | None:
+        for route in app.routes:
+            gradio_app = route.app if isinstance(route, Mount) else None
+            if gradio_app is not None and hasattr(gradio_app, "tokens") and hasattr(gradio_app, "cookie_id"):
+                cid = gradio_app.cookie_id
+                token = cookies.get(f"access-token-{cid}") or cookies.get(f"access-token-unsecure-{cid}")
+                return gradio_app.tokens.get(token) if token else None
+        return None
+
+    return user
 
 
 def is_loopback(host: str) -> bool:
@@ -593,9 +622,26 @@ class UIServer:
             time.sleep(0.05)
         return self
 
-    def serve_forever(self) -> None:
-        """Serve in this thread until interrupted."""
-        self._server.run(sockets=[self._sock])
+    def serve_forever(self, on_started: Callable[[], None] | None = None) -> None:
+        """Serve in this thread until interrupted.
+
+        Args:
+            on_started: called (from another thread) once the server accepts connections.
+        """
+        finished = threading.Event()
+        if on_started is not None:
+            def wait_then_call() -> None:
+                while not self._server.started:
+                    if finished.is_set() or self._server.should_exit:
+                        return
+                    time.sleep(0.05)
+                on_started()
+
+            threading.Thread(target=wait_then_call, name="rag-started", daemon=True).start()
+        try:
+            self._server.run(sockets=[self._sock])
+        finally:
+            finished.set()
 
     def stop(self, timeout: float = 10) -> None:
         """Stop serving and wait for the thread to end."""

@@ -32,15 +32,23 @@ def _upload(base: str, path: Path, password: str | None = None) -> httpx.Respons
                           data=data, timeout=120)
 
 
-def test_rest_routes_ingest_search_ask_list_and_delete(server, pdf_dir: Path) -> None:
+def test_rest_routes_ingest_search_ask_list_and_delete(server, pdf_dir: Path, tmp_path: Path) -> None:
     base = server.url
     folder = pdf_dir / "pypdf-resources"
-    assert httpx.get(f"{base}api/health").json()["status"] == "ok"
+    files = tmp_path / "served" / "files"
+    health = httpx.get(f"{base}api/health").json()
+    assert health["status"] == "ok" and health["pid"] > 0
 
     added = _upload(base, folder / "crazyones.pdf").json()["added"]
     assert list(added) == ["crazyones.pdf"] and added["crazyones.pdf"] >= 1
+    # The upload is kept where citations link to it; a refused one is not kept at all.
+    assert httpx.get(f"{base}files/crazyones.pdf").content == (folder / "crazyones.pdf").read_bytes()
     refused = _upload(base, folder / "encrypted-file.pdf").json()
     assert refused["skipped"]["encrypted-file.pdf"].startswith("encrypted-file.pdf is encrypted")
+    assert not (files / "encrypted-file.pdf").exists() and not any((files / ".staging").iterdir())
+    text = httpx.post(f"{base}api/ingest/text", json={"name": "notes.md", "text": "Velasquez painted it red."}).json()
+    assert text == {"added": {"notes.md": 1}, "replaced": {}, "unchanged": {}, "skipped": {}}
+    assert httpx.delete(f"{base}api/sources/notes.md").json() == {"deleted": 1}
     assert _upload(base, folder / "encrypted-file.pdf", password="test").json()["added"] == {"encrypted-file.pdf": 1}
     wiki = httpx.post(f"{base}api/ingest/wikipedia", json={"titles": ["Super Bowl 50"]}, timeout=120).json()
     assert wiki["added"]["wikipedia:Super Bowl 50"] > 3
@@ -56,6 +64,7 @@ def test_rest_routes_ingest_search_ask_list_and_delete(server, pdf_dir: Path) ->
     listed = {s["source"] for s in httpx.get(f"{base}api/sources").json()}
     assert listed == {"crazyones.pdf", "encrypted-file.pdf", "wikipedia:Super Bowl 50"}
     assert httpx.delete(f"{base}api/sources/crazyones.pdf").json() == {"deleted": added["crazyones.pdf"]}
+    assert not (files / "crazyones.pdf").exists()
     gone = httpx.delete(f"{base}api/sources/crazyones.pdf")
     assert gone.status_code == 404 and "No source named 'crazyones.pdf'" in gone.json()["error"]["message"]
     assert httpx.post(f"{base}api/search", json={"query": "x", "k": 0}).status_code == 422

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -20,6 +21,26 @@ from ui.app import is_loopback
                                             ("0.0.0.0", False), ("192.168.1.5", False), ("example.org", False)])
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("host, env, expected", [
+    ("127.0.0.1", {}, None),
+    ("0.0.0.0", {"RAG_AUTH": "alice:pw"}, None),
+    ("0.0.0.0", {}, "Warning: listening on 0.0.0.0, not loopback, with no login: anyone who can reach this machine "
+                    "can read and change your documents. Set RAG_AUTH=user:password (the chat page) and "
+                    "RAG_API_KEY=<key> (programs), or use --host 127.0.0.1."),
+    ("192.168.1.5", {"RAG_API_KEY": "k"}, "Warning: listening on 192.168.1.5, not loopback: RAG_API_KEY guards /api, "
+                                          "/v1 and /files, but the browser chat and its Gradio API have no login"),
+])
+def test_exposure_warning_names_the_fix(host: str, env: dict, expected: str | None) -> None:
+    from rag.settings import Settings
+    from ui.serve import exposure_warning
+
+    warning = exposure_warning(host, Settings.from_env(env))
+    if expected is None:
+        assert warning is None
+    else:
+        assert warning is not None and warning.startswith(expected)
 
 
 def test_rag_serve_runs_and_stops(tmp_path: Path) -> None:
@@ -42,8 +63,10 @@ def test_rag_serve_runs_and_stops(tmp_path: Path) -> None:
         assert httpx.get(url + "files/none.pdf", timeout=30).status_code == 404
         assert httpx.get(url + "gradio_api/info", timeout=30).json()["named_endpoints"].keys() >= {
             "/ask", "/upload", "/sources", "/delete", "/add_wikipedia"}
+        assert json.loads((tmp_path / "data" / "server.json").read_text())["url"] == url
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
+        assert not (tmp_path / "data" / "server.json").exists()
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,0 +1,146 @@
+"""Optional login for ``rag serve``: which requests may use the API, and what a client sends.
+
+Two settings turn it on (both empty by default, see ``rag.settings``):
+
+- ``auth`` (``RAG_AUTH=user:password``): Gradio's login page guards the browser chat and its
+  Gradio API; the same login is accepted as HTTP Basic on the routes below.
+- ``api_key`` (``RAG_API_KEY``): a bearer token, ``Authorization: Bearer <key>``, which is what
+  OpenAI clients send as their ``api_key``.
+
+When either is set, every request under ``/api/``, ``/v1/`` and ``/files/`` needs the key, the
+login, or (for ``/files/``, which the chat's citation links open in the browser) the browser's
+login cookie; anything else gets a 401 with a JSON error in the API's shape. Secrets are
+compared in constant time and never appear in messages or logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from typing import Any, Awaitable, Callable, Mapping
+
+from rag.settings import Settings
+
+PROTECTED_PREFIXES = ("/api/", "/v1/", "/files/")
+
+
+def login_required(settings: Settings) -> bool:
+    """Whether the server asks for credentials at all (``auth`` or ``api_key`` is set)."""
+    return bool(settings.api_key or settings.login)
+
+
+def check_authorization(header: str | None, settings: Settings) -> bool:
+    """Whether an ``Authorization`` header carries this server's API key or login.
+
+    Args:
+        header: the header's value, e.g. ``Bearer abc`` or ``Basic dXNlcjpwdw==``; None when absent.
+        settings: the server's settings (``api_key``, ``auth``).
+
+    Returns:
+        True for ``Bearer <api_key>`` (when a key is set) or ``Basic <user:password>`` (when a
+        login is set) with the right value; False otherwise.
+    """
+    if not header:
+        return False
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer" and settings.api_key:
+        return hmac.compare_digest(value.encode("utf-8"), settings.api_key.encode("utf-8"))
+    if scheme.lower() == "basic" and settings.login:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        user, sep, password = decoded.partition(":")
+        want_user, want_password = settings.login
+        # Both comparisons run whatever the first says, so timing does not tell which part was wrong.
+        user_ok = hmac.compare_digest(user.encode("utf-8"), want_user.encode("utf-8"))
+        password_ok = hmac.compare_digest(password.encode("utf-8"), want_password.encode("utf-8"))
+        return bool(sep) and user_ok and password_ok
+    return False
+
+
+def client_headers(settings: Settings) -> dict[str, str]:
+    """The ``Authorization`` header a client (the CLI) sends: the API key, else the login, else none."""
+    if settings.api_key:
+        return {"Authorization": f"Bearer {settings.api_key}"}
+    if settings.login:
+        user, password = settings.login
+        token = base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
+        return {"Authorization": f"Basic {token}"}
+    return {}
+
+
+def refusal_message(settings: Settings, *, sent: bool) -> str:
+    """The one sentence a refused request gets (it names the settings, never their values).
+
+    Args:
+        settings: the server's settings.
+        sent: whether the request carried an ``Authorization`` header at all.
+    """
+    ways = []
+    if settings.api_key:
+        ways.append("the server's RAG_API_KEY as the header 'Authorization: Bearer <key>'")
+    if settings.login:
+        ways.append("the user and password of its RAG_AUTH with HTTP Basic authentication")
+    how = " or ".join(ways)
+    if sent:
+        return f"The credentials sent are not valid for this server; send {how}"
+    return f"This server requires a login; send {how}"
+
+
+class RequireLogin:
+    """ASGI middleware: refuses requests under ``prefixes`` that lack valid credentials (401, JSON).
+
+    Args:
+        app: the ASGI app to guard.
+        settings: the server's settings; with neither ``auth`` nor ``api_key`` set, everything passes.
+        prefixes: the URL path prefixes that need credentials.
+        session_user: given the request's cookies, the logged-in user of a browser session or None
+            (lets the chat's links to ``/files/`` work for a user who logged in on the page).
+        session_prefixes: where a session cookie is enough; only GETs of files, so a page on another
+            site cannot make a logged-in browser call the API.
+    """
+
+    def __init__(self, app: Any, settings: Settings, prefixes: tuple[str, ...] = PROTECTED_PREFIXES,
+                 session_user: Callable[[Mapping[str, str]], str | None] | None = None,
+                 session_prefixes: tuple[str, ...] = ("/files/",)) -> None:
+        self.app = app
+        self.settings = settings
+        self.prefixes = prefixes
+        self.session_user = session_user
+        self.session_prefixes = session_prefixes
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if (scope["type"] != "http" or not login_required(self.settings)
+                or not str(scope.get("path", "")).startswith(self.prefixes)):
+            await self.app(scope, receive, send)
+            return
+        path = str(scope["path"])
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        header = headers.get("authorization")
+        session_ok = (scope.get("method") in ("GET", "HEAD") and path.startswith(self.session_prefixes)
+                      and self._has_session(headers.get("cookie")))
+        if check_authorization(header, self.settings) or session_ok:
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"error": {"message": refusal_message(self.settings, sent=bool(header)),
+                                     "type": "authentication_error"}}).encode("utf-8")
+        challenge = 'Bearer realm="rag"' if self.settings.api_key else 'Basic realm="rag"'
+        await send({"type": "http.response.start", "status": 401, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode("ascii")),
+            (b"www-authenticate", challenge.encode("ascii"))]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _has_session(self, cookie_header: str | None) -> bool:
+        if not cookie_header or self.session_user is None:
+            return False
+        from starlette.requests import cookie_parser
+
+        try:
+            return self.session_user(cookie_parser(cookie_header)) is not None
+        except Exception:  # a broken session lookup must fail closed, never open
+            return False
