@@ -1,4 +1,4 @@
-"""Query latency through the product's retriever (RAG.search: embed + Chroma search) at 10k and 100k chunks.
+"""Query latency through the product's retriever, dense and hybrid, at 10k and 100k chunks.
 
 Run (from the repo root):
 
@@ -10,13 +10,14 @@ The stores are synthetic in size, real in content: MiniLM vectors of a real base
 repeated with small Gaussian perturbations, renormalised, until the store holds 10k and
 then 100k chunks (each copy keeps its base text). Embedding 100k real chunks would take
 hours on this machine; the perturbed copies keep Chroma's HNSW work realistic. Chunks
-are written with ChromaStore.add straight into the directory and collection RAG uses.
+are written with the product's store (Chroma + the SQLite FTS5 keyword index) directly.
 
 Queries are SQuAD questions, one at a time, warm (a warm-up round first). For each
 query, and for each torch thread count compared (default and 1: with other work on the
-cores, 2 intra-op threads on a short query wait on each other), we time, back to back: RAG.search (what users get), the embedder alone, the store
-search alone (with the query's vector precomputed), and the store's count() (which
-ChromaStore.query calls on every search). When .venv-bench has LlamaIndex, its retriever
+cores, 2 intra-op threads on a short query wait on each other), we time, back to back: the
+dense retriever (embed + Chroma search), the hybrid retriever (embed + Chroma + BM25 + fusion),
+the embedder alone, the Chroma search alone (query vector precomputed) and the BM25 search
+alone. When .venv-bench has LlamaIndex, its retriever
 (VectorStoreIndex.from_vector_store over the same Chroma collection) is timed too, in a
 subprocess, on the same questions.
 """
@@ -108,25 +109,35 @@ def fill_chunks(base, start: int, n: int):
 
 
 def measure_product(rag, queries: list[str], warmup: int, threads: list[int]) -> dict[str, Any]:
-    """Interleaved per query and per torch thread count: RAG.search, embed only, store search only, count().
+    """Interleaved per query and per torch thread count: dense and hybrid search, and their parts.
 
     threads: torch intra-op thread counts to compare (0 = the process default, what the product
     uses unless RAG_TORCH_THREADS is set); switched per query so every setting sees the same load.
     """
     import torch
 
+    from rag.retrieve import Retriever
+
     default = torch.get_num_threads()
     settings = [t or default for t in threads]
     store = rag.store
     embedder = rag.embedder
-    samples = {t: {"search": [], "embed_only": [], "store_query_only": [], "count_only": []} for t in settings}
+    s = rag.settings
+    dense = Retriever(embedder, store, mode="dense")
+    hybrid = Retriever(embedder, store, mode="hybrid", keyword_weight=s.keyword_weight,
+                       candidates=s.fusion_candidates)
+    keys = ("dense", "hybrid", "embed_only", "store_query_only", "keyword_only")
+    samples = {t: {k: [] for k in keys} for t in settings}
     try:
         for i, q in enumerate(queries):
             for th in settings:
                 torch.set_num_threads(th)
                 t = now()
-                rag.search(q, k=5)
+                dense.search(q, k=5)
                 full = now() - t
+                t = now()
+                hybrid.search(q, k=5)
+                hyb = now() - t
                 t = now()
                 v = embedder.embed([q])[0]
                 emb = now() - t
@@ -134,11 +145,10 @@ def measure_product(rag, queries: list[str], warmup: int, threads: list[int]) ->
                 store.query(v, 5)
                 srch = now() - t
                 t = now()
-                store.count()
-                cnt = now() - t
+                store.keyword_query(q, s.fusion_candidates)
+                kw = now() - t
                 if i >= warmup:
-                    for key, val in zip(("search", "embed_only", "store_query_only", "count_only"),
-                                        (full, emb, srch, cnt)):
+                    for key, val in zip(keys, (full, hyb, emb, srch, kw)):
                         samples[th][key].append(val)
     finally:
         torch.set_num_threads(default)
@@ -226,8 +236,6 @@ def main(argv=None) -> None:
     threads = [int(x) for x in args.threads.split(",")]
     setup_offline()
 
-    from rag.store import ChromaStore
-
     tmp = Path(tempfile.mkdtemp(prefix="bench-ql-"))
     try:
         note("embedding the real base set (product chunks of SQuAD half-a + sentences)")
@@ -261,7 +269,7 @@ def main(argv=None) -> None:
 
         data_dir = tmp / "store"
         rag = RAG(data_dir)
-        store = ChromaStore(rag.settings.store_dir, collection=rag.settings.collection)
+        store = rag.store  # Chroma and the keyword index, written together as ingestion does
         filled = 0
         results: dict[int, dict[str, Any]] = {}
         partial = RESULTS_DIR / "query_latency-partial.json"
@@ -293,8 +301,9 @@ def main(argv=None) -> None:
             # Keep what is measured so far: this machine is shared and long runs get cut short.
             partial.write_text(json.dumps({"args": vars(args), "results": results}, indent=2, default=str))
             for th, o in res["ours"].items():
-                note(f"{size:,}: ours torch {th} thr: p50 {o['search']['p50_ms']:.1f} ms, "
-                     f"p95 {o['search']['p95_ms']:.1f} ms (partial results in {partial})")
+                note(f"{size:,}: ours torch {th} thr: dense p50 {o['dense']['p50_ms']:.1f} ms, "
+                     f"p95 {o['dense']['p95_ms']:.1f} ms; hybrid p50 {o['hybrid']['p50_ms']:.1f} ms, "
+                     f"p95 {o['hybrid']['p95_ms']:.1f} ms (partial results in {partial})")
         del rag, store, base_rag
         gc.collect()
     finally:
@@ -310,9 +319,9 @@ def main(argv=None) -> None:
     print()
     print(f"Store contents: {len(base):,} real MiniLM vectors ({n_chunks:,} SQuAD half-a chunks as the product cuts "
           f"them + {n_sent:,} sentences), repeated with N(0, {args.sigma}^2)/dim noise and renormalised "
-          f"(copy-to-base cosine {cos_to_base:.3f}) up to each size; written with ChromaStore.add.")
+          f"(copy-to-base cosine {cos_to_base:.3f}) up to each size; written with the product's store.")
     print(f"Queries: {len(timed)} SQuAD questions, one at a time, k=5, after {args.warmup} warm-up queries. "
-          f"'search' = RAG.search (embed + ChromaStore.query, which also calls count()).")
+          f"dense = embed + Chroma; hybrid = embed + Chroma + BM25 + reciprocal-rank fusion.")
     for size, res in results.items():
         li = res.get("llamaindex") or {}
         if li.get("skipped") or li.get("error"):
@@ -321,15 +330,16 @@ def main(argv=None) -> None:
     rows = []
     for size, res in results.items():
         for th, o in res["ours"].items():
-            label = f"ours RAG.search, torch {th} thr" + (" (default)" if o["default"] else "")
-            rows.append([f"{size:,}", label, o["search"]["p50_ms"], o["search"]["p95_ms"],
-                         o["embed_only"]["p50_ms"], o["store_query_only"]["p50_ms"], o["count_only"]["p50_ms"],
-                         res["insert_per_s"]])
+            for mode in ("dense", "hybrid"):
+                label = f"ours {mode}, torch {th} thr" + (" (default)" if o["default"] else "")
+                rows.append([f"{size:,}", label, o[mode]["p50_ms"], o[mode]["p95_ms"],
+                             o["embed_only"]["p50_ms"], o["store_query_only"]["p50_ms"], o["keyword_only"]["p50_ms"],
+                             res["insert_per_s"]])
         li = res.get("llamaindex") or {}
         if "search" in li:
             rows.append([f"{size:,}", f"LlamaIndex retriever, torch {li.get('torch_threads')} thr",
                          li["search"]["p50_ms"], li["search"]["p95_ms"], li["embed_only"]["p50_ms"], None, None, None])
-    print_table(["chunks", "retriever", "p50 ms", "p95 ms", "embed p50", "search p50", "count() p50",
+    print_table(["chunks", "retriever", "p50 ms", "p95 ms", "embed p50", "chroma p50", "bm25 p50",
                  "insert/s"], rows, title=f"\nQuery latency (goal at 100k: p50 <= {GOAL_P50_MS:.0f} ms, "
                                           f"p95 <= {GOAL_P95_MS:.0f} ms)")
 

