@@ -235,6 +235,11 @@ def _child_ours(articles, model_dir: Path, recorder: _Recorder, tmp: str) -> tup
     def search(q):
         return [(h.title, h.text) for h in rag.search(q, k=5)]
 
+    from rag.retrieve import Retriever
+
+    dense = Retriever(rag.embedder, store, mode="dense")
+    # The peers retrieve densely; our default is hybrid, so dense is scored too, for a like-for-like row.
+    search.variants = {"dense": lambda q: [(h.title, h.text) for h in dense.search(q, k=5)]}
     return extra, (records, search)
 
 
@@ -351,6 +356,8 @@ def child_main(args) -> None:
             questions = sample_questions(articles, args.questions)
             note(f"{args.child}: ingested in {result['seconds']:.1f}s; asking {len(questions)} questions")
             result["eval"] = _evaluate(search, questions)
+            for name, variant in getattr(search, "variants", {}).items():
+                result[f"eval_{name}"] = _evaluate(variant, questions)
     except Exception as exc:  # noqa: BLE001 - reported, the other pipelines go on
         import traceback
 
@@ -478,6 +485,7 @@ def main(argv=None) -> None:
             "chromadb": first.get("chromadb"),
             "python": first.get("python"),
             "versions": first.get("versions"),
+            **{k: v for k, v in first.items() if k.startswith("eval_")},
         }
         for x in ok:
             if x.get("error"):
@@ -508,6 +516,11 @@ def main(argv=None) -> None:
             f"{k.strip()[:-2]}{' (of store_add)' if k.startswith(' ') else ''} {v:.2f}s" for k, v in sp.items()))
     for line in problems:
         print("NOTE: " + line)
+    for name, s in summary.items():
+        for key, ev in s.items():
+            if key.startswith("eval_") and isinstance(ev, dict):
+                print(f"{name}, {key[5:]} retrieval: hit@1 {ev['hit@1']:.3f}, hit@5 {ev['hit@5']:.3f} "
+                      f"(the table's row is the product default)")
     print(f"same MiniLM dir: {same_model}; same chromadb: {same_chroma} "
           f"({', '.join(sorted({s['chromadb'] for s in summary.values()}))}); seconds = fastest of "
           f"{args.repeats} round(s), model load excluded; peak RSS per subprocess, to end of ingestion")

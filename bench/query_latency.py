@@ -44,6 +44,7 @@ from bench.common import (
     now,
     peak_rss_mb,
     print_table,
+    rss_mb,
     product_documents,
     run_child,
     sample_questions,
@@ -79,6 +80,11 @@ def base_set(max_sentences: int, max_articles: int | None, workdir: Path):
     step = max(1, len(sentences) // max_sentences) if max_sentences else 0
     sentences = sentences[::step][:max_sentences] if max_sentences else []
     return rag, articles, chunks + sentences, len(chunks), len(sentences)
+
+
+def disk_mb(path: Path) -> float:
+    """Bytes under ``path``, in MiB."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
 def fill(base_vecs: np.ndarray, n: int, start: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -286,7 +292,10 @@ def main(argv=None) -> None:
             filled = size
             note(f"{size:,} chunks in the store ({store.count():,}); timing {len(timed)} queries")
             rag.embedder  # noqa: B018 - the shared, already loaded embedder
-            res = {"count": store.count(), "insert_s": insert_s, "insert_per_s": inserted / insert_s}
+            res = {"count": store.count(), "insert_s": insert_s, "insert_per_s": inserted / insert_s,
+                   # For the scale-out estimate (memory and disk per million chunks).
+                   "rss_mb": rss_mb(), "chroma_disk_mb": disk_mb(rag.settings.store_dir),
+                   "keyword_disk_mb": disk_mb(rag.settings.data_dir / "keyword")}
             res["ours"] = measure_product(rag, warm + timed, args.warmup, threads)
             results[size] = res
             if args.peer and BENCH_VENV_PYTHON.is_file():
@@ -321,7 +330,7 @@ def main(argv=None) -> None:
           f"them + {n_sent:,} sentences), repeated with N(0, {args.sigma}^2)/dim noise and renormalised "
           f"(copy-to-base cosine {cos_to_base:.3f}) up to each size; written with the product's store.")
     print(f"Queries: {len(timed)} SQuAD questions, one at a time, k=5, after {args.warmup} warm-up queries. "
-          f"dense = embed + Chroma; hybrid = embed + Chroma + BM25 + reciprocal-rank fusion.")
+          f"dense = embed + Chroma; hybrid = embed + Chroma (50) + BM25 (50) + score fusion.")
     for size, res in results.items():
         li = res.get("llamaindex") or {}
         if li.get("skipped") or li.get("error"):
@@ -339,6 +348,9 @@ def main(argv=None) -> None:
         if "search" in li:
             rows.append([f"{size:,}", f"LlamaIndex retriever, torch {li.get('torch_threads')} thr",
                          li["search"]["p50_ms"], li["search"]["p95_ms"], li["embed_only"]["p50_ms"], None, None, None])
+    for size, res in results.items():
+        print(f"{size:,} chunks: process RSS {res['rss_mb']:.0f} MiB, Chroma on disk {res['chroma_disk_mb']:.0f} MiB, "
+              f"keyword index {res['keyword_disk_mb']:.0f} MiB")
     print_table(["chunks", "retriever", "p50 ms", "p95 ms", "embed p50", "chroma p50", "bm25 p50",
                  "insert/s"], rows, title=f"\nQuery latency (goal at 100k: p50 <= {GOAL_P50_MS:.0f} ms, "
                                           f"p95 <= {GOAL_P95_MS:.0f} ms)")

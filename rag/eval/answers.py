@@ -12,7 +12,8 @@ Three evaluations, each over a fresh temporary store holding every article of a 
   articles' sources, which for dense retrieval ranks exactly as a store without that
   article would). Reported: the share refused in each case at ``settings.refuse_below``,
   and the threshold that refuses the most unanswerable questions while refusing at most 5%
-  of answerable ones, fitted on the even-numbered articles and scored on the odd ones.
+  of answerable ones, fitted on the even-numbered articles and scored on the odd ones, and
+  the other way round (``crossfit_*``: the mean of both held-out halves).
 * :func:`evaluate_followups`: two-turn conversations (``data/eval/followups-squad-half-a.json``);
   turn-2 hit@5 (a top-5 chunk of the gold article contains a gold answer) for the question
   alone, the previous turn + question concatenated, and the product's follow-up retrieval.
@@ -190,9 +191,14 @@ def evaluate_refusals(
     neg = [b for _, _, b, _ in rows]
     retrievable = [a for _, a, _, ok in rows if ok]
     order = {src: i for i, src in enumerate(sources)}
-    fit = [row for row in rows if order[row[0]] % 2 == 0]
-    held = [row for row in rows if order[row[0]] % 2 == 1]
-    fitted, _, _ = best_threshold([a for _, a, _, _ in fit], [b for _, _, b, _ in fit])
+    # Two-fold cross-fit by article: fit the threshold on one half, score it on the other, both ways.
+    folds = []
+    for fit_parity in (0, 1):
+        fit = [row for row in rows if order[row[0]] % 2 == fit_parity]
+        held = [row for row in rows if order[row[0]] % 2 != fit_parity]
+        fitted, _, _ = best_threshold([a for _, a, _, _ in fit], [b for _, _, b, _ in fit])
+        folds.append((fitted, sum(b < fitted for _, _, b, _ in held) / max(len(held), 1),
+                      sum(a < fitted for _, a, _, _ in held) / max(len(held), 1)))
     overall, overall_unans, overall_ans = best_threshold(pos, neg)
     return {
         "eval": "refusals",
@@ -201,9 +207,15 @@ def evaluate_refusals(
         "refused_answerable": sum(v < t for v in pos) / n,
         "refused_answerable_retrievable": sum(v < t for v in retrievable) / max(len(retrievable), 1),
         "refuse_below": t,
-        "fitted_threshold": round(fitted, 4),
-        "heldout_refused_unanswerable": sum(b < fitted for _, _, b, _ in held) / max(len(held), 1),
-        "heldout_refused_answerable": sum(a < fitted for _, a, _, _ in held) / max(len(held), 1),
+        # Fitted on even articles, scored on odd ones; then the other way round; then the mean.
+        "fitted_threshold": round(folds[0][0], 4),
+        "heldout_refused_unanswerable": folds[0][1],
+        "heldout_refused_answerable": folds[0][2],
+        "fitted_threshold_odd": round(folds[1][0], 4),
+        "heldout_even_refused_unanswerable": folds[1][1],
+        "heldout_even_refused_answerable": folds[1][2],
+        "crossfit_refused_unanswerable": (folds[0][1] + folds[1][1]) / 2,
+        "crossfit_refused_answerable": (folds[0][2] + folds[1][2]) / 2,
         "best_threshold_all": round(overall, 4),
         "best_refused_unanswerable_all": overall_unans,
         "best_refused_answerable_all": overall_ans,
