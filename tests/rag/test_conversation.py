@@ -112,10 +112,15 @@ def squad_store(embedder, squad_file: Path, tmp_path_factory: pytest.TempPathFac
     return rag
 
 
-def test_fusion_finds_what_a_pronoun_question_alone_misses(squad_store) -> None:
+def _search(store, mode: str):
+    from rag.retrieve import Retriever
+
+    return Retriever(store.embedder, store.store, mode=mode).search
+
+
+def _turn_two_hits(search) -> tuple[int, int, int]:
     convs = [c for c in json.loads(FOLLOWUPS.read_text()) if c["article"] in ARTICLES]
     assert len(convs) == 4
-    search = squad_store.retriever.search
     alone = fused = 0
     for c in convs:
         q = Question("", c["question"], tuple(c["answers"]), f"wikipedia:{c['article']}")
@@ -123,19 +128,32 @@ def test_fusion_finds_what_a_pronoun_question_alone_misses(squad_store) -> None:
         found = fused_search(search, q.text, [(t, "") for t in c["history"]], 5)
         fused += any(is_hit(x, q) for x in found.hits)
         assert found.method == "fused" and found.query.startswith(q.text + " [+ previous turn: ")
-    print(f"turn-2 hit@5 over {len(convs)} conversations: alone {alone}, fused {fused}")
-    assert fused == len(convs) and alone < fused
+    return len(convs), alone, fused
 
 
-def test_a_new_topic_is_not_drowned_by_the_old_one(squad_store) -> None:
-    search = squad_store.retriever.search
+def test_fusion_finds_what_a_pronoun_question_alone_misses(squad_store) -> None:
+    # With dense retrieval the question alone finds the wrong city for most of these.
+    n, alone, fused = _turn_two_hits(_search(squad_store, "dense"))
+    print(f"dense: turn-2 hit@5 over {n} conversations: alone {alone}, fused {fused}")
+    assert fused == n and alone < fused
+    # The default (hybrid) finds the city's name through BM25 too; fusion must not lose any.
+    n, alone, fused = _turn_two_hits(squad_store.retriever.search)
+    print(f"hybrid: alone {alone}, fused {fused}")
+    assert fused == n
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_a_new_topic_is_not_drowned_by_the_old_one(squad_store, mode: str) -> None:
+    search = _search(squad_store, mode)
     # Not a guarantee: over 300 SQuAD questions asked after one about another article, fusion
-    # keeps hit@5 at 0.82 against 0.84 for the question alone (concatenation: 0.38).
+    # keeps hit@5 at 0.95 against 0.97 for the question alone (hybrid; dense 0.82 / 0.84,
+    # concatenation 0.38).
     q = Question("", "In which county does Jacksonville reside?", ("Duval",), "wikipedia:Jacksonville, Florida")
     history = [("What was Fresno's population in 2010?", "494,665 [1].")]
     found = fused_search(search, q.text, history, 5)
     assert is_hit(found.hits[0], q)
-    assert not any(is_hit(x, q) for x in search(fused_query(q.text, history), 5)[:1])  # concatenation alone: not first
+    if mode == "dense":  # where the previous turn's words drag plain concatenation off topic
+        assert not any(is_hit(x, q) for x in search(fused_query(q.text, history), 5)[:1])
 
 
 def test_no_history_is_the_question_alone(squad_store) -> None:
