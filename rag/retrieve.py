@@ -19,13 +19,12 @@ import numpy as np
 
 from rag.errors import ConfigError, RagError
 from rag.protocols import Embedder, Store
+from rag.settings import FUSIONS, RETRIEVAL_MODES as MODES
 from rag.types import Hit
 
 # MiniLM reads 256 word pieces; a longer query is cut there anyway, so we cap the
 # text we tokenize to keep a pasted 100 KB "question" cheap.
 MAX_QUERY_CHARS = 4000
-MODES = ("dense", "keyword", "hybrid")
-FUSIONS = ("minmax", "rrf")
 
 
 class EmptyQueryError(RagError):
@@ -149,14 +148,15 @@ class Retriever:
         if self.fusion == "rrf":
             fused = reciprocal_rank_fusion([list(dense), list(keyword)], [1.0, self.keyword_weight])
             return self._hits(fused[:k], vector, dense)
-        # Score fusion needs the cosine of keyword-only candidates too: read their stored vectors
-        # (5 ms for ~35 at 100k chunks; a Chroma query restricted to their ids took 86).
-        candidates = self._hits([*dense, *(i for i in keyword if i not in dense)], vector, dense)
-        by_id = {h.chunk.id: h for h in candidates}
-        fused = minmax_fusion({i: h.score for i, h in by_id.items()}, keyword, self.keyword_weight)
-        return [by_id[i] for i in fused[:k]]
+        # Score fusion needs the cosine of keyword-only candidates too: _hits reads their stored
+        # vectors into `dense` (5 ms for ~35 at 100k chunks; a Chroma query restricted to their
+        # ids took 86).
+        self._hits(list(keyword), vector, dense)
+        fused = minmax_fusion({i: h.score for i, h in dense.items()}, keyword, self.keyword_weight)
+        return [dense[i] for i in fused[:k]]
 
     def _hits(self, ids: Sequence[str], vector: np.ndarray, known: dict[str, Hit]) -> list[Hit]:
+        """Hits for ``ids`` in order: from ``known``, else built from stored vectors and added to ``known``."""
         missing = [i for i in ids if i not in known]
         for chunk, emb in self.store.get_with_vectors(missing):
             # Keyword-only hits get their cosine from the stored vector, like dense ones.

@@ -32,6 +32,10 @@ REFUSE_BELOW = 0.96
 SUPPORT_BELOW = 0.5
 
 
+RETRIEVAL_MODES = ("dense", "keyword", "hybrid")
+FUSIONS = ("minmax", "rrf")
+
+
 def default_data_dir() -> Path:
     """The store's home: ``data/`` of the checkout when run from one, else a per-user directory."""
     if (_PROJECT_ROOT / "pyproject.toml").is_file():
@@ -105,13 +109,11 @@ class Settings:
             raise ConfigError(f"ingest_batch={self.ingest_batch} must be at least 1; e.g. RAG_INGEST_BATCH=256")
         if self.top_k < 1:
             raise ConfigError(f"top_k={self.top_k} must be at least 1; e.g. RAG_TOP_K=5")
-        if self.retrieval_mode not in ("dense", "keyword", "hybrid"):
-            raise ConfigError(
-                f"retrieval_mode={self.retrieval_mode!r} is not one of dense, keyword, hybrid; "
-                "e.g. RAG_RETRIEVAL_MODE=hybrid"
-            )
-        if self.fusion not in ("minmax", "rrf"):
-            raise ConfigError(f"fusion={self.fusion!r} is not one of minmax, rrf; e.g. RAG_FUSION=minmax")
+        if self.retrieval_mode not in RETRIEVAL_MODES:
+            raise ConfigError(f"retrieval_mode={self.retrieval_mode!r} is not one of {', '.join(RETRIEVAL_MODES)}; "
+                              "e.g. RAG_RETRIEVAL_MODE=hybrid")
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"fusion={self.fusion!r} is not one of {', '.join(FUSIONS)}; e.g. RAG_FUSION=minmax")
         if self.keyword_weight < 0 or (self.fusion == "minmax" and self.keyword_weight > 1):
             limit = "0..1 with minmax fusion" if self.fusion == "minmax" else "at least 0"
             raise ConfigError(f"keyword_weight={self.keyword_weight} must be {limit}; e.g. RAG_KEYWORD_WEIGHT=0.5")

@@ -150,11 +150,13 @@ class Hit:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Hit":
         """Rebuild a hit from :meth:`to_dict` (e.g. an HTTP API response); ``tokens`` is not carried, so 0."""
-        chunk = Chunk(id=str(data["id"]), source=str(data["source"]), text=str(data["text"]),
+        text = str(data["text"])
+        end = data.get("end")
+        page = data.get("page")
+        chunk = Chunk(id=str(data["id"]), source=str(data["source"]), text=text,
                       kind=data.get("kind") or "text", title=str(data.get("title") or data["source"]),
-                      start=int(data.get("start") or 0), end=int(data["end"] if data.get("end") is not None else len(data["text"])), tokens=0,
-                      url=data.get("url"), section=data.get("section"),
-                      page=int(data["page"]) if data.get("page") is not None else None)
+                      start=int(data.get("start") or 0), end=int(end) if end is not None else len(text), tokens=0,
+                      url=data.get("url"), section=data.get("section"), page=int(page) if page is not None else None)
         return cls(chunk=chunk, score=float(data["score"]))
 
 

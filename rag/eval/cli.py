@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 import click
 
 from rag.errors import RagError
+from rag.settings import FUSIONS, RETRIEVAL_MODES
 
 
 class _EvalGroup(click.Group):
@@ -41,9 +42,9 @@ def _common_options(fn: Callable) -> Callable:
                      help="Chunk size in word pieces (default: setting chunk_tokens)."),
         click.option("--chunk-overlap", type=int, default=None,
                      help="Chunk overlap in word pieces (default: setting chunk_overlap)."),
-        click.option("--retrieval-mode", type=click.Choice(["dense", "keyword", "hybrid"]), default=None,
+        click.option("--retrieval-mode", type=click.Choice(RETRIEVAL_MODES), default=None,
                      help="Retrieval mode (default: setting retrieval_mode)."),
-        click.option("--fusion", type=click.Choice(["minmax", "rrf"]), default=None,
+        click.option("--fusion", type=click.Choice(FUSIONS), default=None,
                      help="How hybrid fuses dense and BM25 (default: setting fusion)."),
         click.option("--keyword-weight", type=float, default=None,
                      help="BM25 share of the hybrid fusion (default: setting keyword_weight)."),
