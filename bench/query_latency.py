@@ -13,8 +13,9 @@ hours on this machine; the perturbed copies keep Chroma's HNSW work realistic. C
 are written with the product's store (Chroma + the SQLite FTS5 keyword index) directly.
 
 Queries are SQuAD questions, one at a time, warm (a warm-up round first). For each
-query, and for each torch thread count compared (default and 1: with other work on the
-cores, 2 intra-op threads on a short query wait on each other), we time, back to back: the
+query, each query encoder (ONNX Runtime, the product's default, and torch, the baseline in
+the same run) and each intra-op thread count compared (default and 1: with other work on the
+cores, 2 threads on a short query wait on each other), we time, back to back: the
 dense retriever (embed + Chroma search), the hybrid retriever (embed + Chroma + BM25 + fusion),
 the embedder alone, the Chroma search alone (query vector precomputed) and the BM25 search
 alone. When .venv-bench has LlamaIndex, its retriever
@@ -114,30 +115,40 @@ def fill_chunks(base, start: int, n: int):
     return out
 
 
-def measure_product(rag, queries: list[str], warmup: int, threads: list[int]) -> dict[str, Any]:
-    """Interleaved per query and per torch thread count: dense and hybrid search, and their parts.
+def measure_product(rag, queries: list[str], warmup: int, threads: list[int],
+                    encoders: list[str]) -> dict[str, Any]:
+    """Interleaved per query, per query encoder and per thread count: dense and hybrid search, and their parts.
 
-    threads: torch intra-op thread counts to compare (0 = the process default, what the product
-    uses unless RAG_TORCH_THREADS is set); switched per query so every setting sees the same load.
+    threads: intra-op thread counts to compare (0 = the process default, what the product uses
+    unless RAG_TORCH_THREADS is set). encoders: the query encoders compared ("onnx", the
+    default, and "torch", the baseline). Settings are switched per query so every one sees the
+    same load.
     """
     import torch
 
+    from rag.embed import get_embedder
     from rag.retrieve import Retriever
 
     default = torch.get_num_threads()
-    settings = [t or default for t in threads]
     store = rag.store
-    embedder = rag.embedder
     s = rag.settings
-    dense = Retriever(embedder, store, mode="dense")
-    hybrid = Retriever(embedder, store, mode="hybrid", keyword_weight=s.keyword_weight,
-                       candidates=s.fusion_candidates)
+    variants = []
+    for encoder in encoders:
+        for th in threads:
+            embedder = get_embedder(s.model_dir or None, threads=th, query_encoder=encoder, cache_dir=s.cache_dir)
+            embedder.warm_up()
+            is_default = encoder == s.query_encoder and th == s.torch_threads
+            variants.append((f"{encoder} {th or default} thr", th or default, embedder, is_default))
+    torch.set_num_threads(default)
     keys = ("dense", "hybrid", "embed_only", "store_query_only", "keyword_only")
-    samples = {t: {k: [] for k in keys} for t in settings}
+    samples = {label: {k: [] for k in keys} for label, *_ in variants}
     try:
         for i, q in enumerate(queries):
-            for th in settings:
+            for label, th, embedder, _ in variants:
                 torch.set_num_threads(th)
+                dense = Retriever(embedder, store, mode="dense")
+                hybrid = Retriever(embedder, store, mode="hybrid", keyword_weight=s.keyword_weight,
+                                   candidates=s.fusion_candidates)
                 t = now()
                 dense.search(q, k=5)
                 full = now() - t
@@ -155,11 +166,12 @@ def measure_product(rag, queries: list[str], warmup: int, threads: list[int]) ->
                 kw = now() - t
                 if i >= warmup:
                     for key, val in zip(keys, (full, hyb, emb, srch, kw)):
-                        samples[th][key].append(val)
+                        samples[label][key].append(val)
     finally:
         torch.set_num_threads(default)
-    return {str(th): {k: summarize_ms(v) for k, v in d.items()} | {"default": th == default}
-            for th, d in samples.items()}
+    return {label: {k: summarize_ms(v) for k, v in samples[label].items()}
+            | {"default": is_default, "query_path": embedder.query_path}
+            for label, _, embedder, is_default in variants}
 
 
 # -- LlamaIndex child (runs in .venv-bench) ---------------------------------------------------
@@ -222,7 +234,9 @@ def main(argv=None) -> None:
     p.add_argument("--queries-file", help=argparse.SUPPRESS)
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--threads", default="0,1",
-                   help="torch thread counts to compare per query (0 = default, one per core)")
+                   help="intra-op thread counts to compare per query (0 = default, one per core)")
+    p.add_argument("--encoders", default="onnx,torch",
+                   help="query encoders to compare (onnx is the product's default, torch the baseline)")
     p.add_argument("--sentences", type=int, default=2500, help="single sentences added to the base set")
     p.add_argument("--sigma", type=float, default=0.02, help="per-dimension noise of the perturbed copies")
     p.add_argument("--no-peer", dest="peer", action="store_false", help="skip the LlamaIndex retriever")
@@ -296,7 +310,7 @@ def main(argv=None) -> None:
                    # For the scale-out estimate (memory and disk per million chunks).
                    "rss_mb": rss_mb(), "chroma_disk_mb": disk_mb(rag.settings.store_dir),
                    "keyword_disk_mb": disk_mb(rag.settings.data_dir / "keyword")}
-            res["ours"] = measure_product(rag, warm + timed, args.warmup, threads)
+            res["ours"] = measure_product(rag, warm + timed, args.warmup, threads, args.encoders.split(","))
             results[size] = res
             if args.peer and BENCH_VENV_PYTHON.is_file():
                 note(f"{size:,}: LlamaIndex retriever over the same collection")
@@ -309,8 +323,8 @@ def main(argv=None) -> None:
                 res["llamaindex"] = {"skipped": f"{BENCH_VENV_PYTHON} not found (see bench/ingest.py for the install)"}
             # Keep what is measured so far: this machine is shared and long runs get cut short.
             partial.write_text(json.dumps({"args": vars(args), "results": results}, indent=2, default=str))
-            for th, o in res["ours"].items():
-                note(f"{size:,}: ours torch {th} thr: dense p50 {o['dense']['p50_ms']:.1f} ms, "
+            for label, o in res["ours"].items():
+                note(f"{size:,}: ours {label}: dense p50 {o['dense']['p50_ms']:.1f} ms, "
                      f"p95 {o['dense']['p95_ms']:.1f} ms; hybrid p50 {o['hybrid']['p50_ms']:.1f} ms, "
                      f"p95 {o['hybrid']['p95_ms']:.1f} ms (partial results in {partial})")
         del rag, store, base_rag
@@ -338,9 +352,9 @@ def main(argv=None) -> None:
     print(f"JSON: {path}")
     rows = []
     for size, res in results.items():
-        for th, o in res["ours"].items():
+        for variant, o in res["ours"].items():
             for mode in ("dense", "hybrid"):
-                label = f"ours {mode}, torch {th} thr" + (" (default)" if o["default"] else "")
+                label = f"ours {mode}, {variant}" + (" (default)" if o["default"] else "")
                 rows.append([f"{size:,}", label, o[mode]["p50_ms"], o[mode]["p95_ms"],
                              o["embed_only"]["p50_ms"], o["store_query_only"]["p50_ms"], o["keyword_only"]["p50_ms"],
                              res["insert_per_s"]])

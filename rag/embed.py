@@ -7,16 +7,19 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from rag.errors import ConfigError
-from rag.settings import EMBEDDER_MAX_TOKENS
+from rag.settings import EMBEDDER_MAX_TOKENS, QUERY_ENCODERS, Settings
+
+if TYPE_CHECKING:
+    from rag.embed_onnx import OnnxQueryEncoder
 
 log = logging.getLogger(__name__)
 
-_CACHE: dict[tuple[str, int], "MiniLMEmbedder"] = {}
+_CACHE: dict[tuple[str, int, str], "MiniLMEmbedder"] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -36,14 +39,28 @@ class MiniLMEmbedder:
     dimension: int
     max_tokens: int = EMBEDDER_MAX_TOKENS
 
-    def __init__(self, model_dir: str | Path | None = None, *, batch_size: int = 32, threads: int = 0) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        batch_size: int = 32,
+        threads: int = 0,
+        query_encoder: str = "onnx",
+        cache_dir: str | Path | None = None,
+    ) -> None:
         """Load the model.
 
         Args:
             model_dir: a sentence-transformers directory; the bundled MiniLM when empty.
             batch_size: texts per forward pass when embedding many.
-            threads: torch intra-op threads; 0 means one per core.
+            threads: torch (and ONNX Runtime) intra-op threads; 0 means one per core.
+            query_encoder: "onnx" runs single texts on ONNX Runtime (same vectors, faster on CPU);
+                "torch" keeps them on torch.
+            cache_dir: where the ONNX export is kept; ``Settings.from_env().cache_dir`` when empty.
         """
+        if query_encoder not in QUERY_ENCODERS:
+            raise ConfigError(f"query_encoder={query_encoder!r} is not one of {', '.join(QUERY_ENCODERS)}; "
+                              "e.g. RAG_QUERY_ENCODER=onnx")
         # Never reach for the Hugging Face hub: the model is on disk or it is an error.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -77,6 +94,13 @@ class MiniLMEmbedder:
         self.dimension = int(self._model.get_embedding_dimension())
         self.max_tokens = min(EMBEDDER_MAX_TOKENS, int(self._model.max_seq_length) - 2)
         self.name = path.name if model_dir else "all-MiniLM-L6-v2"
+        self.model_dir = path
+        self.threads = threads
+        self.query_encoder = query_encoder
+        self._cache_dir = Path(cache_dir) if cache_dir else Settings.from_env().cache_dir
+        self._onnx: OnnxQueryEncoder | None = None
+        self._onnx_checked = query_encoder != "onnx" or self._transformer.device.type != "cpu"
+        self._onnx_lock = threading.Lock()
         # sentence-transformers finishes setting the model up on its first encode();
         # until then a direct forward pass gives different vectors. Do it now, once.
         self._model.encode(["warm-up"], show_progress_bar=False)
@@ -104,12 +128,42 @@ class MiniLMEmbedder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
+    def _ids(self, text: str) -> list[int]:
+        """Word-piece ids with [CLS] and [SEP], cut at the model's limit as sentence-transformers cuts."""
+        ids = self._tokenizer.encode(text).ids
+        return ids[: self.max_tokens + 1] + ids[-1:] if len(ids) > self.max_tokens + 2 else ids
+
+    def _onnx_encoder(self) -> OnnxQueryEncoder | None:
+        if not self._onnx_checked:
+            with self._onnx_lock:
+                if not self._onnx_checked:
+                    from rag.embed_onnx import load_query_encoder
+
+                    self._onnx = load_query_encoder(
+                        self._transformer, self.model_dir, self._cache_dir, tokenize=self._ids,
+                        reference=lambda texts: self._model.encode(texts, normalize_embeddings=True,
+                                                                   show_progress_bar=False),
+                        threads=self.threads, name=self.name)
+                    self._onnx_checked = True
+        return self._onnx
+
+    @property
+    def query_path(self) -> str:
+        """Which runtime embeds single texts: "onnx" or "torch" (after a fallback, or when asked)."""
+        return "onnx" if self._onnx_encoder() is not None else "torch"
+
+    def warm_up(self) -> None:
+        """Prepare the query path now (the ONNX export and check), not on the first question."""
+        self.embed(["warm-up"])
+
     def _embed_one(self, text: str) -> np.ndarray:
-        # A query is one short text: calling the transformer directly skips
-        # sentence-transformers' batching machinery, about a third of the latency.
+        ids = self._ids(text)
+        onnx = self._onnx_encoder()
+        if onnx is not None:
+            return onnx.encode_ids(ids)
+        # On torch, calling the transformer directly skips sentence-transformers' batching
+        # machinery, about a third of the latency.
         torch = self._torch
-        enc = self._tokenizer.encode(text)
-        ids = enc.ids[: self.max_tokens + 1] + enc.ids[-1:] if len(enc.ids) > self.max_tokens + 2 else enc.ids
         device = self._transformer.device
         input_ids = torch.tensor([ids], device=device)
         mask = torch.ones_like(input_ids)
@@ -153,22 +207,46 @@ def _quiet_third_party_logs() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def get_embedder(model_dir: str | Path | None = None, *, batch_size: int = 32, threads: int = 0) -> MiniLMEmbedder:
+def get_embedder(
+    model_dir: str | Path | None = None,
+    *,
+    batch_size: int = 32,
+    threads: int = 0,
+    query_encoder: str = "onnx",
+    cache_dir: str | Path | None = None,
+) -> MiniLMEmbedder:
     """The process-wide embedder for ``model_dir``: loaded on first use, then shared.
 
     Args:
         model_dir: a sentence-transformers directory; the bundled MiniLM when empty.
         batch_size: texts per forward pass.
         threads: torch intra-op threads; 0 means one per core.
+        query_encoder: "onnx" or "torch" for single texts (see MiniLMEmbedder).
+        cache_dir: where the ONNX export is kept; the settings' default when empty.
 
     Returns:
         The embedder.
     """
-    key = (str(model_dir or ""), threads)
+    key = (str(model_dir or ""), threads, query_encoder)
     with _CACHE_LOCK:
         if key not in _CACHE:
             log.info("loading embedder %s", model_dir or "all-MiniLM-L6-v2 (bundled)")
-            _CACHE[key] = MiniLMEmbedder(model_dir, batch_size=batch_size, threads=threads)
+            _CACHE[key] = MiniLMEmbedder(model_dir, batch_size=batch_size, threads=threads,
+                                         query_encoder=query_encoder, cache_dir=cache_dir)
         embedder = _CACHE[key]
     embedder.batch_size = batch_size
     return embedder
+
+
+def embedder_for(settings: "Settings") -> MiniLMEmbedder:
+    """The process-wide embedder configured by ``settings`` (model, batch, threads, query encoder).
+
+    Args:
+        settings: the service's settings.
+
+    Returns:
+        The embedder.
+    """
+    s = settings
+    return get_embedder(s.model_dir or None, batch_size=s.embed_batch_size, threads=s.torch_threads,
+                        query_encoder=s.query_encoder, cache_dir=s.cache_dir)

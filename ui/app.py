@@ -572,6 +572,7 @@ def warm_up(rag: RAG) -> None:
     """Load MiniLM, the store and the generator now, before the first (possibly concurrent) request."""
     rag.retriever  # noqa: B018 (cached properties: loading is the point)
     rag.indexer  # noqa: B018
+    rag.embedder.warm_up()  # the ONNX query path is exported and checked here, once
     try:
         rag.generator  # noqa: B018
         rag.answerer  # noqa: B018

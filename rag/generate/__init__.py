@@ -109,10 +109,9 @@ def make_generator(settings: "Settings", *, embedder: "Embedder | None" = None) 
         from rag.generate.extractive import ExtractiveGenerator
 
         if embedder is None:
-            from rag.embed import get_embedder
+            from rag.embed import embedder_for
 
-            embedder = get_embedder(settings.model_dir or None, batch_size=settings.embed_batch_size,
-                                    threads=settings.torch_threads)
+            embedder = embedder_for(settings)
         return ExtractiveGenerator(embedder)
     if kind == "gptq":
         return GPTQGenerator(args["model"], prompt_format=settings.prompt_format)

@@ -1,0 +1,116 @@
+"""The ONNX query path: the same vectors and rankings as torch, cached, and safe when it fails."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag import embed_onnx
+from rag.errors import ConfigError
+from rag.settings import Settings
+from tests.conftest import require_shared
+
+
+@pytest.fixture(scope="module")
+def torch_embedder(embedder):
+    """The same MiniLM with single texts kept on torch (its own instance, so the path is pinned)."""
+    from rag.embed import MiniLMEmbedder
+
+    return MiniLMEmbedder(query_encoder="torch")
+
+
+def _squad_questions(n: int) -> list[str]:
+    from rag.eval.squad import load_squad
+
+    out = [q.text for q in load_squad(require_shared("squad", "squad-dev-v1.1-half-a.json")).questions]
+    return out[:: max(1, len(out) // n)][:n]
+
+
+def test_queries_run_on_onnx_and_match_torch_on_real_questions(embedder, torch_embedder) -> None:
+    assert embedder.query_path == "onnx" and torch_embedder.query_path == "torch"
+    texts = _squad_questions(200) + ["", "a", "x " * 400, "naïve café — 北京 \U0001f600", "bad \ud800 surrogate"]
+    got = np.vstack([embedder.embed([t]) for t in texts])
+    want = np.vstack([torch_embedder.embed([t]) for t in texts])
+    cosines = np.sum(got * want, axis=1)
+    assert got.dtype == np.float32 and got.shape == (len(texts), 384)
+    assert float(cosines.min()) > 0.9999, texts[int(cosines.argmin())]
+
+
+def test_retrieval_is_identical_with_either_query_path(rag, torch_embedder) -> None:
+    from rag.eval.squad import load_squad
+    from rag.retrieve import Retriever
+
+    squad = load_squad(require_shared("squad", "squad-dev-v1.1-half-a.json"), limit_articles=3)
+    for doc in squad.documents:
+        rag.add_text(doc.text, name=doc.source, title=doc.title)
+    questions = [q.text for q in squad.questions[::5]][:80]
+    onnx = Retriever(rag.embedder, rag.store, mode="dense")
+    torch_ = Retriever(torch_embedder, rag.store, mode="dense")
+    assert rag.embedder.query_path == "onnx"
+    for q in questions:
+        a, b = onnx.search(q, k=5), torch_.search(q, k=5)
+        assert [h.chunk.id for h in a] == [h.chunk.id for h in b], q
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-4)
+
+
+def test_export_is_cached_and_reused(embedder, tmp_path: Path) -> None:
+    from rag.embed import MiniLMEmbedder
+
+    first = MiniLMEmbedder(cache_dir=tmp_path)
+    assert first.query_path == "onnx"
+    files = list((tmp_path / "onnx").glob("*.onnx"))
+    assert len(files) == 1 and files[0].name.startswith("all-MiniLM-L6-v2-")
+    stamp = files[0].stat().st_mtime_ns
+    second = MiniLMEmbedder(cache_dir=tmp_path)
+    assert second.query_path == "onnx"
+    assert list((tmp_path / "onnx").glob("*")) == files and files[0].stat().st_mtime_ns == stamp
+
+
+def test_a_corrupt_cached_graph_is_rebuilt(embedder, tmp_path: Path) -> None:
+    from rag.embed import MiniLMEmbedder
+
+    path = embed_onnx.cached_graph_path(embedder.model_dir, tmp_path, embedder.name)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not an onnx graph")
+    fresh = MiniLMEmbedder(cache_dir=tmp_path)
+    assert fresh.query_path == "onnx"
+    assert path.stat().st_size > 1_000_000
+    text = "Which NFL team represented the AFC at Super Bowl 50?"
+    assert float(fresh.embed([text])[0] @ embedder.embed([text])[0]) > 0.9999
+
+
+def test_a_failed_export_falls_back_to_torch_with_a_warning(embedder, tmp_path, monkeypatch, caplog) -> None:
+    from rag.embed import MiniLMEmbedder
+
+    def broken_export(transformer, path):
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(embed_onnx, "export", broken_export)
+    fallback = MiniLMEmbedder(cache_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="rag.embed_onnx"):
+        assert fallback.query_path == "torch"
+    assert "exporter exploded" in caplog.text and "queries use torch" in caplog.text
+    text = "what classifier is used?"
+    assert float(fallback.embed([text])[0] @ embedder.embed([text])[0]) > 0.9999
+
+
+def test_a_graph_that_disagrees_with_torch_is_not_used(embedder, tmp_path, monkeypatch, caplog) -> None:
+    from rag.embed import MiniLMEmbedder
+
+    real = embed_onnx.OnnxQueryEncoder.encode_ids
+    monkeypatch.setattr(embed_onnx.OnnxQueryEncoder, "encode_ids", lambda self, ids: -real(self, ids))
+    wrong = MiniLMEmbedder(cache_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="rag.embed_onnx"):
+        assert wrong.query_path == "torch"
+    assert "differ from torch" in caplog.text
+
+
+def test_query_encoder_setting_is_checked() -> None:
+    assert Settings.from_env({}).query_encoder == "onnx"
+    assert Settings.from_env({"RAG_QUERY_ENCODER": "torch"}).query_encoder == "torch"
+    with pytest.raises(ConfigError, match=r"query_encoder='tensorrt' is not one of onnx, torch"):
+        Settings.from_env({"RAG_QUERY_ENCODER": "tensorrt"})
+    assert Settings.from_env({"RAG_CACHE_DIR": "~/x"}).cache_dir == Path("~/x").expanduser()
