@@ -182,7 +182,8 @@ def load_query_encoder(
                 # A cached file from an interrupted or different setup: rebuild it once.
                 path.unlink(missing_ok=True)
                 continue
-            log.warning("ONNX query encoder unavailable (%s: %s); queries use torch. "
-                        "Set RAG_QUERY_ENCODER=torch to skip this check.", type(exc).__name__, exc)
+            log.warning("The ONNX question encoder is unavailable (%s: %s); questions are embedded with torch "
+                        "instead (slower, same results). Point RAG_CACHE_DIR at a writable directory, or set "
+                        "RAG_QUERY_ENCODER=torch to skip this.", type(exc).__name__, exc)
             return None
     return None

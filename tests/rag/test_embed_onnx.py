@@ -92,7 +92,7 @@ def test_a_failed_export_falls_back_to_torch_with_a_warning(embedder, tmp_path, 
     fallback = MiniLMEmbedder(cache_dir=tmp_path)
     with caplog.at_level(logging.WARNING, logger="rag.embed_onnx"):
         assert fallback.query_path == "torch"
-    assert "exporter exploded" in caplog.text and "queries use torch" in caplog.text
+    assert "exporter exploded" in caplog.text and "embedded with torch instead" in caplog.text
     text = "what classifier is used?"
     assert float(fallback.embed([text])[0] @ embedder.embed([text])[0]) > 0.9999
 
@@ -106,6 +106,18 @@ def test_a_graph_that_disagrees_with_torch_is_not_used(embedder, tmp_path, monke
     with caplog.at_level(logging.WARNING, logger="rag.embed_onnx"):
         assert wrong.query_path == "torch"
     assert "differ from torch" in caplog.text
+
+
+def test_an_unwritable_cache_falls_back_to_torch(embedder, tmp_path, caplog) -> None:
+    from rag.embed import MiniLMEmbedder
+
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the cache directory should be")
+    fallback = MiniLMEmbedder(cache_dir=blocked)
+    with caplog.at_level(logging.WARNING, logger="rag.embed_onnx"):
+        assert fallback.query_path == "torch"
+    assert "RAG_CACHE_DIR" in caplog.text
+    assert fallback.embed(["still answers"]).shape == (1, 384)
 
 
 def test_query_encoder_setting_is_checked() -> None:
