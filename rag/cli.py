@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rag.errors import RagError
+from rag.settings import MAX_TOP_K
 
 if TYPE_CHECKING:
     from rag.remote import RemoteRAG
@@ -191,7 +192,7 @@ def _read_text(path: Path) -> str:
 
 @main.command()
 @click.argument("query")
-@click.option("-k", "k", type=click.IntRange(min=1), default=None, help="How many hits (default RAG_TOP_K, 5).")
+@click.option("-k", "k", type=click.IntRange(1, MAX_TOP_K), default=None, help="How many hits (default RAG_TOP_K, 5).")
 @click.option("--source", "sources", multiple=True, help="Only search this source (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
 @click.pass_context
@@ -270,9 +271,10 @@ def _answer_once(rag, question: str, history, k: int | None, *, as_json: bool):
 
     answer = None
     pieces: list[str] = []
-    # A running server answers through /api/ask, which sends the whole answer at once.
-    streaming = (not as_json and not getattr(rag, "remote", False)
-                 and rag.settings.llm.strip().lower() != "extractive")
+    # An extract comes whole; a language model's text is shown as it is written (locally, or
+    # streamed from a running server's /api/ask).
+    generator = rag.server_generator if getattr(rag, "remote", False) else rag.settings.llm
+    streaming = not as_json and str(generator).strip().lower() != "extractive"
     for item in rag.ask_stream(question, history, k=k):
         if isinstance(item, Answer):
             answer = item
@@ -298,7 +300,7 @@ def _answer_once(rag, question: str, history, k: int | None, *, as_json: bool):
 
 @main.command()
 @click.argument("question")
-@click.option("-k", "k", type=click.IntRange(min=1), default=None, help="How many chunks to retrieve (default RAG_TOP_K, 5).")
+@click.option("-k", "k", type=click.IntRange(1, MAX_TOP_K), default=None, help="How many chunks to retrieve (default RAG_TOP_K, 5).")
 @click.option("--llm", default=None, metavar="SPEC",
               help="extractive | gptq:<model> | openai:<base_url>#<model> | llamacpp:<file.gguf> (default RAG_LLM).")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
@@ -318,7 +320,7 @@ def ask(ctx: click.Context, question: str, k: int | None, llm: str | None, as_js
 
 
 @main.command()
-@click.option("-k", "k", type=click.IntRange(min=1), default=None, help="How many chunks to retrieve per turn.")
+@click.option("-k", "k", type=click.IntRange(1, MAX_TOP_K), default=None, help="How many chunks to retrieve per turn.")
 @click.option("--llm", default=None, metavar="SPEC", help="The generator, as for `rag ask` (default RAG_LLM).")
 @click.pass_context
 def chat(ctx: click.Context, k: int | None, llm: str | None) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -207,8 +208,38 @@ class RemoteRAG:
 
     def ask_stream(self, question: str, history: Sequence[tuple[str, str]] | None = None, *,
                    k: int | None = None, sources: Sequence[str] | None = None) -> Iterator[str | Answer]:
-        """Like ``RAG.ask_stream``, but the whole Answer comes at once (``/api/ask`` does not stream)."""
-        yield self.ask(question, history, k=k, sources=sources)
+        """Like ``RAG.ask_stream``: the text as the server's generator writes it, then the Answer.
+
+        Raises:
+            RemoteError: the server refused the question, failed midway, or could not be reached.
+        """
+        body = {"question": question, "history": [list(t) for t in history or []], "k": k,
+                "sources": list(sources) if sources else None, "stream": True}
+        answered = False
+        with self._transport_errors(None):
+            # No read timeout, as in ask(): the first piece may take a while on a CPU.
+            with self._http.stream("POST", "api/ask", json=body,
+                                   timeout=httpx.Timeout(None, connect=5.0)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise RemoteError(_error_message(response), response.status_code)
+                for raw in response.iter_lines():
+                    if not raw.strip():
+                        continue
+                    try:
+                        event = json.loads(raw)
+                    except ValueError:
+                        raise RemoteError(f"The server at {self.url} sent a line that is not JSON in its answer "
+                                          "stream; is it a rag server of this version?") from None
+                    if "delta" in event:
+                        yield str(event["delta"])
+                    elif "answer" in event:
+                        answered = True
+                        yield Answer.from_dict(event["answer"])
+                    elif "error" in event:
+                        raise RemoteError(str(event["error"].get("message") or event["error"]))
+        if not answered:
+            raise RemoteError(f"The server at {self.url} ended the answer before it was complete; ask again")
 
     def sources(self) -> list[SourceInfo]:
         """Like ``RAG.sources``."""
@@ -264,15 +295,21 @@ class RemoteRAG:
                 return IngestReport(skipped={name: str(exc)})  # this source is refused; the batch goes on
             raise
 
-    def _call(self, method: str, path: str, *, timeout: float | None = REQUEST_TIMEOUT, **kwargs: Any) -> Any:
+    @contextmanager
+    def _transport_errors(self, timeout: float | None) -> Iterator[None]:
+        """Turn httpx's connection and timeout errors into one-sentence RemoteErrors."""
         try:
-            response = self._http.request(method, path, timeout=httpx.Timeout(timeout, connect=5.0), **kwargs)
+            yield
         except httpx.TimeoutException as exc:
-            raise RemoteError(f"The server at {self.url} did not answer within {timeout:.0f} s; it may be busy, "
-                              "so try again, or stop it to work on the store directly") from exc
+            raise RemoteError(f"The server at {self.url} did not answer within {timeout or 0:.0f} s; it may be "
+                              "busy, so try again, or stop it to work on the store directly") from exc
         except httpx.TransportError as exc:
             raise RemoteError(f"Could not reach the server at {self.url} ({type(exc).__name__}); check that "
                               "`rag serve` is still running") from exc
+
+    def _call(self, method: str, path: str, *, timeout: float | None = REQUEST_TIMEOUT, **kwargs: Any) -> Any:
+        with self._transport_errors(timeout):
+            response = self._http.request(method, path, timeout=httpx.Timeout(timeout, connect=5.0), **kwargs)
         if response.status_code >= 400:
             raise RemoteError(_error_message(response), response.status_code)
         try:

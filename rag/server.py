@@ -7,7 +7,8 @@ schema is published at ``/openapi.json`` (browsable at ``/docs``).
 Routes:
     GET    /api/health                 status, chunk count, generator, pid
     POST   /api/search                 {"query", "k"?, "sources"?} -> {"query", "k", "hits"}
-    POST   /api/ask                    {"question", "history"?, "k"?, "sources"?} -> Answer
+    POST   /api/ask                    {"question", "history"?, "k"?, "sources"?, "stream"?} -> Answer
+                                       (stream: NDJSON lines {"delta"}..., then {"answer"})
     GET    /api/sources                [SourceInfo]
     DELETE /api/sources/{source}       {"deleted": n}
     POST   /api/ingest/file            multipart: file (PDF), password? -> IngestReport
@@ -15,7 +16,8 @@ Routes:
     POST   /api/ingest/text            {"name", "text"} -> IngestReport (what `rag ingest notes.md` sends)
     GET    /v1/models                  the one model, "rag"
     POST   /v1/chat/completions        OpenAI chat completions (stream or not); answers carry
-                                       "sources" and "citations" as extra fields
+                                       "sources" and "citations" as extra fields; the request
+                                       may add "k" and "sources" as /api/ask takes them
 
 When ``RAG_API_KEY`` or ``RAG_AUTH`` is set, ``ui.app.create_app`` guards these routes with
 ``rag.auth.RequireLogin`` (401 with the same JSON error shape otherwise).
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 from rag.errors import NotFoundError, RagError
+from rag.settings import MAX_TOP_K
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +58,16 @@ def build_api(rag: Any):
 
     class SearchRequest(BaseModel):
         query: str = Field(min_length=1, max_length=100_000)
-        k: int | None = Field(default=None, ge=1, le=100)
+        k: int | None = Field(default=None, ge=1, le=MAX_TOP_K)
         sources: list[str] | None = None
 
     class AskRequest(BaseModel):
         question: str = Field(min_length=1, max_length=100_000)
         history: list[tuple[str, str]] = Field(default_factory=list, max_length=50)
-        k: int | None = Field(default=None, ge=1, le=100)
+        k: int | None = Field(default=None, ge=1, le=MAX_TOP_K)
         sources: list[str] | None = None
+        # true: newline-delimited JSON, {"delta": text} as the generator writes, then {"answer": ...}.
+        stream: bool = False
 
     class WikipediaRequest(BaseModel):
         titles: list[str] = Field(min_length=1, max_length=50)
@@ -81,6 +86,10 @@ def build_api(rag: Any):
         stream: bool = False
         max_tokens: int | None = Field(default=None, ge=1)
         temperature: float | None = None
+        # Extensions (the openai package sends them with extra_body=...): chunks to retrieve, and
+        # the sources to search, as /api/ask takes them.
+        k: int | None = Field(default=None, ge=1, le=MAX_TOP_K)
+        sources: list[str] | None = None
 
     router = APIRouter()
 
@@ -115,8 +124,15 @@ def build_api(rag: Any):
 
     @router.post("/api/ask", tags=["answers"])
     def ask(req: AskRequest) -> Any:
-        return guarded(lambda: rag.ask(req.question, [tuple(t) for t in req.history] or None, k=req.k,
-                                       sources=req.sources or None).to_dict())
+        history = [tuple(t) for t in req.history] or None
+        if not req.stream:
+            return guarded(lambda: rag.ask(req.question, history, k=req.k, sources=req.sources or None).to_dict())
+        try:
+            events = rag.ask_stream(req.question, history, k=req.k, sources=req.sources or None)
+            first = next(events, None)  # fail before the 200 is sent where we can
+        except RagError as exc:
+            return error(400, str(exc))
+        return StreamingResponse(_ndjson(first, events), media_type="application/x-ndjson")
 
     @router.get("/api/sources", tags=["sources"])
     def sources() -> Any:
@@ -201,7 +217,7 @@ def build_api(rag: Any):
         created = int(time.time())
         if not req.stream:
             def run() -> dict[str, Any]:
-                answer = rag.ask(question, history or None)
+                answer = rag.ask(question, history or None, k=req.k, sources=req.sources or None)
                 return {
                     "id": completion_id, "object": "chat.completion", "created": created, "model": req.model,
                     "choices": [{"index": 0, "finish_reason": "stop",
@@ -212,7 +228,7 @@ def build_api(rag: Any):
 
             return guarded(run)
         try:
-            events = rag.ask_stream(question, history or None)
+            events = rag.ask_stream(question, history or None, k=req.k, sources=req.sources or None)
             first = next(events, None)  # fail before the 200 is sent where we can
         except RagError as exc:
             return error(400, str(exc))
@@ -246,6 +262,27 @@ def _sse(completion_id: str, created: int, model: str, first: Any, events: Itera
         yield chunk({"content": "\n\nThe server could not finish this answer; see its log for details."})
     yield chunk({}, "stop", **(_extras(final) if final is not None else {}))
     yield "data: [DONE]\n\n"
+
+
+def _ndjson(first: Any, events: Iterator[Any]) -> Iterator[str]:
+    """/api/ask's stream: one JSON object per line, ``{"delta"}`` pieces, then ``{"answer"}`` or ``{"error"}``."""
+
+    def line(obj: dict[str, Any]) -> str:
+        return json.dumps(obj, ensure_ascii=False) + "\n"
+
+    try:
+        for event in _chain(first, events):
+            if isinstance(event, str):
+                if event:
+                    yield line({"delta": event})
+            else:
+                yield line({"answer": event.to_dict()})
+    except RagError as exc:
+        yield line({"error": {"message": str(exc), "type": "invalid_request_error"}})
+    except Exception:
+        log.exception("streaming answer failed")
+        yield line({"error": {"message": "The server could not finish this answer; see its log for details.",
+                              "type": "server_error"}})
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:

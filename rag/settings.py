@@ -32,6 +32,9 @@ REFUSE_BELOW = 0.96
 SUPPORT_BELOW = 0.5
 
 
+# The most hits one search or answer may ask for (CLI -k, API "k", RAG_TOP_K).
+MAX_TOP_K = 100
+
 RETRIEVAL_MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("minmax", "rrf")
 QUERY_ENCODERS = ("onnx", "torch")
@@ -118,8 +121,8 @@ class Settings:
             )
         if self.ingest_batch < 1:
             raise ConfigError(f"ingest_batch={self.ingest_batch} must be at least 1; e.g. RAG_INGEST_BATCH=256")
-        if self.top_k < 1:
-            raise ConfigError(f"top_k={self.top_k} must be at least 1; e.g. RAG_TOP_K=5")
+        if not 1 <= self.top_k <= MAX_TOP_K:
+            raise ConfigError(f"top_k={self.top_k} must be 1..{MAX_TOP_K}; e.g. RAG_TOP_K=5")
         if self.retrieval_mode not in RETRIEVAL_MODES:
             raise ConfigError(f"retrieval_mode={self.retrieval_mode!r} is not one of {', '.join(RETRIEVAL_MODES)}; "
                               "e.g. RAG_RETRIEVAL_MODE=hybrid")

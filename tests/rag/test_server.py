@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from rag import RAG
+from rag.errors import RagError
 
 
 @pytest.fixture
@@ -121,3 +122,64 @@ def test_remote_generation_through_a_real_openai_compatible_server(server, pdf_d
     assert answer.sources and answer.sources[0].source == "crazyones.pdf"
     streamed = "".join(p for p in client_side.ask_stream("Who does the text say are the crazy ones?") if isinstance(p, str))
     assert streamed.strip()
+
+
+def _ndjson(response: httpx.Response) -> list[dict]:
+    return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+
+def test_api_ask_streams_pieces_then_the_answer(server, pdf_dir: Path) -> None:
+    _upload(server.url, pdf_dir / "pypdf-resources" / "crazyones.pdf")
+    question = {"question": "Who does the text say are the crazy ones?"}
+    whole = httpx.post(f"{server.url}api/ask", json=question, timeout=120).json()
+    streamed = httpx.post(f"{server.url}api/ask", json={**question, "stream": True}, timeout=120)
+    assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("application/x-ndjson")
+    events = _ndjson(streamed)
+    deltas = [e["delta"] for e in events[:-1]]
+    assert deltas and all(set(e) == {"delta"} for e in events[:-1])
+    assert events[-1]["answer"] == whole and "".join(deltas) == whole["answer"]
+
+    empty = httpx.post(f"{server.url}api/ask", json={"question": "   ", "stream": True})
+    assert empty.status_code == 400 and "question is empty" in empty.json()["error"]["message"]
+
+
+def test_chat_completions_take_k_and_sources_like_api_ask(server, pdf_dir: Path) -> None:
+    from openai import BadRequestError, OpenAI, UnprocessableEntityError
+
+    _upload(server.url, pdf_dir / "pypdf-resources" / "crazyones.pdf")
+    httpx.post(f"{server.url}api/ingest/text", json={"name": "notes.md", "text": (
+        "The lighthouse keeper painted the tower red in 1921. Misfits and rebels visited it every summer.")})
+    client = OpenAI(base_url=f"{server.url}v1", api_key="not-needed", max_retries=0, timeout=120)
+    messages = [{"role": "user", "content": "Who are the misfits and the rebels?"}]
+    everywhere = client.chat.completions.create(model="rag", messages=messages).model_extra
+    assert {s["source"] for s in everywhere["sources"]} == {"crazyones.pdf", "notes.md"}
+    only_notes = client.chat.completions.create(model="rag", messages=messages,
+                                                extra_body={"sources": ["notes.md"], "k": 3}).model_extra
+    assert {s["source"] for s in only_notes["sources"]} == {"notes.md"}
+    assert only_notes["citations"] and {c["source"] for c in only_notes["citations"]} == {"notes.md"}
+    with pytest.raises((UnprocessableEntityError, BadRequestError)):
+        client.chat.completions.create(model="rag", messages=messages, extra_body={"k": 101})
+
+
+def test_remote_client_streams_a_language_model_answer_as_it_is_written(server, pdf_dir: Path,
+                                                                         tmp_path: Path) -> None:
+    """A server whose generator streams (an OpenAI-compatible LLM: here the first server's /v1)."""
+    from rag.remote import RemoteRAG
+    from rag.settings import Settings
+    from rag.types import Answer
+    from ui.app import create_server
+
+    crazy = pdf_dir / "pypdf-resources" / "crazyones.pdf"
+    _upload(server.url, crazy)
+    front = RAG(tmp_path / "front", llm=f"openai:{server.url}v1#rag")
+    front.add_pdf(crazy)
+    with create_server(front, "127.0.0.1", 0) as srv:
+        client = RemoteRAG(srv.url, Settings.from_env())
+        events = list(client.ask_stream("Who does the text say are the crazy ones?"))
+        pieces = [e for e in events if isinstance(e, str)]
+        answer = events[-1]
+        assert isinstance(answer, Answer) and answer.generator.startswith("openai:")
+        assert len(pieces) > 1 and "".join(pieces).strip() and not answer.refused
+        assert answer.sources[0].source == "crazyones.pdf"
+        with pytest.raises(RagError, match="question is empty"):
+            list(client.ask_stream("   "))
