@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
@@ -42,6 +43,7 @@ class RAG:
         if data_dir is not None:
             changes["data_dir"] = Path(data_dir)
         self.settings = base.replace(**changes) if changes else base
+        self._write_lock = threading.RLock()
 
     # Heavy parts load on first use, so listing or deleting sources never loads MiniLM.
     @cached_property
@@ -148,7 +150,10 @@ class RAG:
     # -- ingestion -------------------------------------------------------------------------
     def ingest(self, jobs: Iterable, *, progress: bool = False) -> IngestReport:
         """Ingest prepared source jobs (see ``ingest.index.SourceJob``); failures are reported, not raised."""
-        return self.indexer.run(jobs, progress=progress)
+        # One writer at a time (the page, the API and the Python caller share this object): two
+        # ingestions of one source that both plan from the same store state would keep both versions.
+        with self._write_lock:
+            return self.indexer.run(jobs, progress=progress)
 
     def pdf_job(self, path: str | Path, *, password: str | None = None, name: str | None = None):
         """A source job that reads one PDF under this service's size, page and time limits."""
@@ -260,10 +265,11 @@ class RAG:
         Raises:
             NotFoundError: no such source.
         """
-        for name in (source, f"wikipedia:{source}"):
-            n = self.store.delete_source(name)
-            if n:
-                return n
+        with self._write_lock:
+            for name in (source, f"wikipedia:{source}"):
+                n = self.store.delete_source(name)
+                if n:
+                    return n
         known = ", ".join(s.source for s in self.sources()[:10]) or "none yet"
         raise NotFoundError(source, f"No source named {source!r} is indexed; indexed sources: {known}")
 

@@ -139,3 +139,40 @@ def _doc(text: str):
     from rag.types import Document
 
     return Document(source="thames.txt", text=text, kind="text", title="thames.txt")
+
+
+def test_concurrent_writes_to_one_source_leave_exactly_one_version(rag: RAG) -> None:
+    """The page and the API may ingest or delete at once: writes are serialized, never mixed."""
+    import threading
+
+    from ingest.index import _ids_anywhere
+
+    rag.add_text(TEXT_V1, name="notes.txt")
+    ids_v1 = _ids_anywhere(rag.store, "notes.txt")
+    rag.add_text(TEXT_V2, name="notes.txt")
+    ids_v2 = _ids_anywhere(rag.store, "notes.txt")
+    assert ids_v1 != ids_v2
+    for round_ in range(4):
+        if round_ % 2:
+            rag.delete("notes.txt")  # from nothing, both versions see no chunks to replace
+        barrier = threading.Barrier(3)
+        errors: list[BaseException] = []
+
+        def write(action) -> None:
+            barrier.wait()
+            try:
+                action()
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        actions = [lambda: rag.add_text(TEXT_V1, name="notes.txt"), lambda: rag.add_text(TEXT_V2, name="notes.txt"),
+                   lambda: rag.add_text(TEXT_V1 if round_ % 2 else TEXT_V2, name="notes.txt")]
+        threads = [threading.Thread(target=write, args=(a,)) for a in actions]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        stored = _ids_anywhere(rag.store, "notes.txt")
+        assert stored in (ids_v1, ids_v2), f"round {round_}: {len(stored)} chunks, a mix of both versions"
+        assert rag.store.ids_for("notes.txt") == stored
