@@ -248,41 +248,47 @@ def _sse(completion_id: str, created: int, model: str, first: Any, events: Itera
 
     yield chunk({"role": "assistant", "content": ""})
     final = None
-    try:
-        for event in _chain(first, events):
-            if isinstance(event, str):
-                if event:
-                    yield chunk({"content": event})
-            else:
-                final = event
-    except RagError as exc:
-        yield chunk({"content": f"\n\n{exc}"})
-    except Exception:
-        log.exception("streaming answer failed")
-        yield chunk({"content": "\n\nThe server could not finish this answer; see its log for details."})
+    for kind, value in _events(first, events):
+        if kind == "delta":
+            yield chunk({"content": value})
+        elif kind == "answer":
+            final = value
+        else:
+            yield chunk({"content": f"\n\n{value[0]}"})
     yield chunk({}, "stop", **(_extras(final) if final is not None else {}))
     yield "data: [DONE]\n\n"
 
 
 def _ndjson(first: Any, events: Iterator[Any]) -> Iterator[str]:
     """/api/ask's stream: one JSON object per line, ``{"delta"}`` pieces, then ``{"answer"}`` or ``{"error"}``."""
+    for kind, value in _events(first, events):
+        if kind == "delta":
+            body: dict[str, Any] = {"delta": value}
+        elif kind == "answer":
+            body = {"answer": value.to_dict()}
+        else:
+            body = {"error": {"message": value[0], "type": value[1]}}
+        yield json.dumps(body, ensure_ascii=False) + "\n"
 
-    def line(obj: dict[str, Any]) -> str:
-        return json.dumps(obj, ensure_ascii=False) + "\n"
 
+def _events(first: Any, rest: Iterator[Any]) -> Iterator[tuple[str, Any]]:
+    """An answer stream as ("delta", text), ("answer", Answer) or ("error", (message, type)) events.
+
+    The stream has already started when a generator fails midway, so the failure becomes the
+    last event instead of an exception (the details of an unexpected one go to the log).
+    """
     try:
-        for event in _chain(first, events):
+        for event in _chain(first, rest):
             if isinstance(event, str):
                 if event:
-                    yield line({"delta": event})
+                    yield "delta", event
             else:
-                yield line({"answer": event.to_dict()})
+                yield "answer", event
     except RagError as exc:
-        yield line({"error": {"message": str(exc), "type": "invalid_request_error"}})
+        yield "error", (str(exc), "invalid_request_error")
     except Exception:
         log.exception("streaming answer failed")
-        yield line({"error": {"message": "The server could not finish this answer; see its log for details.",
-                              "type": "server_error"}})
+        yield "error", ("The server could not finish this answer; see its log for details.", "server_error")
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:

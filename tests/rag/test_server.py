@@ -183,3 +183,22 @@ def test_remote_client_streams_a_language_model_answer_as_it_is_written(server, 
         assert answer.sources[0].source == "crazyones.pdf"
         with pytest.raises(RagError, match="question is empty"):
             list(client.ask_stream("   "))
+
+
+def test_a_generator_failing_midway_ends_both_streams_with_one_sentence(server, monkeypatch) -> None:
+    """A language model that dies after its first words (a remote LLM dropping the connection)."""
+    def dying_stream(question, history=None, *, k=None, sources=None):
+        yield "The crazy ones are"
+        raise RagError("The language model server stopped answering midway; ask again")
+
+    monkeypatch.setattr(server.rag, "ask_stream", dying_stream)
+    events = _ndjson(httpx.post(f"{server.url}api/ask", json={"question": "Who?", "stream": True}, timeout=60))
+    assert events == [{"delta": "The crazy ones are"},
+                      {"error": {"message": "The language model server stopped answering midway; ask again",
+                                 "type": "invalid_request_error"}}]
+    sse = httpx.post(f"{server.url}v1/chat/completions", json={"model": "rag", "stream": True, "messages": [
+        {"role": "user", "content": "Who?"}]}, timeout=60).text
+    chunks = [json.loads(line[6:]) for line in sse.splitlines() if line.startswith("data: {")]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text == "The crazy ones are\n\nThe language model server stopped answering midway; ask again"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and sse.rstrip().endswith("data: [DONE]")
