@@ -80,6 +80,9 @@ def test_user_mistakes_get_one_sentence_and_no_traceback(tmp_path: Path) -> None
     empty = rag("ingest")
     assert empty.returncode == 2 and "Give PDF paths or --wikipedia TITLE" in empty.stderr
 
+    too_many = rag("search", "anything", "-k", "101")
+    assert too_many.returncode == 2 and "101 is not in the range 1<=x<=100" in too_many.stderr
+
     missing = rag("ingest", str(tmp_path / "nope.pdf"), "--no-progress")
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert "No file at" in missing.stdout

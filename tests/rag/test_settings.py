@@ -25,7 +25,8 @@ def test_environment_overrides_defaults_and_keywords_override_environment() -> N
         ({"RAG_CHUNK_TOKENS": "300"}, "chunk_tokens=300 is out of range; choose 16..254"),
         ({"RAG_CHUNK_OVERLAP": "150"}, "chunk_overlap=150 must be at least 0 and below half"),
         ({"RAG_RETRIEVAL_MODE": "magic"}, "retrieval_mode='magic' is not one of dense, keyword, hybrid"),
-        ({"RAG_TOP_K": "0"}, "top_k=0 must be at least 1"),
+        ({"RAG_TOP_K": "0"}, "top_k=0 must be 1..100"),
+        ({"RAG_TOP_K": "101"}, "top_k=101 must be 1..100"),
     ],
 )
 def test_bad_values_name_the_value_and_the_fix(env: dict, message: str) -> None:
