@@ -138,17 +138,17 @@ def measure_product(rag, queries: list[str], warmup: int, threads: list[int],
             embedder = get_embedder(s.model_dir or None, threads=th, query_encoder=encoder, cache_dir=s.cache_dir)
             embedder.warm_up()
             is_default = encoder == s.query_encoder and th == s.torch_threads
-            variants.append((f"{encoder} {th or default} thr", th or default, embedder, is_default))
+            dense = Retriever(embedder, store, mode="dense")
+            hybrid = Retriever(embedder, store, mode="hybrid", keyword_weight=s.keyword_weight,
+                               candidates=s.fusion_candidates)
+            variants.append((f"{encoder} {th or default} thr", th or default, embedder, dense, hybrid, is_default))
     torch.set_num_threads(default)
     keys = ("dense", "hybrid", "embed_only", "store_query_only", "keyword_only")
     samples = {label: {k: [] for k in keys} for label, *_ in variants}
     try:
         for i, q in enumerate(queries):
-            for label, th, embedder, _ in variants:
+            for label, th, embedder, dense, hybrid, _ in variants:
                 torch.set_num_threads(th)
-                dense = Retriever(embedder, store, mode="dense")
-                hybrid = Retriever(embedder, store, mode="hybrid", keyword_weight=s.keyword_weight,
-                                   candidates=s.fusion_candidates)
                 t = now()
                 dense.search(q, k=5)
                 full = now() - t
@@ -171,7 +171,7 @@ def measure_product(rag, queries: list[str], warmup: int, threads: list[int],
         torch.set_num_threads(default)
     return {label: {k: summarize_ms(v) for k, v in samples[label].items()}
             | {"default": is_default, "query_path": embedder.query_path}
-            for label, _, embedder, is_default in variants}
+            for label, _, embedder, _, _, is_default in variants}
 
 
 # -- LlamaIndex child (runs in .venv-bench) ---------------------------------------------------

@@ -96,8 +96,7 @@ class MiniLMEmbedder:
         self.name = path.name if model_dir else "all-MiniLM-L6-v2"
         self.model_dir = path
         self.threads = threads
-        self.query_encoder = query_encoder
-        self._cache_dir = Path(cache_dir) if cache_dir else Settings.from_env().cache_dir
+        self._cache_dir = Path(cache_dir) if cache_dir else None  # resolved when the ONNX path first loads
         self._onnx: OnnxQueryEncoder | None = None
         self._onnx_checked = query_encoder != "onnx" or self._transformer.device.type != "cpu"
         self._onnx_lock = threading.Lock()
@@ -139,8 +138,9 @@ class MiniLMEmbedder:
                 if not self._onnx_checked:
                     from rag.embed_onnx import load_query_encoder
 
+                    cache_dir = self._cache_dir or Settings.from_env().cache_dir
                     self._onnx = load_query_encoder(
-                        self._transformer, self.model_dir, self._cache_dir, tokenize=self._ids,
+                        self._transformer, self.model_dir, cache_dir, tokenize=self._ids,
                         reference=lambda texts: self._model.encode(texts, normalize_embeddings=True,
                                                                    show_progress_bar=False),
                         threads=self.threads, name=self.name)

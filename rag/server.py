@@ -26,6 +26,7 @@ When ``RAG_API_KEY`` or ``RAG_AUTH`` is set, ``ui.app.create_app`` guards these 
 # No `from __future__ import annotations`: FastAPI resolves the routes' annotations at runtime,
 # and the request models live inside build_api so importing this module stays cheap.
 
+import itertools
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 from rag.errors import NotFoundError, RagError
 from rag.settings import MAX_TOP_K
@@ -93,6 +94,17 @@ def build_api(rag: Any):
 
     router = APIRouter()
 
+    def stream_answer(render: Callable[[Iterator[Any]], Iterator[str]], media_type: str, question: str,
+                      history: Any, k: int | None, sources: list[str] | None) -> Any:
+        """A streamed answer in ``render``'s wire format; a question refused up front is a 400."""
+        try:
+            events = rag.ask_stream(question, history, k=k, sources=sources or None)
+            first = next(events, None)  # fail before the 200 is sent where we can
+        except RagError as exc:
+            return error(400, str(exc))
+        started = itertools.chain([first] if first is not None else [], events)
+        return StreamingResponse(render(started), media_type=media_type)
+
     def error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
         return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
 
@@ -127,12 +139,7 @@ def build_api(rag: Any):
         history = [tuple(t) for t in req.history] or None
         if not req.stream:
             return guarded(lambda: rag.ask(req.question, history, k=req.k, sources=req.sources or None).to_dict())
-        try:
-            events = rag.ask_stream(req.question, history, k=req.k, sources=req.sources or None)
-            first = next(events, None)  # fail before the 200 is sent where we can
-        except RagError as exc:
-            return error(400, str(exc))
-        return StreamingResponse(_ndjson(first, events), media_type="application/x-ndjson")
+        return stream_answer(_ndjson, "application/x-ndjson", req.question, history, req.k, req.sources)
 
     @router.get("/api/sources", tags=["sources"])
     def sources() -> Any:
@@ -227,18 +234,13 @@ def build_api(rag: Any):
                 }
 
             return guarded(run)
-        try:
-            events = rag.ask_stream(question, history or None, k=req.k, sources=req.sources or None)
-            first = next(events, None)  # fail before the 200 is sent where we can
-        except RagError as exc:
-            return error(400, str(exc))
-        return StreamingResponse(_sse(completion_id, created, req.model, first, events),
-                                 media_type="text/event-stream")
+        return stream_answer(lambda events: _sse(completion_id, created, req.model, events), "text/event-stream",
+                             question, history or None, req.k, req.sources)
 
     return router
 
 
-def _sse(completion_id: str, created: int, model: str, first: Any, events: Iterator[Any]) -> Iterator[str]:
+def _sse(completion_id: str, created: int, model: str, events: Iterator[Any]) -> Iterator[str]:
     """OpenAI's streaming wire format: ``data: {chunk}`` events, the last with the sources, then [DONE]."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
@@ -248,7 +250,7 @@ def _sse(completion_id: str, created: int, model: str, first: Any, events: Itera
 
     yield chunk({"role": "assistant", "content": ""})
     final = None
-    for kind, value in _events(first, events):
+    for kind, value in _events(events):
         if kind == "delta":
             yield chunk({"content": value})
         elif kind == "answer":
@@ -259,9 +261,9 @@ def _sse(completion_id: str, created: int, model: str, first: Any, events: Itera
     yield "data: [DONE]\n\n"
 
 
-def _ndjson(first: Any, events: Iterator[Any]) -> Iterator[str]:
+def _ndjson(events: Iterator[Any]) -> Iterator[str]:
     """/api/ask's stream: one JSON object per line, ``{"delta"}`` pieces, then ``{"answer"}`` or ``{"error"}``."""
-    for kind, value in _events(first, events):
+    for kind, value in _events(events):
         if kind == "delta":
             body: dict[str, Any] = {"delta": value}
         elif kind == "answer":
@@ -271,14 +273,14 @@ def _ndjson(first: Any, events: Iterator[Any]) -> Iterator[str]:
         yield json.dumps(body, ensure_ascii=False) + "\n"
 
 
-def _events(first: Any, rest: Iterator[Any]) -> Iterator[tuple[str, Any]]:
+def _events(events: Iterator[Any]) -> Iterator[tuple[str, Any]]:
     """An answer stream as ("delta", text), ("answer", Answer) or ("error", (message, type)) events.
 
     The stream has already started when a generator fails midway, so the failure becomes the
     last event instead of an exception (the details of an unexpected one go to the log).
     """
     try:
-        for event in _chain(first, rest):
+        for event in events:
             if isinstance(event, str):
                 if event:
                     yield "delta", event
@@ -289,12 +291,6 @@ def _events(first: Any, rest: Iterator[Any]) -> Iterator[tuple[str, Any]]:
     except Exception:
         log.exception("streaming answer failed")
         yield "error", ("The server could not finish this answer; see its log for details.", "server_error")
-
-
-def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    if first is not None:
-        yield first
-    yield from rest
 
 
 def _extras(answer: Any) -> dict[str, Any]:
