@@ -216,6 +216,45 @@ class RAG:
         report = self.ingest(jobs, progress=progress)
         return _raise_skipped(report) if len(titles) == 1 else report
 
+    def upload(self, path: str | Path, *, name: str | None = None, password: str | None = None) -> IngestReport:
+        """Store and ingest a file a client sent: the one write path of the page and the HTTP API.
+
+        The file is staged under a safe name, ingested, and moved into ``settings.files_dir``
+        only when it was ingested (a refused upload never replaces a good stored copy). The
+        whole transaction holds the write lock, so two uploads of one name end as one version,
+        its file beside its own chunks.
+
+        Args:
+            path: the received file (a temporary file of the web server).
+            name: the name the client gave it (default: ``path``'s name); its safe form
+                (``ingest.uploads.safe_name``) is the source name.
+            password: tried on an encrypted PDF.
+
+        Returns:
+            The ingestion report, keyed by the source name; a refused file is in ``skipped``.
+
+        Raises:
+            UnreadableSourceError: the content is not a PDF, whatever the file is called.
+        """
+        from rag.errors import UnreadableSourceError
+        from ingest.uploads import NotAPDFError, stage_upload
+
+        with self._write_lock:
+            try:
+                staged = stage_upload(self.settings.files_dir, path, name)
+            except NotAPDFError as exc:
+                raise UnreadableSourceError(name or Path(path).name, str(exc)) from None
+            try:
+                report = self.ingest([self.pdf_job(staged.path, password=password, name=staged.name)])
+            except BaseException:
+                staged.discard()
+                raise
+            if staged.name in report.skipped:
+                staged.discard()
+            else:
+                staged.commit()
+            return report
+
     def add_text(self, text: str, *, name: str, title: str | None = None, url: str | None = None) -> IngestReport:
         """Ingest plain text under a source name (re-adding the same name replaces it).
 
@@ -254,7 +293,7 @@ class RAG:
         return self.store.sources()
 
     def delete(self, source: str) -> int:
-        """Delete a source and all its chunks.
+        """Delete a source, all its chunks and its stored upload (if any).
 
         Args:
             source: the source name as listed by ``sources()``; a bare Wikipedia title works too.
@@ -265,10 +304,13 @@ class RAG:
         Raises:
             NotFoundError: no such source.
         """
+        from ingest.uploads import remove_file
+
         with self._write_lock:
             for name in (source, f"wikipedia:{source}"):
                 n = self.store.delete_source(name)
                 if n:
+                    remove_file(self.settings.files_dir, name)
                     return n
         known = ", ".join(s.source for s in self.sources()[:10]) or "none yet"
         raise NotFoundError(source, f"No source named {source!r} is indexed; indexed sources: {known}")
