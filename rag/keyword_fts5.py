@@ -1,9 +1,9 @@
-"""A BM25 keyword index in SQLite FTS5, kept next to the Chroma store.
+"""The BM25 keyword index of earlier versions, in SQLite FTS5: kept to compare against.
 
-Chroma has no keyword search. This index holds the same chunk ids as the
-vector store; :class:`rag.store.CombinedStore` writes and deletes both in the
-same operations so they never disagree for long, and ingestion repairs any
-difference a crash left (see ``ingest/index.py``).
+The product's index is tantivy's (``rag.keyword``). This one stays for the benchmarks that
+measure the two side by side (``bench.query_latency``, ``bench.keyword_search``) and for
+tests that build a store the way earlier versions did, to check its migration
+(``rag.store.open_keyword_index``). Same method set as ``rag.keyword.KeywordIndex``.
 """
 
 from __future__ import annotations
@@ -14,25 +14,16 @@ import threading
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from rag.keyword import _STOP, keyword_text
 from rag.types import Chunk
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-# Terms so common that OR-ing them in only slows the query down without changing the ranking.
-_STOP = frozenset(
-    "a an and are as at be by for from has have in is it its of on or that the this to was were what when "
-    "where which who whom why how with did does do".split()
-)
 _MAX_TERMS = 64
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, source TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
 CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(body, tokenize = 'porter unicode61 remove_diacritics 2');
 """
-
-
-def keyword_text(chunk: Chunk) -> str:
-    """What the keyword index matches on: the chunk with its title and section."""
-    return "\n".join(part for part in (chunk.title, chunk.section, chunk.text) if part)
 
 
 def match_expression(query: str) -> str | None:
@@ -55,7 +46,7 @@ def match_expression(query: str) -> str | None:
     return " OR ".join(f'"{w}"' for w in seen[:_MAX_TERMS])
 
 
-class KeywordIndex:
+class Fts5KeywordIndex:
     """Chunk ids and texts in an FTS5 table, ranked by BM25."""
 
     def __init__(self, path: str | Path) -> None:

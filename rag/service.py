@@ -54,12 +54,14 @@ class RAG:
 
     @cached_property
     def store(self):
-        from rag.keyword import KeywordIndex
-        from rag.store import ChromaStore, CombinedStore
+        from rag.store import ChromaStore, CombinedStore, open_keyword_index
 
         s = self.settings
         vectors = ChromaStore(s.store_dir, collection=s.collection, url=s.chroma_url or None)
-        return CombinedStore(vectors, KeywordIndex(s.data_dir / "keyword" / f"{s.collection}.sqlite3"))
+        return CombinedStore(vectors, open_keyword_index(
+            s.data_dir / "keyword" / f"{s.collection}.tantivy", vectors,
+            legacy=s.data_dir / "keyword" / f"{s.collection}.sqlite3", writer_heap_mb=s.keyword_writer_heap_mb,
+            writer_threads=s.keyword_writer_threads, lock_timeout=s.keyword_lock_timeout))
 
     @cached_property
     def retriever(self):

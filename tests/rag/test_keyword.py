@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag import RAG
-from rag.keyword import KeywordIndex, match_expression
+from rag.keyword import KeywordIndex, query_terms
 from rag.retrieve import Retriever, minmax_fusion, reciprocal_rank_fusion
 from rag.types import Document
 
@@ -65,13 +65,13 @@ def test_hybrid_finds_a_rare_code_and_still_reports_cosine(rag: RAG, embedder) -
 def test_keyword_search_filters_by_source_and_ignores_fts_syntax(tmp_path) -> None:
     from rag.types import Chunk
 
-    index = KeywordIndex(tmp_path / "kw.sqlite3")
+    index = KeywordIndex(tmp_path / "kw")
     chunk = Chunk(id="1", source="a", text='He said "NEAR(x y)" AND OR NOT * ^', kind="text", title="a",
                   start=0, end=10, tokens=5)
     index.add([chunk, Chunk(**{**chunk.__dict__, "id": "2", "source": "b"})])
     assert [i for i, _ in index.search('"NEAR(x y)" AND', 5)] in (["1", "2"], ["2", "1"])
     assert [i for i, _ in index.search("said", 5, sources=["b"])] == ["2"]
-    assert index.search("   ", 5) == [] and match_expression("?!") is None
+    assert index.search("   ", 5) == [] and query_terms("?!") == [] and index.search("?!", 5) == []
 
 
 def test_reciprocal_rank_fusion_rewards_agreement() -> None:
