@@ -125,7 +125,7 @@ class _Shared:
         self.path = path
         self.schema = _schema()
         fresh = not index_exists(path)
-        if fresh and path.exists():
+        if fresh and path.exists() and any(path.iterdir()):
             # Not an index of this schema (an older one, or a build cut short): start over; the
             # caller rebuilds it from the vector store (rag.store.open_keyword_index).
             shutil.rmtree(path)
@@ -139,7 +139,7 @@ class _Shared:
         self.index.register_tokenizer(_ANALYZER, _analyzers()[1])
         if fresh:
             (path / "rag-schema").write_text(_SCHEMA_VERSION)
-        self.heap = max(15, writer_heap_mb) * 2**20 * max(1, writer_threads)
+        self.heap = writer_heap_mb * 2**20 * writer_threads
         self.threads = writer_threads
         self.lock = threading.Lock()  # one write (add or delete, up to its commit) at a time
         self.refs = 0
@@ -188,18 +188,23 @@ _OPEN_LOCK = threading.Lock()
 class KeywordIndex:
     """Chunk ids, sources and texts in a tantivy index, ranked by BM25."""
 
-    def __init__(self, path: str | Path, *, writer_heap_mb: int = 64, writer_threads: int = 1,
-                 lock_timeout: float = 10.0) -> None:
+    def __init__(self, path: str | Path, *, writer_heap_mb: int | None = None, writer_threads: int | None = None,
+                 lock_timeout: float | None = None) -> None:
         """Open (or create) the index directory.
 
         Args:
             path: the index directory.
-            writer_heap_mb: tantivy's indexing memory per writer thread (it flushes a segment when full).
+            writer_heap_mb: tantivy's indexing memory per writer thread (it writes a segment when full).
             writer_threads: indexing threads of the writer.
             lock_timeout: seconds to wait for another process's writer to let go before a write fails.
+            Each None takes its ``Settings.keyword_*`` default.
         """
+        from rag.settings import Settings
+
+        writer_heap_mb = Settings.keyword_writer_heap_mb if writer_heap_mb is None else writer_heap_mb
+        writer_threads = Settings.keyword_writer_threads if writer_threads is None else writer_threads
         self.path = Path(path).resolve()
-        self._timeout = lock_timeout
+        self._timeout = Settings.keyword_lock_timeout if lock_timeout is None else lock_timeout
         with _OPEN_LOCK:
             shared = _OPEN.get(self.path)
             if shared is None:
@@ -272,9 +277,11 @@ class KeywordIndex:
 
         self._write(apply)
 
-    def _ids(self, query) -> set[str]:
+    def _ids(self, query, *, everything: bool = False) -> set[str]:
         searcher = self._s.searcher()
-        n = searcher.num_docs
+        # Count first: the top-n collector sizes its heap by the limit, and a source is a few
+        # chunks among possibly millions.
+        n = searcher.num_docs if everything else searcher.search(query, limit=1, count=True).count
         if n == 0:
             return set()
         hits = searcher.search(query, limit=n, count=False).hits
@@ -286,7 +293,7 @@ class KeywordIndex:
 
     def all_ids(self) -> set[str]:
         """Every indexed chunk id."""
-        return self._ids(self._t.Query.all_query())
+        return self._ids(self._t.Query.all_query(), everything=True)
 
     def count(self) -> int:
         """Number of indexed chunks."""
