@@ -137,6 +137,9 @@ class _Shared:
             raise StoreError(f"Could not open the keyword index at {path} ({exc}); delete that folder to "
                              "rebuild it from the vector store") from exc
         self.index.register_tokenizer(_ANALYZER, _analyzers()[1])
+        # Reloads are ours (after each commit here, and on the next search after one elsewhere):
+        # no watcher thread per open index polling meta.json.
+        self.index.config_reader(reload_policy="Manual")
         if fresh:
             (path / "rag-schema").write_text(_SCHEMA_VERSION)
         self.heap = writer_heap_mb * 2**20 * writer_threads
