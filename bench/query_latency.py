@@ -183,11 +183,18 @@ class BenchStore:
     def save(self) -> None:
         self.manifest_path.write_text(json.dumps(self.manifest, indent=1))
 
-    def fill_chroma(self, base, base_vecs: np.ndarray, sigma: float) -> None:
-        """Write vectors (Chroma and the .npy) up to the size, resuming where a previous run stopped."""
+    def fill_chroma(self, base, base_vecs: np.ndarray, sigma: float, upto: int, stop_at: float | None = None) -> int:
+        """Write vectors (Chroma and the .npy) up to ``upto`` chunks, resuming where a previous run stopped.
+
+        Returns:
+            How many chunks the store holds: ``upto``, or fewer when ``stop_at`` (a time.time()) passed first.
+        """
         start = self.manifest["chroma"]
-        for lo in range(start, self.size, STEP):
-            hi = min(lo + STEP, self.size)
+        for lo in range(start, upto, STEP):
+            if stop_at is not None and time.time() >= stop_at:
+                note(f"deadline reached at {lo:,} chunks")
+                return lo
+            hi = min(lo + STEP, upto)
             t, cpu = time.perf_counter(), time.process_time()
             vecs = fill(base_vecs, lo, hi, sigma)
             self.vectors[lo:hi] = vecs
@@ -204,36 +211,40 @@ class BenchStore:
             self.save()
             note(f"{self.root.name}: chroma {hi:,}/{self.size:,} ({step['per_s']:.0f}/s, cpu/wall "
                  f"{step['cpu_s'] / max(wall, 1e-9):.2f}, load {step['load1']:.1f}, RSS {step['rss_mb']} MiB)")
+        return self.manifest["chroma"]
 
-    def fill_keywords(self, base, kind: str) -> None:
-        """Bring keyword index ``kind`` up to the size (same ids as Chroma)."""
+    def fill_keywords(self, base, kind: str, upto: int) -> None:
+        """Bring keyword index ``kind`` up to ``upto`` chunks (the same ids as Chroma)."""
         index = self.keywords.get(kind) or open_keyword_index(kind, self.root)
         self.keywords[kind] = index
         start = self.manifest.get(kind, 0)
-        if start >= self.size:
+        if start >= upto:
             return
-        t = time.perf_counter()
-        for lo in range(start, self.size, STEP):
-            hi = min(lo + STEP, self.size)
+        t, cpu = time.perf_counter(), time.process_time()
+        for lo in range(start, upto, STEP):
+            hi = min(lo + STEP, upto)
             index.add(fill_chunks(base, lo, hi))
             self.manifest[kind] = hi
             self.save()
         took = time.perf_counter() - t
-        self.manifest[f"{kind}_insert_per_s"] = round((self.size - start) / took, 1)
+        self.manifest[f"{kind}_insert_per_s"] = round((upto - start) / took, 1)
+        self.manifest[f"{kind}_insert_per_cpu_s"] = round((upto - start) / max(time.process_time() - cpu, 1e-9), 1)
         self.save()
-        note(f"{self.root.name}: {kind} index {self.size:,} chunks ({self.manifest[f'{kind}_insert_per_s']:.0f}/s)")
+        note(f"{kind} index {upto:,} chunks ({self.manifest[f'{kind}_insert_per_s']:.0f}/s)")
 
 
 def exact_recall(store: BenchStore, embedder, queries: list[str], k: int = 10) -> dict[str, Any]:
     """Chroma's HNSW top k against exact cosine search over every stored vector."""
-    ids = [c.id for c in fill_chunks_ids(store.size)]
+    n = store.manifest["chroma"]
+    ids = [c.id for c in fill_chunks_ids(n)]
+    vectors = store.vectors[:n]
     qv = embedder.embed(queries)
     recalls, times = [], []
     for n, v in enumerate(qv):
         t = now()
         got = {h.chunk.id for h in store.chroma.query(v, k)}
         times.append(now() - t)
-        scores = np.asarray(store.vectors @ v)
+        scores = np.asarray(vectors @ v)
         top = np.argpartition(-scores, k)[:k]
         recalls.append(len(got & {ids[i] for i in top}) / k)
     return {"queries": len(queries), "k": k, "recall": float(np.mean(recalls)),
@@ -433,11 +444,12 @@ def main(argv=None) -> None:
     p.add_argument("--indexes", default=",".join(INDEXES), help="keyword indexes compared (fts5, tantivy)")
     p.add_argument("--inline", action="store_true", help="also time hybrid with BM25 inline (no worker thread)")
     p.add_argument("--recall", type=int, default=None,
-                   help="questions for HNSW recall@10 against exact search (default 1000 at 1M, else 0)")
+                   help="questions for HNSW recall@10 against exact search at the largest size (default 1000)")
     p.add_argument("--sentences", type=int, default=2500, help="single sentences added to the base set")
     p.add_argument("--sigma", type=float, default=0.02, help="per-dimension noise of the perturbed copies")
     p.add_argument("--store-dir", help="keep the stores here (one folder per size) and reuse them next run")
     p.add_argument("--build-only", action="store_true", help="fill the stores (Chroma) and stop")
+    p.add_argument("--deadline", help="HH:MM (UTC): stop filling then and measure the size reached")
     p.add_argument("--json", action="store_true", help="print one JSON object {\"results\": [...]} last")
     p.add_argument("--no-peer", dest="peer", action="store_false", help="skip the LlamaIndex retriever")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -456,6 +468,13 @@ def main(argv=None) -> None:
     threads = [int(x) for x in args.threads.split(",")]
     indexes = [x for x in args.indexes.split(",") if x]
     setup_offline()
+    stop_at = None
+    if args.deadline:
+        import datetime as dt
+
+        hh, mm = (int(x) for x in args.deadline.split(":"))
+        today = dt.datetime.now(dt.timezone.utc)
+        stop_at = today.replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ql-"))
     root = Path(args.store_dir) if args.store_dir else tmp / "stores"
@@ -473,18 +492,31 @@ def main(argv=None) -> None:
         qfile.write_text(json.dumps(warm + timed))
         partial = RESULTS_DIR / "query_latency-partial.json"
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        # One store grows through the sizes (as a user's would): measured at each on the way.
+        store = BenchStore(root / f"up-to-{sizes[-1]}", sizes[-1], base_vecs.shape[1], key)
         for size in sizes:
-            store = BenchStore(root / str(size), size, base_vecs.shape[1], key)
-            store.fill_chroma(base, base_vecs, args.sigma)
+            if store.manifest["chroma"] > size:
+                note(f"{size:,}: the kept store already holds {store.manifest['chroma']:,} chunks; not measured "
+                     "(use another --store-dir)")
+                continue
+            reached = store.fill_chroma(base, base_vecs, args.sigma, size, stop_at)
             if args.build_only:
                 continue
+            if reached < size:
+                if reached <= max(results, default=0):
+                    break
+                note(f"{size:,} not reached by the deadline: measuring the {reached:,} chunks filled")
+                size = reached
             for kind in indexes:
-                store.fill_keywords(base, kind)
+                store.fill_keywords(base, kind, size)
             note(f"{size:,} chunks in the store ({store.chroma.count():,}); timing {len(timed)} queries")
             res: dict[str, Any] = {
                 "count": store.chroma.count(), "indexes": indexes, "build": store.manifest["build"][-3:],
-                "chroma_insert_per_s": (np.mean([b["per_s"] for b in store.manifest["build"]])
+                "chroma_insert_per_s": (float(np.mean([b["per_s"] for b in store.manifest["build"]]))
                                         if store.manifest["build"] else None),
+                "chroma_insert_per_cpu_s": (sum(b["hi"] - (b["hi"] - STEP) for b in store.manifest["build"])
+                                            / max(sum(b["cpu_s"] for b in store.manifest["build"]), 1e-9)
+                                            if store.manifest["build"] else None),
                 "keyword_insert_per_s": {k: store.manifest.get(f"{k}_insert_per_s") for k in indexes},
                 "chroma_disk_mb": disk_mb(store.root / "chroma"),
                 "keyword_disk_mb": {k: disk_mb(store.root / "tantivy") if k == "tantivy" else
@@ -493,8 +525,9 @@ def main(argv=None) -> None:
             }
             res["ours"] = measure(store, warm + timed, args.warmup, threads, args.encoders.split(","),
                                   base_rag.settings, args.inline)
-            n_recall = args.recall if args.recall is not None else (1000 if size >= 1_000_000 else 0)
-            if n_recall:
+            last = size == sizes[-1] or reached < sizes[-1] and stop_at is not None and time.time() >= stop_at
+            n_recall = args.recall if args.recall is not None else 1000
+            if n_recall and last:
                 note(f"{size:,}: HNSW recall@10 against exact search on {n_recall} questions")
                 rq = [q.text for q in sample_questions(load_squad(max_articles=articles_cap), n_recall)]
                 res["recall"] = exact_recall(store, base_rag.embedder, rq)
@@ -516,6 +549,8 @@ def main(argv=None) -> None:
             for row in flat_rows({size: res}):
                 note(f"{size:,}: {row['retriever']} {row['index']} ({row['variant']}): p50 {row['p50_ms']:.1f} ms, "
                      f"p95 {row['p95_ms']:.1f} ms")
+            if reached < sizes[-1] and stop_at is not None and time.time() >= stop_at:
+                break
         if args.build_only:
             return
         del base_rag
