@@ -38,6 +38,7 @@ from rag.prompt import NO_ANSWER, pack_prompt
 from rag.protocols import Embedder, Generator
 from rag.retrieve import EmptyQueryError, Retriever
 from rag.settings import Settings
+from rag.text import STOP_WORDS, IdfOverlap, content_words
 from rag.types import Answer, Hit
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,9 @@ _NAME = re.compile(r"\b[A-Z][\w'-]*|\b\d[\d,.]*\b")
 
 def question_names(question: str) -> set[str]:
     """Capitalised words (not the first word) and numbers of a question, lower-cased."""
-    from rag.generate.extractive import _STOP
-
     words = question.split()
     first = words[0] if words else ""
-    return {n.lower().rstrip(".,") for n in _NAME.findall(question) if n != first and n.lower() not in _STOP}
+    return {n.lower().rstrip(".,") for n in _NAME.findall(question) if n != first and n.lower() not in STOP_WORDS}
 
 
 def evidence(question: str, hits: Sequence[Hit], passages: PassageVectors,
@@ -85,10 +84,6 @@ def evidence(question: str, hits: Sequence[Hit], passages: PassageVectors,
     Returns:
         The evidence score (about 0.3 for unrelated text to 3.1 for a verbatim match).
     """
-    import math
-
-    from rag.generate.extractive import content_words
-
     hits = list(hits)[:EVIDENCE_DEPTH]
     if not hits:
         return float("-inf")
@@ -97,16 +92,9 @@ def evidence(question: str, hits: Sequence[Hit], passages: PassageVectors,
     per_hit = passages.many(hits)
     q_content = content_words(question)
     words = [[content_words(t) for t in texts] for texts, _ in per_hit]
-    n = sum(len(ws) for ws in words)
-    df: dict[str, int] = {}
-    for ws in words:
-        for sw in ws:
-            for x in sw & q_content:
-                df[x] = df.get(x, 0) + 1
-    idf = {x: math.log((n + 1) / (df.get(x, 0) + 1)) + 1 for x in q_content}
-    total = sum(idf.values()) or 1.0
+    overlap_of = IdfOverlap(q_content, (sw for ws in words for sw in ws))
     best_cos = max((float((v @ qv).max()) for _, v in per_hit if len(v)), default=0.0)
-    best_overlap = max((sum(idf[x] for x in q_content & sw) / total for ws in words for sw in ws), default=0.0)
+    best_overlap = max((overlap_of(sw) for ws in words for sw in ws), default=0.0)
     names = question_names(question)
     text = " ".join(h.text for h in hits).lower()
     names_found = sum(x in text for x in names) / len(names) if names else 1.0

@@ -14,14 +14,10 @@ import threading
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from rag.text import QUERY_STOP_WORDS
 from rag.types import Chunk
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-# Terms so common that OR-ing them in only slows the query down without changing the ranking.
-_STOP = frozenset(
-    "a an and are as at be by for from has have in is it its of on or that the this to was were what when "
-    "where which who whom why how with did does do".split()
-)
 _MAX_TERMS = 64
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, source TEXT NOT NULL);
@@ -46,7 +42,7 @@ def match_expression(query: str) -> str | None:
     """
     seen: list[str] = []
     for word in _WORD.findall(query.lower()):
-        if word not in _STOP and word not in seen:
+        if word not in QUERY_STOP_WORDS and word not in seen:
             seen.append(word)
     if not seen:
         seen = list(dict.fromkeys(_WORD.findall(query.lower())))

@@ -25,7 +25,6 @@ Sentences repeated in overlapping chunks count once.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -34,6 +33,7 @@ import numpy as np
 
 from rag.cite import PassageVectors
 from rag.protocols import Embedder
+from rag.text import IdfOverlap, content_words, words as _words
 from rag.types import Hit
 
 EXTRACT_PREFIX = "From the documents:"
@@ -49,12 +49,6 @@ WEIGHTS = {
     "centrality": 0.6,
 }
 
-_STOP = frozenset(
-    "a an the of in on at to for by with from and or but is are was were be been being do does did what which who "
-    "whom whose when where why how that this these those it its as into than then there their they he she his her "
-    "him them i you we our your not no yes can could would should may might will shall has have had about after "
-    "before during over under between also one".split()
-)
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
            "november", "december")
 _NUMBER_WORDS = frozenset(
@@ -81,22 +75,6 @@ class Sentence:
     hit: int
     score: float
     cosine: float
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", text.lower())
-
-
-def _stem(word: str) -> str:
-    for suffix in ("ing", "ed", "es", "s"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
-
-
-def content_words(text: str) -> set[str]:
-    """Lower-cased, crudely stemmed words that are not stop words."""
-    return {_stem(w) for w in _words(text) if w not in _STOP}
 
 
 def answer_type(question: str) -> str | None:
@@ -171,19 +149,9 @@ class ExtractiveGenerator:
         q_content = content_words(question)
         q_words = set(_words(question))
         kind = answer_type(question)
+        sentence_words = [[content_words(t) for t in texts] for texts, _ in per_hit]
         # IDF over the candidate sentences: a question word found in every sentence tells nothing.
-        df: dict[str, int] = {}
-        n_sent = 0
-        sentence_words: list[list[set[str]]] = []
-        for texts, _ in per_hit:
-            words = [content_words(t) for t in texts]
-            sentence_words.append(words)
-            n_sent += len(words)
-            for ws in words:
-                for word in ws & q_content:
-                    df[word] = df.get(word, 0) + 1
-        idf = {word: math.log((n_sent + 1) / (df.get(word, 0) + 1)) + 1 for word in q_content}
-        idf_total = sum(idf.values()) or 1.0
+        overlap_of = IdfOverlap(q_content, (ws for per in sentence_words for ws in per))
 
         best: dict[str, Sentence] = {}
         for index, (hit, (texts, vectors)) in enumerate(zip(hits, per_hit)):
@@ -194,7 +162,7 @@ class ExtractiveGenerator:
             centre /= np.linalg.norm(centre) + 1e-12
             centrality = vectors @ centre
             for j, text in enumerate(texts):
-                overlap = sum(idf[x] for x in q_content & sentence_words[index][j]) / idf_total
+                overlap = overlap_of(sentence_words[index][j])
                 context = max(float(cos[j - 1] - cos[j]), 0.0) if j > 0 else 0.0
                 score = (w["cosine"] * float(cos[j]) + w["overlap"] * overlap + w["chunk"] * hit.score
                          + w["context"] * context + w["answer_type"] * matches_type(kind, text, q_words)
