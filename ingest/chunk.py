@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
+from rag.settings import EMBEDDER_MAX_TOKENS, Settings
 from rag.text import sentence_spans
 from rag.types import Chunk, Document, chunk_id
 
@@ -19,9 +20,9 @@ OffsetsFn = Callable[[Sequence[str]], list[list[tuple[int, int]]]]
 class ChunkConfig:
     """How to cut: target size and overlap in word pieces, and the hard limit."""
 
-    size: int = 200
-    overlap: int = 32
-    limit: int = 254
+    size: int = Settings.chunk_tokens
+    overlap: int = Settings.chunk_overlap
+    limit: int = EMBEDDER_MAX_TOKENS
 
 
 def chunk_documents(docs: Sequence[Document], offsets: OffsetsFn, config: ChunkConfig = ChunkConfig()) -> list[Chunk]:

@@ -15,7 +15,9 @@ from typing import Callable, Iterable, Sequence
 
 from ingest.chunk import ChunkConfig, chunk_documents
 from rag.errors import SourceError
+from rag.progress import progress_bar
 from rag.protocols import Embedder, Store
+from rag.settings import Settings
 from rag.types import Chunk, Document, IngestReport
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ class Indexer:
     """Writes sources into a store through an embedder, idempotently."""
 
     def __init__(self, embedder: Embedder, store: Store, config: ChunkConfig = ChunkConfig(), *,
-                 write_batch: int = 256) -> None:
+                 write_batch: int = Settings.ingest_batch) -> None:
         """Args:
             embedder: turns chunk texts into vectors; its tokenizer sizes the chunks.
             store: where chunks go.
@@ -94,7 +96,7 @@ class Indexer:
         todo = [c for _, new, _ in plans for c in new]
         # Longest first: batches of similar length waste the least padding.
         todo.sort(key=lambda c: c.tokens, reverse=True)
-        bar = _progress(len(todo), progress)
+        bar = progress_bar(len(todo), desc="Embedding", unit="chunk", enabled=progress)
         for lo in range(0, len(todo), self.write_batch):
             part = todo[lo : lo + self.write_batch]
             self.store.add(part, self.embedder.embed([c.text for c in part]))
@@ -107,23 +109,4 @@ class Indexer:
 
 
 def _ids_anywhere(store: Store, source: str) -> set[str]:
-    try:
-        return store.ids_for(source, complete=False)  # type: ignore[call-arg]
-    except TypeError:  # a single-index store: complete and anywhere are the same
-        return store.ids_for(source)
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled or total == 0:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="chunk", desc="Embedding", dynamic_ncols=True)
+    return store.ids_for(source, complete=False)

@@ -35,7 +35,7 @@ from typing import Any, Iterator, Sequence
 from rag.cite import PassageVectors, cite
 from rag.conversation import Retrieved, condense, fused_search, normalize_history
 from rag.prompt import NO_ANSWER, pack_prompt
-from rag.protocols import Embedder, Generator
+from rag.protocols import Answering, Embedder, is_extractor
 from rag.retrieve import EmptyQueryError, Retriever
 from rag.settings import Settings
 from rag.text import STOP_WORDS, IdfOverlap, content_words
@@ -103,11 +103,6 @@ def evidence(question: str, hits: Sequence[Hit], passages: PassageVectors,
             + w["names"] * names_found)
 
 
-def is_extractive(generator: Any) -> bool:
-    """Whether ``generator`` answers from hits directly (no prompt, no language model)."""
-    return callable(getattr(generator, "select", None)) and getattr(generator, "prompt_format", "") is None
-
-
 def is_refusal(text: str) -> bool:
     """Whether a model's reply is (essentially) :data:`NO_ANSWER`."""
     norm = " ".join(re.sub(r"[\"'“”‘’`*]", "", text).split()).casefold().rstrip(".")
@@ -119,12 +114,12 @@ def is_refusal(text: str) -> bool:
 class Answerer:
     """Composes retrieval, refusal, generation and citation into an :class:`~rag.types.Answer`."""
 
-    def __init__(self, retriever: Retriever, generator: Generator, settings: Settings, embedder: Embedder) -> None:
+    def __init__(self, retriever: Retriever, generator: Answering, settings: Settings, embedder: Embedder) -> None:
         """Wire the parts.
 
         Args:
             retriever: ranks chunks for a query.
-            generator: the extractive generator or a language model.
+            generator: an :class:`~rag.protocols.Extractor` (the default) or a language model.
             settings: ``top_k``, ``max_new_tokens``, ``refuse_below``, ``support_below`` are read.
             embedder: MiniLM, for the support check.
         """
@@ -132,8 +127,9 @@ class Answerer:
         self.generator = generator
         self.settings = settings
         self.embedder = embedder
-        self.passages: PassageVectors = getattr(generator, "passages", None) or PassageVectors(embedder)
-        self.extractive = is_extractive(generator)
+        self.extractive = is_extractor(generator)
+        # The extractor's own cache: it has embedded the sentences the citation check reads.
+        self.passages: PassageVectors = generator.passages if self.extractive else PassageVectors(embedder)
         self._vectors: OrderedDict[str, Any] = OrderedDict()  # recent query vectors (evidence, extraction)
         self._lock = threading.Lock()  # the UI answers several questions at once
 
@@ -207,7 +203,7 @@ class Answerer:
         turns = normalize_history(history)
         found = self.retrieve(question, turns, k=k, sources=sources)
         gen = self.generator
-        fmt = getattr(gen, "prompt_format", None)
+        fmt = gen.prompt_format
         shown = k or self.settings.top_k
         if self.should_refuse(found):
             yield NO_ANSWER
@@ -219,8 +215,8 @@ class Answerer:
 
         packed = pack_prompt(
             question, found.hits, fmt=fmt, count_tokens=gen.count_tokens,
-            context_window=getattr(gen, "context_window", 4096), max_new_tokens=self.settings.max_new_tokens,
-            history=turns, render_chat_template=getattr(gen, "render_chat_template", None),
+            context_window=gen.context_window, max_new_tokens=self.settings.max_new_tokens,
+            history=turns, render_chat_template=gen.render_chat_template,
         )
         pieces: list[str] = []
         for piece in gen.stream(packed.text, max_new_tokens=self.settings.max_new_tokens):
@@ -253,7 +249,7 @@ class Answerer:
 
     def _refusal(self, found: Retrieved, hits: Sequence[Hit]) -> Answer:
         return Answer(text=NO_ANSWER, citations=[], sources=list(hits), query=found.query,
-                      generator=self.generator.name, prompt_format=getattr(self.generator, "prompt_format", None),
+                      generator=self.generator.name, prompt_format=self.generator.prompt_format,
                       refused=True)
 
 

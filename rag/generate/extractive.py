@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -105,10 +105,13 @@ def matches_type(kind: str | None, sentence: str, question_words: set[str]) -> b
 class ExtractiveGenerator:
     """Answers with the best 1-3 sentences of the retrieved chunks, each cited; no language model.
 
+    A :class:`rag.protocols.Extractor`: it is handed the hits, never a prompt.
+
     Attributes:
         name: ``extractive``.
         prompt_format: None (there is no prompt).
         warning: None.
+        passages: the sentence-vector cache (shared with the citation check).
     """
 
     name = "extractive"
@@ -186,33 +189,3 @@ class ExtractiveGenerator:
     def answer(self, question: str, hits: Sequence[Hit]) -> str:
         """The extract for ``question`` from ``hits`` (citations numbered by position in ``hits``)."""
         return self.compose(self.select(question, hits))
-
-    def stream(self, prompt: str, *, max_new_tokens: int = 0) -> Iterator[str]:
-        """The :class:`~rag.protocols.Generator` interface over a prompt from :func:`rag.prompt.user_message`.
-
-        The sources and the question are read back from the prompt's numbered source
-        blocks and its ``Question:`` line; ``max_new_tokens`` is ignored. :class:`rag.answer.Answerer`
-        calls :meth:`select` directly instead, with the hits and their scores.
-        """
-        question, hits = parse_prompt(prompt)
-        for i, piece in enumerate(self.answer(question, hits).split(" [")):
-            yield piece if i == 0 else " [" + piece
-
-
-_BLOCK = re.compile(r"^\[(\d+)\] (.*?)\n<<<\n(.*?)\n>>>", re.S | re.M)
-
-
-def parse_prompt(prompt: str) -> tuple[str, list[Hit]]:
-    """The question and the source texts of a prompt built by :func:`rag.prompt.user_message`."""
-    from rag.types import Chunk, chunk_id
-
-    match = re.search(r"^Question: (.*)$", prompt, re.M)
-    question = match.group(1).strip() if match else prompt.strip()
-    hits = []
-    for m in _BLOCK.finditer(prompt):
-        text = m.group(3)
-        title = m.group(2).split(" | ")[0]
-        cid = chunk_id(title, None, None, int(m.group(1)), text)
-        chunk = Chunk(id=cid, source=title, text=text, kind="text", title=title, start=0, end=len(text), tokens=0)
-        hits.append(Hit(chunk, 0.0))
-    return question, hits

@@ -102,5 +102,5 @@ def test_hybrid_minmax_is_the_default_and_ranks_keyword_only_candidates(rag: RAG
                                                            @ embedder.embed([h.text])[0]) for h in hits], abs=1e-3)
     rrf = Retriever(embedder, rag.store, mode="hybrid", fusion="rrf", keyword_weight=1.0)
     assert rrf.search("XJ-9000 gasket boxes", k=1)[0].source == "pumps.txt"
-    with pytest.raises(Exception, match="fusion 'max' is not one of minmax, rrf"):
+    with pytest.raises(Exception, match="fusion='max' is not one of minmax, rrf; e.g. RAG_FUSION=minmax"):
         Retriever(embedder, rag.store, fusion="max")
