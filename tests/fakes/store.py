@@ -19,6 +19,7 @@ import numpy as np
 
 from rag.errors import StoreError
 from rag.keyword import keyword_text, query_terms
+from rag.text import stem
 from rag.types import Chunk, Hit, SourceInfo
 
 _K1, _B = 1.2, 0.75  # FTS5's bm25() defaults
@@ -26,7 +27,8 @@ _WORD = re.compile(r"\w+")
 
 
 def _terms(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    # FTS5's porter tokenizer stems; rag.text.stem is cruder but meets the same plurals and -ing forms.
+    return [stem(w) for w in _WORD.findall(text.lower())]
 
 
 class MemoryStore:
@@ -95,7 +97,7 @@ class MemoryStore:
             return len(self._rows)
 
     def _keyword_query(self, text: str, k: int, sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
-        query = query_terms(text)
+        query = list(dict.fromkeys(stem(w) for w in query_terms(text)))
         if not query:
             return []
         with self._lock:
