@@ -102,8 +102,8 @@ class ChromaStore:
         if ids:
             self._sources_cache = None
 
-    def ids_for(self, source: str) -> set[str]:
-        """Ids of every chunk of ``source``."""
+    def ids_for(self, source: str, *, complete: bool = True) -> set[str]:
+        """Ids of every chunk of ``source`` (one index: complete and present are the same)."""
         ids: set[str] = set()
         for page in self._pages(where={"source": source}, include=[]):
             ids.update(page["ids"])
