@@ -341,11 +341,13 @@ def _kill_and_check(versions, data_dir: Path, upload: Path, delay: float, before
     return outcome
 
 
-def test_a_server_killed_mid_upload_restarts_with_no_half_document(versions, tmp_path: Path) -> None:
+def test_a_server_killed_mid_upload_restarts_with_no_half_document(pdf_dir: Path, tmp_path: Path) -> None:
     """The finding's case: killed while the lecture's chunks are being written, then restarted."""
     data_dir = tmp_path / "data"
+    lecture = tmp_path / NAME
+    shutil.copyfile(next(pdf_dir.rglob("009-*.pdf")), lecture)
     server = Server(data_dir)
-    thread = _upload_in_background(server, versions["v1"])
+    thread = _upload_in_background(server, lecture)
     journal = data_dir / "journal"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and not (journal.exists() and any(journal.glob("*.json"))):
@@ -368,12 +370,12 @@ def test_a_server_killed_mid_upload_restarts_with_no_half_document(versions, tmp
 
 
 @pytest.mark.slow
-def test_twelve_random_kill_points_across_upload_and_reupload(versions, tmp_path: Path) -> None:
+def test_ten_random_kill_points_across_upload_and_reupload(versions, tmp_path: Path) -> None:
     template = _installed_v1(versions)
     full = versions.get("seconds", 120.0)
     rng = random.Random(2026)
     outcomes = []
-    for point in range(12):
+    for point in range(10):
         reupload = point % 2 == 1
         data_dir = tmp_path / f"point{point}"
         if reupload:
