@@ -29,15 +29,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from rag.errors import StoreError
+from rag.text import QUERY_STOP_WORDS
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
 
-# Terms so common that OR-ing them in only slows the query down without changing the ranking.
-_STOP = frozenset(
-    "a an and are as at be by for from has have in is it its of on or that the this to was were what when "
-    "where which who whom why how with did does do".split()
-)
 _MAX_TERMS = 64
 _ANALYZER = "rag_en"  # tokenizer name registered on every index opened here
 _SCHEMA_VERSION = "1"  # bump when the schema or the analyzer changes: the index is then rebuilt
@@ -76,28 +72,28 @@ def _analyzers():
 _SURFACE = _STEMMED = None
 
 
-def query_terms(query: str) -> list[str]:
-    """The indexed terms a query looks for: its words minus stop words, stemmed, each once.
-
-    A query of stop words only keeps them all (so "to be or not to be" still finds something).
-
-    Args:
-        query: free text.
-
-    Returns:
-        Up to 64 terms in query order; empty when the query has no word at all.
-    """
+def _analyzer(stemmed: bool):
     global _SURFACE, _STEMMED
     if _SURFACE is None:
         _SURFACE, _STEMMED = _analyzers()
-    words = _SURFACE.analyze(query)
-    kept = [w for w in words if w not in _STOP] or words
-    terms: list[str] = []
-    for word in kept:
-        for term in _STEMMED.analyze(word):
-            if term not in terms:
-                terms.append(term)
-    return terms[:_MAX_TERMS]
+    return _STEMMED if stemmed else _SURFACE
+
+
+def query_terms(query: str) -> list[str]:
+    """The words a keyword search looks for: distinct, lower-cased, without :data:`~rag.text.QUERY_STOP_WORDS`.
+
+    Split, lower-cased and accent-folded as the index's analyzer does, before stemming. A
+    query of stop words only keeps them all (``"to be or not to be"``); at most 64 terms.
+    """
+    words = _analyzer(False).analyze(query)
+    kept = [w for w in words if w not in QUERY_STOP_WORDS] or words
+    return list(dict.fromkeys(kept))[:_MAX_TERMS]
+
+
+def search_terms(query: str) -> list[str]:
+    """The indexed terms a query is matched on: :func:`query_terms`, stemmed, each once."""
+    stemmer = _analyzer(True)
+    return list(dict.fromkeys(t for word in query_terms(query) for t in stemmer.analyze(word)))
 
 
 def _schema():
@@ -313,7 +309,7 @@ class KeywordIndex:
         Returns:
             (chunk id, BM25 score) pairs, best first; higher is better.
         """
-        terms = query_terms(query)
+        terms = search_terms(query)
         if not terms or k < 1:
             return []
         Q, Occur, schema = self._t.Query, self._t.Occur, self._s.schema

@@ -14,7 +14,8 @@ import threading
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from rag.keyword import _STOP, keyword_text
+from rag.keyword import keyword_text
+from rag.text import QUERY_STOP_WORDS
 from rag.types import Chunk
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -37,7 +38,7 @@ def match_expression(query: str) -> str | None:
     """
     seen: list[str] = []
     for word in _WORD.findall(query.lower()):
-        if word not in _STOP and word not in seen:
+        if word not in QUERY_STOP_WORDS and word not in seen:
             seen.append(word)
     if not seen:
         seen = list(dict.fromkeys(_WORD.findall(query.lower())))
