@@ -148,7 +148,7 @@ def test_concurrent_uploads_of_one_name_leave_one_versions_file_beside_its_chunk
     # A slow disk for v1: moving its file in takes a while, so a commit outside the lock would land
     # after a later upload's.
     commit, slow = StagedFile.commit, versions["v1"][1]
-    monkeypatch.setattr(StagedFile, "commit", lambda self: (time.sleep(1.0 if self.digest == slow else 0), commit(self))[1])
+    monkeypatch.setattr(StagedFile, "commit", lambda self: (time.sleep(2.5 if self.digest == slow else 0), commit(self))[1])
     for round_ in range(4):
         barrier = threading.Barrier(3)
         errors: list[BaseException] = []
