@@ -102,6 +102,10 @@ class Settings:
     max_pdf_bytes: int = 100 * 1024 * 1024
     max_pdf_pages: int = 2000
     max_pdf_seconds: float = 120.0
+    # Hostile PDFs (ingest.pdf): text is extracted in a worker process killed after
+    # max_pdf_seconds, and a page whose content streams decompress to more than this is refused
+    # before extraction (extraction time grows faster than linearly with a page's content).
+    max_pdf_page_bytes: int = 8 * 1024 * 1024
     # Login for `rag serve` (README, Deployment). auth: "user:password" for the browser chat (and
     # HTTP Basic on the API); api_key: the bearer token /api, /v1 and /files require. Empty: no login.
     # Kept out of repr so a logged or printed Settings never shows them.
@@ -121,6 +125,9 @@ class Settings:
                 f"chunk_overlap={self.chunk_overlap} must be at least 0 and below half of "
                 f"chunk_tokens ({self.chunk_tokens // 2}); e.g. RAG_CHUNK_OVERLAP=32"
             )
+        if self.max_pdf_seconds <= 0 or self.max_pdf_page_bytes < 1:
+            raise ConfigError(f"max_pdf_seconds={self.max_pdf_seconds} and max_pdf_page_bytes="
+                              f"{self.max_pdf_page_bytes} must be positive; e.g. RAG_MAX_PDF_SECONDS=120")
         if self.ingest_batch < 1:
             raise ConfigError(f"ingest_batch={self.ingest_batch} must be at least 1; e.g. RAG_INGEST_BATCH=256")
         if not 1 <= self.top_k <= MAX_TOP_K:
