@@ -19,7 +19,7 @@ from rag.prompt import NO_ANSWER
 from rag.service import EXTRACTIVE_NOTICE
 from rag.settings import REFUSE_BELOW
 from rag.types import Answer, Document
-from tests.rag.generate.test_openai_compat import FakeServer, completion, server  # noqa: F401  (fixture)
+from tests.fakes.openai_server import FakeServer, completion
 
 PARAGRAPHS = 10  # the first paragraphs of the first three articles of SQuAD half a
 UNRELATED = [
