@@ -135,6 +135,34 @@ class KeywordIndex:
         with self._lock:
             return [(row[0], float(row[1])) for row in self._db.execute(sql, params)]
 
+    def document_frequencies(self, words: Sequence[str],
+                             sources: Sequence[str] | None = None) -> tuple[int, dict[str, int]]:
+        """How many chunks there are, and how many of them hold each word (as BM25 matches it).
+
+        Args:
+            words: single words; each is matched as the index tokenizes (stemmed, case-folded).
+            sources: count only chunks of these sources, when given.
+
+        Returns:
+            ``(chunks, {word: chunks holding it})``; a word with no searchable characters counts 0.
+        """
+        where, params = "", []
+        if sources:
+            where = f" AND c.source IN ({','.join('?' * len(sources))})"
+            params = list(sources)
+        out: dict[str, int] = {}
+        with self._lock:
+            total = int(self._db.execute(f"SELECT count(*) FROM chunks c WHERE 1{where}", params).fetchone()[0])
+            for word in dict.fromkeys(words):
+                term = " ".join(_WORD.findall(word.lower()))
+                if not term:
+                    out[word] = 0
+                    continue
+                sql = ("SELECT count(*) FROM fts JOIN chunks c ON c.rowid = fts.rowid WHERE fts MATCH ?" + where
+                       if sources else "SELECT count(*) FROM fts WHERE fts MATCH ?")
+                out[word] = int(self._db.execute(sql, [f'"{term}"', *params]).fetchone()[0])
+        return total, out
+
     def close(self) -> None:
         """Close the database."""
         with self._lock:

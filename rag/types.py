@@ -263,3 +263,18 @@ class Answer:
                    sources=[Hit.from_dict(h) for h in data.get("sources") or []], query=str(data.get("query") or ""),
                    generator=str(data.get("generator") or ""), prompt_format=data.get("prompt_format"),
                    refused=bool(data.get("refused")))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How strongly retrieved chunks bear on a question (:func:`rag.refuse.assess`); refused below a threshold."""
+
+    score: float
+    chunk: float  # the best chunk's cosine to the question
+    sentence: float  # the best sentence's cosine
+    coverage: float  # IDF-weighted share of the question's words the best sentence holds
+    names: float  # share of the question's names and numbers found in the chunks
+
+    def as_dict(self) -> dict[str, float]:
+        return {"score": self.score, "chunk": self.chunk, "sentence": self.sentence, "coverage": self.coverage,
+                "names": self.names}
