@@ -47,6 +47,20 @@ class Store(Protocol):
 
 
 @runtime_checkable
+class KeywordIndex(Protocol):
+    """Ranks chunks by BM25 over their words, beside the vector store (same chunk ids)."""
+
+    def search(self, query: str, k: int, sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """The k best (chunk id, BM25 score) pairs, best first, optionally only from ``sources``."""
+        ...
+
+    def document_frequencies(self, words: Sequence[str],
+                             sources: Sequence[str] | None = None) -> tuple[int, dict[str, int]]:
+        """(chunks, {word: chunks holding it}), words matched as the index tokenizes, within ``sources``."""
+        ...
+
+
+@runtime_checkable
 class Generator(Protocol):
     """Writes an answer from a prompt, streaming text pieces as they are produced."""
 
