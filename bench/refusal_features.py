@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--store", required=True)
     ap.add_argument("--configs", nargs="*", default=["squad="], help="name=path[,path...][@limit] ...")
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--no-sentences", action="store_true", help="skip sentence vectors (slow on a busy CPU)")
     ap.add_argument("--max-questions", type=int, default=None)
     ap.add_argument("--build", nargs="*", default=None, help="ingest these distractor paths (all records) and exit")
     args = ap.parse_args()
@@ -52,6 +53,7 @@ def main() -> None:
         print(rep, file=sys.stderr)
         return
     from rag.answer import Answerer
+    from rag.cite import chunk_sentences
 
     squad_sources = [d.source for d in data.documents]
     configs = {}
@@ -81,13 +83,15 @@ def main() -> None:
                 for case, sources in (("a", scope), ("u", [x for x in scope if x != q.source])):
                     found = answerer.retrieve(q.text, sources=sources)
                     hits = found.hits
-                    per_hit = answerer.passages.many(hits[:5])
+                    per_hit = ([(chunk_sentences(h.text), None) for h in hits[:5]] if args.no_sentences
+                               else answerer.passages.many(hits[:5]))
                     n, raw_df = keywords.document_frequencies(list(raw.values()), sources)
                     df = {w: raw_df[raw[w]] for w in qwords}
                     row[cname + "/" + case] = {
                         "cos": [round(h.score, 4) for h in hits],
                         "src": [h.source for h in hits],
-                        "sent_cos": [[round(float(x), 4) for x in (v @ qv)] if len(v) else [] for _, v in per_hit],
+                        "sent_cos": [[round(float(x), 4) for x in (v @ qv)] if v is not None and len(v) else []
+                                     for _, v in per_hit],
                         "sent_words": [[sorted(content_words(t) & set(qwords)) for t in texts] for texts, _ in per_hit],
                         "chunk_words": [sorted(content_words(keyword_text(h.chunk)) & set(qwords)) for h in hits],
                         "text": [h.text for h in hits[:5]],

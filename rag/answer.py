@@ -122,8 +122,7 @@ class Answerer:
         """
         frequencies = frequencies_for(self.retriever.store, sources)
         queries = found.queries or (found.query,)
-        return max((assess(q, found.hits, self.passages, self.vector(q), frequencies) for q in queries),
-                   key=lambda e: e.score)
+        return max((assess(q, found.hits, frequencies) for q in queries), key=lambda e: e.score)
 
     def evidence(self, found: Retrieved, *, sources: Sequence[str] | None = None) -> float:
         """The evidence score of a retrieval (see :meth:`assess`)."""

@@ -271,10 +271,7 @@ class Evidence:
 
     score: float
     chunk: float  # the best chunk's cosine to the question
-    sentence: float  # the best sentence's cosine
-    coverage: float  # IDF-weighted share of the question's words the best sentence holds
-    names: float  # share of the question's names and numbers found in the chunks
+    coverage: float  # IDF-weighted share of the question's words that the best sentence holds
 
     def as_dict(self) -> dict[str, float]:
-        return {"score": self.score, "chunk": self.chunk, "sentence": self.sentence, "coverage": self.coverage,
-                "names": self.names}
+        return {"score": self.score, "chunk": self.chunk, "coverage": self.coverage}

@@ -75,11 +75,11 @@ def test_the_refusal_threshold_separates_these_questions(squad_rag: RAG) -> None
 
 def test_evidence_is_judged_on_the_best_chunks_only(squad_rag: RAG) -> None:
     hits = squad_rag.search("Who was the leader of the Norse raiders?", 10)
-    passages = squad_rag.answerer.passages
     q = "Who was the leader of the Norse raiders?"
     freq = frequencies_for(squad_rag.store)
-    assert assess(q, hits, passages, frequencies=freq) == assess(q, hits[:EVIDENCE_DEPTH], passages, frequencies=freq)
-    assert assess(q, [], passages).score == float("-inf")
+    assert assess(q, hits, freq) == assess(q, hits[:EVIDENCE_DEPTH], freq)
+    assert assess(q, hits, freq) != assess(q, hits[1:], freq)  # the best chunk does count
+    assert assess(q, [], freq).score == float("-inf")
 
 
 # -- with distractors ------------------------------------------------------------------------------
