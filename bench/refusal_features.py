@@ -1,14 +1,17 @@
-"""Dump per-question refusal features for one store configuration (for fitting rules offline).
+"""Dump per-question refusal features for several store configurations (for fitting rules offline).
 
-    python -m bench.refusal_features OUT.jsonl --store DIR [--distractors PATH ...] [--limit N]
-        [--max-questions N]
+    python -m bench.refusal_features IGNORED --store DIR --build [PATH ...] [--limit N]   # ingest once
+    python -m bench.refusal_features OUT.jsonl --store DIR --configs NAME=[PATH[,PATH...]][@LIMIT] ...
+        [--max-questions N] [--no-sentences]
 
-One persistent store (DIR) holds SQuAD half-a and every distractor; each configuration
-restricts retrieval to its own sources, so the store is embedded once for all of them.
-Each line: question index, article, and for the answerable case (``a``) and the
-unanswerable one (``u``, own article left out): hit cosines, top-5 sentence cosines and the
-question words each sentence and each chunk holds, the words' document frequencies in the
-configuration's sources, and the evidence score of the code under test.
+One persistent store (DIR) holds SQuAD half-a and the distractors; each configuration
+restricts retrieval to its own sources (SQuAD + its distractors), so the store is embedded
+once for all of them. Each line holds, per configuration and case (``NAME/a`` answerable,
+``NAME/u`` own article left out): the hit cosines and sources, the question words each
+top-5 sentence and each chunk holds, the words' document frequencies in the configuration's
+sources, and (without --no-sentences, slow on a busy CPU) the sentences' cosines.
+``python -m bench.fit_refusals OUT.jsonl ...`` scores rules on them; the product's rule
+(:func:`rag.refuse.assess`) gives the same scores as ``rag eval refusals --dump``.
 """
 
 from __future__ import annotations
