@@ -159,8 +159,35 @@ def show(data, name, rule, t=None):
                                               for c, (ru, ra) in sorted(out.items())))
 
 
+def product_table(data) -> None:
+    """The product's rule at settings.refuse_below per configuration, with rag eval refusals' own cross-fit."""
+    from rag.eval.refusals import best_threshold
+    from rag.refuse import COVERAGE_WEIGHT
+    from rag.settings import REFUSE_BELOW
+
+    order: dict[str, int] = {}
+    for d in data.values():
+        for src in d["src"]:
+            order.setdefault(src, len(order))
+    print(f"product rule: chunk + {COVERAGE_WEIGHT} * coverage, refuse below {REFUSE_BELOW}")
+    for c, d in sorted(data.items()):
+        a = [f["c1"] + COVERAGE_WEIGHT * f["ov_i"] for f in d["a"]]
+        u = [f["c1"] + COVERAGE_WEIGHT * f["ov_i"] for f in d["u"]]
+        ru = sum(v < REFUSE_BELOW for v in u) / len(u)
+        ra = sum(v < REFUSE_BELOW for v in a) / len(a)
+        folds = []
+        for parity in (0, 1):
+            fit = [i for i, src in enumerate(d["src"]) if order[src] % 2 == parity]
+            held = [i for i, src in enumerate(d["src"]) if order[src] % 2 != parity]
+            t, _, _ = best_threshold([a[i] for i in fit], [u[i] for i in fit])
+            folds.append((sum(u[i] < t for i in held) / len(held), sum(a[i] < t for i in held) / len(held)))
+        cu, ca = (folds[0][0] + folds[1][0]) / 2, (folds[0][1] + folds[1][1]) / 2
+        print(f"  {c:10s} n={len(a)}  refused unanswerable {ru:.3f}  answerable {ra:.3f}  cross-fit {cu:.3f} / {ca:.3f}")
+
+
 if __name__ == "__main__":
     data = load(sys.argv[1:])
     print({c: len(d["a"]) for c, d in data.items()})
     for name, rule in RULES.items():
         show(data, name, rule)
+    product_table(data)
