@@ -21,7 +21,7 @@ _NAME = re.compile(r"\b[A-Z][\w'-]*|\b\d[\d,.]*\b")
 
 def question_names(question: str) -> set[str]:
     """Capitalised words (not the first word) and numbers of a question, lower-cased (the old rule's names)."""
-    from rag.generate.extractive import _STOP
+    from rag.text import STOP_WORDS as _STOP
 
     words = question.split()
     first = words[0] if words else ""

@@ -39,7 +39,8 @@ def main() -> None:
     from ingest.index import SourceJob
     from rag.eval.distractors import load_distractors
     from rag.eval.squad import is_hit, load_squad
-    from rag.generate.extractive import ExtractiveGenerator, _stem, content_words
+    from rag.generate.extractive import ExtractiveGenerator
+    from rag.text import content_words, stem as _stem
     from rag.keyword import keyword_text
     from rag.service import RAG
     from rag.settings import Settings

@@ -26,10 +26,10 @@ candidate sentences.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Callable, Sequence
 
 from rag.settings import Settings
+from rag.text import IdfOverlap, content_words, stem, words
 from rag.types import Evidence, Hit
 
 # Evidence is judged on the best chunks only, whatever k is, so one threshold fits all.
@@ -40,14 +40,12 @@ COVERAGE_WEIGHT = 0.5
 Frequencies = Callable[[Sequence[str]], "tuple[int, dict[str, int]]"]
 
 def question_words(question: str) -> dict[str, str]:
-    """The question's content words (stemmed as the extractive generator stems them) -> a word as written."""
-    from rag.generate.extractive import _stem, content_words
-
+    """The question's :func:`rag.text.content_words` -> a word as written (what the keyword index is asked)."""
     stems = content_words(question)
     out: dict[str, str] = {}
-    for word in re.findall(r"[a-z0-9]+", question.lower()):
-        if _stem(word) in stems:
-            out.setdefault(_stem(word), word)
+    for word in words(question):
+        if stem(word) in stems:
+            out.setdefault(stem(word), word)
     return out
 
 
@@ -78,21 +76,19 @@ def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None =
         The evidence; ``score`` is ``-inf`` without hits.
     """
     from rag.cite import chunk_sentences
-    from rag.generate.extractive import content_words
 
     hits = list(hits)[:EVIDENCE_DEPTH]
     if not hits:
         return Evidence(score=float("-inf"), chunk=0.0, coverage=0.0)
-    words = question_words(question)
-    sentences = [content_words(t) & words.keys() for h in hits for t in chunk_sentences(h.text)]
-    if frequencies is not None and words:
-        chunks, df = frequencies(list(words.values()))
-        idf = {x: _idf(chunks, df.get(raw, 0)) for x, raw in words.items()}
+    qwords = question_words(question)
+    sentences = [content_words(t) & qwords.keys() for h in hits for t in chunk_sentences(h.text)]
+    if frequencies is not None and qwords:
+        chunks, df = frequencies(list(qwords.values()))
+        idf = {x: _idf(chunks, df.get(raw, 0)) for x, raw in qwords.items()}
     else:
-        n = len(sentences)
-        idf = {x: math.log((n + 1) / (sum(x in s for s in sentences) + 1)) + 1 for x in words}
+        idf = IdfOverlap(set(qwords), sentences).idf
     total = sum(idf.values()) or 1.0
-    coverage = max((sum(idf[x] for x in s) / total for s in sentences), default=0.0) if words else 1.0
+    coverage = max((sum(idf[x] for x in s) / total for s in sentences), default=0.0) if qwords else 1.0
     top = max(h.score for h in hits)
     return Evidence(score=top + COVERAGE_WEIGHT * coverage, chunk=top, coverage=coverage)
 
