@@ -314,13 +314,17 @@ def gptq_checkpoint(settings: "Settings", *, progress: bool = True) -> Path:
 
 # -- choosing a path ---------------------------------------------------------------------------
 def gptq_available(settings: "Settings") -> bool:
-    """Whether ``smollm2`` alone takes the GPTQ path: its build is cached, or gptqmodel and calibration text exist."""
+    """Whether ``smollm2`` alone takes the GPTQ path: gptqmodel and optimum load, and calibration text exists.
+
+    The build is then found in the cache or made on first use (minutes).
+    """
+    if not all(importlib.util.find_spec(m) is not None for m in ("gptqmodel", "optimum")):
+        return False  # neither loadable nor buildable
     try:
-        if _complete(gptq_dir_for(settings)):
-            return importlib.util.find_spec("gptqmodel") is not None
+        gptq_dir_for(settings)  # cached, or buildable from the calibration text it names
     except ConfigError:
         return False
-    return all(importlib.util.find_spec(m) is not None for m in ("gptqmodel", "optimum"))
+    return True
 
 
 def resolve_path(path: str, settings: "Settings") -> str:
