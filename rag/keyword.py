@@ -324,6 +324,38 @@ class KeywordIndex:
         hits = searcher.search(q, limit=k, count=False).hits
         return [(searcher.doc(addr)["id"][0], float(score)) for score, addr in hits]
 
+    def document_frequencies(self, words: Sequence[str],
+                             sources: Sequence[str] | None = None) -> tuple[int, dict[str, int]]:
+        """How many chunks there are, and how many of them hold each word (as BM25 matches it).
+
+        Args:
+            words: single words; each is matched as the index analyzes it (stemmed, case- and accent-folded).
+            sources: count only chunks of these sources, when given.
+
+        Returns:
+            ``(chunks, {word: chunks holding it})``; a word with no searchable characters counts 0.
+        """
+        Q, Occur, schema = self._t.Query, self._t.Occur, self._s.schema
+        only = Q.term_set_query(schema, "source", list(sources)) if sources else None
+        searcher = self._s.searcher()
+
+        def count(query) -> int:
+            if only is not None:
+                query = Q.boolean_query([(Occur.Must, query), (Occur.Must, only)])
+            return int(searcher.search(query, limit=1, count=True).count)
+
+        total = count(Q.all_query()) if only is not None else int(searcher.num_docs)
+        stemmer = _analyzer(True)
+        out: dict[str, int] = {}
+        for word in dict.fromkeys(words):
+            terms = stemmer.analyze(word)
+            if not terms:
+                out[word] = 0
+                continue
+            clauses = [(Occur.Must, Q.term_query(schema, "body", t)) for t in terms]
+            out[word] = count(clauses[0][1] if len(clauses) == 1 else Q.boolean_query(clauses))
+        return total, out
+
     def close(self) -> None:
         """Let go of the index (the last one open on the directory in this process drops it)."""
         if self._closed:

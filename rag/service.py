@@ -116,9 +116,9 @@ class RAG:
         """One sentence to show users about how answers are made, or None.
 
         Extractive: answers are extracts. A GPTQ model without a CUDA GPU: generation is slow
-        (~1 token/s). Reading this never loads a model.
+        (~1 token/s). SmolLM2: a tiny model, slow on CPU. Reading this never loads a model.
         """
-        from rag.generate import parse_llm
+        from rag.generate import notice, parse_llm
 
         kind, _ = parse_llm(self.settings.llm, self.settings)
         if kind == "extractive":
@@ -126,15 +126,7 @@ class RAG:
         loaded = self.__dict__.get("generator")
         if loaded is not None:
             return getattr(loaded, "warning", None)
-        if kind == "gptq":
-            from rag.generate import CPU_WARNING
-
-            try:
-                import torch
-            except ImportError:
-                return CPU_WARNING
-            return None if torch.cuda.is_available() else CPU_WARNING
-        return None
+        return notice(self.settings)
 
     # -- answering --------------------------------------------------------------------------
     def ask(self, question: str, history: Sequence[tuple[str, str]] | None = None, *, k: int | None = None,

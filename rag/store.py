@@ -16,6 +16,7 @@ import numpy as np
 
 from rag.errors import StoreError
 from rag.protocols import KeywordIndex
+from rag.settings import Settings
 from rag.types import Chunk, Hit, SourceInfo
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class ChromaStore:
 
     keyword_query = None
 
-    def __init__(self, path: str | Path | None = None, *, collection: str = "chunks", url: str | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, collection: str = Settings.collection, url: str | None = None) -> None:
         """Open (or create) the collection.
 
         Args:

@@ -211,3 +211,18 @@ def test_a_store_made_with_the_fts5_index_is_rebuilt_on_tantivy_once(embedder, _
     assert again.store.keywords.all_ids() == ids and "Rebuilding" not in capsys.readouterr().err
     again.delete("valves.txt")
     _consistent(again)
+
+
+def test_document_frequencies_count_chunks_as_bm25_matches_words(tmp_path) -> None:
+    from rag.types import Chunk
+
+    index = KeywordIndex(tmp_path / "kw")
+    texts = [("pumps.txt", "Pumps need gaskets."), ("pumps.txt", "A pump is serviced yearly."),
+             ("valves.txt", "Valves leak; a pump does not.")]
+    index.add([Chunk(id=f"c{i}", source=src, text=t, kind="text", title=src, start=0, end=len(t), tokens=5)
+               for i, (src, t) in enumerate(texts)])
+    # Stemmed as the index stems ("pumps" and "pump" are one word), titles included ("valves.txt").
+    assert index.document_frequencies(["pump", "valves", "gasket", "turbine", "?!"]) == (
+        3, {"pump": 3, "valves": 1, "gasket": 1, "turbine": 0, "?!": 0})
+    assert index.document_frequencies(["pump", "valves"], sources=["pumps.txt"]) == (2, {"pump": 2, "valves": 0})
+    index.close()
