@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import ROOT
-from tests.ui.conftest import FACTS
+from tests.rag.http.conftest import FACTS
 
 pytestmark = pytest.mark.browser
 

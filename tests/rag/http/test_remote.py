@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from rag.cli import main
-from rag.remote import pid_alive, read_server_file, remove_server_file, server_file, write_server_file
+from rag.http.remote import pid_alive, read_server_file, remove_server_file, server_file, write_server_file
 from tests.conftest import ROOT
 
 API_KEY = "test-key-7f3a9c"
@@ -40,7 +40,7 @@ def _cli(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def served(_isolated_data_dir: Path):
     """`rag serve --port 0` as its own process on this test's RAG_DATA_DIR, with an API key."""
-    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", "0"], cwd=ROOT, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", "0", "--headless"], cwd=ROOT, text=True,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             env=_env(RAG_API_KEY=API_KEY, RAG_INGEST_BATCH="8"))
     lines: list[str] = []
