@@ -85,6 +85,7 @@ Example::
 """
 
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -311,6 +312,9 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
     notice = actions.generator_notice()
     received = upload_dir(settings)
     received.mkdir(parents=True, exist_ok=True)
+    # Gradio checks received files against GRADIO_TEMP_DIR (read at each check): point it at this
+    # store's folder. Process-wide, so one page per process (what `rag serve` runs).
+    os.environ["GRADIO_TEMP_DIR"] = str(received)
 
     with gr.Blocks(title="rag — ask your documents", analytics_enabled=False,
                    delete_cache=(3600, 3600)) as demo:
