@@ -271,6 +271,14 @@ def serve(ctx: click.Context, host: str, port: int, concurrency: int, headless: 
         # machine-wide temp dir every Gradio server on the machine serves from.
         os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir / ".gradio"))
     try:
+        running = find_server(settings)
+    except RagError as exc:  # a server owns the store but refused us or is stuck: still not ours to open
+        raise click.ClickException(f"Another server already uses {settings.data_dir}: {exc}") from None
+    if running is not None:
+        running.close()
+        raise click.ClickException(f"A server for {settings.data_dir} is already running at {running.url} "
+                                   f"(pid {running.pid}); stop it first, or use another --data-dir")
+    try:
         from rag.http.app import create_server, warm_up
 
         if not headless:
@@ -280,16 +288,11 @@ def serve(ctx: click.Context, host: str, port: int, concurrency: int, headless: 
             raise
         from rag.errors import MissingDependencyError
 
-        raise MissingDependencyError(exc.name.split(".")[0], "ui", "rag serve" + (" --headless" if headless else "")
-                                     + "; `rag serve --headless` serves the API without gradio") from exc
-    try:
-        running = find_server(settings)
-    except RagError as exc:  # a server owns the store but refused us or is stuck: still not ours to open
-        raise click.ClickException(f"Another server already uses {settings.data_dir}: {exc}") from None
-    if running is not None:
-        running.close()
-        raise click.ClickException(f"A server for {settings.data_dir} is already running at {running.url} "
-                                   f"(pid {running.pid}); stop it first, or use another --data-dir")
+        package = (exc.name or "").split(".")[0]
+        if package == "gradio":
+            raise MissingDependencyError(package, "ui", "The chat page of `rag serve` (`rag serve --headless` "
+                                                        "serves the API without it)") from exc
+        raise MissingDependencyError(package, "api", "rag serve") from exc
     if warning := exposure_warning(host, settings):
         click.echo(warning, err=True)
     click.echo("Loading the models…", err=True)

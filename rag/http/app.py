@@ -94,6 +94,31 @@ def create_app(rag: RAG, *, headless: bool = False, ask_concurrency: int = ASK_C
     return app
 
 
+def route_table(app: Any, prefix: str = "") -> list[tuple[str, frozenset[str]]]:
+    """Every route ``app`` serves as (path template, methods), the mounted page's and routers' included.
+
+    Args:
+        app: a Starlette/FastAPI app (or router).
+        prefix: the path it is mounted under.
+
+    Returns:
+        ("/api/ask", {"POST"}) pairs; websocket routes have the method "WEBSOCKET".
+    """
+    from starlette.routing import Mount
+
+    table: list[tuple[str, frozenset[str]]] = []
+    for route in getattr(app, "routes", []):
+        included = getattr(route, "original_router", None)  # FastAPI's lazily included router
+        if included is not None:
+            table += route_table(included, prefix + getattr(route.include_context, "prefix", ""))
+        elif isinstance(route, Mount):
+            table += route_table(route.app, prefix + route.path)
+        elif hasattr(route, "path"):
+            methods = getattr(route, "methods", None) or {"WEBSOCKET"}
+            table.append((prefix + route.path, frozenset(methods)))
+    return table
+
+
 def _gradio_app(app: Any) -> Any:
     """The Gradio ``App`` mounted in ``app``, or None."""
     from starlette.routing import Mount
