@@ -130,7 +130,8 @@ def headers() -> dict[str, str]:
     from rag.http.auth import client_headers
     from rag.settings import Settings
 
-    return client_headers(Settings.from_env())
+    # X-Requested-With: the server refuses multipart writes (the upload) without it.
+    return {**client_headers(Settings.from_env()), "X-Requested-With": "bench"}
 
 
 # -- the workload ------------------------------------------------------------------------------

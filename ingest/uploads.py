@@ -1,4 +1,4 @@
-"""Uploaded PDFs: safe names, a content check, storage under ``settings.files_dir``, and serving.
+"""Uploaded PDFs: safe names, a content check, storage under ``settings.files_dir`` (served by ``rag.http.api``).
 
 A stored file's name is also its source name in the index (``RAG.add_pdfs`` names a
 source after the file), so a citation of source ``report.pdf`` page 3 links to
@@ -154,27 +154,3 @@ def remove_file(files_dir: str | Path, source: str) -> bool:
         return False
     path.unlink(missing_ok=True)
     return True
-
-
-def add_files_route(app, files_dir: str | Path) -> None:
-    """Serve ``GET /files/{name}`` from ``files_dir`` only, as inline PDFs (404 for anything else).
-
-    Args:
-        app: a FastAPI app (add this before mounting Gradio at ``/``).
-        files_dir: the folder to serve.
-    """
-    from fastapi import HTTPException
-    from fastapi.responses import FileResponse
-
-    @app.get(FILES_ROUTE + "/{name}", include_in_schema=False)
-    def serve_file(name: str) -> FileResponse:
-        path = stored_file(files_dir, name)
-        if path is None or not is_pdf(path):
-            raise HTTPException(status_code=404, detail="No such file")
-        return FileResponse(
-            path,
-            media_type="application/pdf",
-            content_disposition_type="inline",
-            filename=path.name,
-            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"},
-        )

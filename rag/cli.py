@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rag.errors import RagError
+from rag.errors import RagError, user_message
 from rag.settings import MAX_TOP_K
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except RagError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(user_message(exc)) from None
         except KeyboardInterrupt:
             click.echo("Interrupted; run the same command again to finish (work already done is kept).", err=True)
             sys.exit(130)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -64,3 +67,54 @@ def raw_call(base_url: str, api_name: str, data: list[Any], timeout: float = 120
                     except json.JSONDecodeError:
                         return event, payload
     raise AssertionError(f"no result from {api_name}")
+
+
+# -- headless Chromium (the browser tests) ---------------------------------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path(shutil.which("chromedriver") or "/usr/bin/chromedriver")
+
+
+def _require(ok: bool, reason: str) -> None:
+    if not ok:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + " (CI must have it)")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def browser():
+    _require(CHROMIUM.exists(), f"{CHROMIUM} is absent (apt-get install chromium chromium-driver)")
+    _require(CHROMEDRIVER.exists(), f"{CHROMEDRIVER} is absent (apt-get install chromium-driver)")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _require(False, "the selenium package is not installed (pip install selenium)")
+    os.environ.setdefault("SE_AVOID_STATS", "true")  # Selenium Manager: no telemetry
+    profile = tempfile.mkdtemp(prefix="rag-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
+                f"--user-data-dir={profile}", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait(predicate, timeout: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception:  # the page is still rendering
+            value = None
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
