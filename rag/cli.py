@@ -242,12 +242,14 @@ main.add_command(eval_group, "eval")
 
 
 # -- serve -----------------------------------------------------------------------------------------
+from rag.http.app import ASK_CONCURRENCY  # noqa: E402  (cheap: FastAPI and Gradio load when serving)
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; anything but loopback exposes your documents to the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True,
               help="Port to listen on (0: any free port).")
-@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--concurrency", type=click.IntRange(min=1), default=ASK_CONCURRENCY, show_default=True,
               help="Questions answered at the same time (the rest wait in a queue).")
 @click.option("--headless", is_flag=True,
               help="Serve only the HTTP API (/api, /v1, /files), without the chat page (Gradio is not needed).")

@@ -94,6 +94,7 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 
 from rag.errors import EncryptedPDFError, RagError, user_message
+from rag.http.app import ASK_CONCURRENCY
 from rag.service import RAG
 from rag.settings import MAX_TOP_K, Settings
 from rag.types import Answer, Hit, IngestReport
@@ -101,8 +102,6 @@ from ingest import uploads
 from ui import render
 
 log = logging.getLogger(__name__)
-
-ASK_CONCURRENCY = 4
 
 CSS = """
 #sources-panel blockquote { font-size: 0.9em; margin: 0.2em 0 0.8em 0; }
