@@ -98,7 +98,7 @@ from rag.http.app import ASK_CONCURRENCY
 from rag.service import RAG
 from rag.settings import MAX_TOP_K, Settings
 from rag.types import Answer, Hit, IngestReport
-from ingest import uploads
+from ingest import files as stored_files
 from ui import render
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class Actions:
     def link(self, hit: Hit) -> str | None:
         """Where a citation points: the stored PDF at its page, or the source's own URL."""
         if hit.chunk.kind == "pdf":
-            return uploads.file_url(self.files_dir, hit.source, hit.page) or hit.url
+            return stored_files.file_url(self.files_dir, hit.source, hit.page) or hit.url
         return hit.url
 
     def generator_name(self) -> str:
@@ -199,7 +199,7 @@ class Actions:
         return {"files": results}
 
     def _upload_one(self, path: str, original: str, password: str | None) -> dict[str, Any]:
-        name = uploads.safe_name(original)
+        name = stored_files.safe_name(original)
         result: dict[str, Any] = {"file": original, "source": name, "status": "refused",
                                   "chunks": 0, "message": "", "needs_password": False}
         try:
@@ -456,7 +456,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                 path = f.get("path") if isinstance(f, dict) else f
                 name = (f.get("orig_name") if isinstance(f, dict) else None) or Path(str(path)).name
                 if not path or not _in_folder(path, received):
-                    raise gr.Error(f"{uploads.safe_name(str(name))} was not uploaded to this server; "
+                    raise gr.Error(f"{stored_files.safe_name(str(name))} was not uploaded to this server; "
                                    "upload the file itself.")
                 items.append((str(path), str(name)))
             try:

@@ -100,7 +100,7 @@ def build_api(rag: Any):
     from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
     from pydantic import BaseModel, Field
 
-    from ingest.uploads import FILES_ROUTE, is_pdf, stored_file
+    from ingest.files import FILES_ROUTE, is_pdf, stored_file
 
     s = rag.settings
     Question = Annotated[str, Field(min_length=1, max_length=s.max_question_chars)]
