@@ -172,7 +172,7 @@ def test_errors_are_one_sentence_and_the_server_keeps_serving(client, facts_pdf:
 
 def test_wikipedia_pages_link_to_their_section(embedder, mediawiki_server, tmp_path: Path) -> None:
     from rag import RAG
-    from ui.app import create_server
+    from rag.http.app import create_server
     from tests.ui.conftest import _client
 
     rag = RAG(tmp_path / "wiki-data", wikipedia_api_url=mediawiki_server.api_url)

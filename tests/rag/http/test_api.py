@@ -17,20 +17,21 @@ from rag.errors import RagError
 
 @pytest.fixture
 def server(embedder, tmp_path: Path, mediawiki_server, monkeypatch):
-    from ui.app import create_server
+    from rag.http.app import create_server
 
     monkeypatch.setenv("RAG_WIKIPEDIA_API_URL", mediawiki_server.api_url)
     monkeypatch.setenv("RAG_WIKIPEDIA_TIMEOUT", "2")
     rag = RAG(tmp_path / "served")
-    with create_server(rag, "127.0.0.1", 0) as srv:
+    with create_server(rag, "127.0.0.1", 0, headless=True) as srv:
         yield srv
 
 
 def _upload(base: str, path: Path, password: str | None = None) -> httpx.Response:
     with path.open("rb") as fh:
         data = {"password": password} if password else {}
+        # X-Requested-With: a multipart write needs it (a page of another site cannot send it).
         return httpx.post(f"{base}api/ingest/file", files={"file": (path.name, fh, "application/pdf")},
-                          data=data, timeout=120)
+                          data=data, timeout=120, headers={"X-Requested-With": "test"})
 
 
 def test_rest_routes_ingest_search_ask_list_and_delete(server, pdf_dir: Path, tmp_path: Path) -> None:
@@ -164,16 +165,16 @@ def test_chat_completions_take_k_and_sources_like_api_ask(server, pdf_dir: Path)
 def test_remote_client_streams_a_language_model_answer_as_it_is_written(server, pdf_dir: Path,
                                                                          tmp_path: Path) -> None:
     """A server whose generator streams (an OpenAI-compatible LLM: here the first server's /v1)."""
-    from rag.remote import RemoteRAG
+    from rag.http.remote import RemoteRAG
     from rag.settings import Settings
     from rag.types import Answer
-    from ui.app import create_server
+    from rag.http.app import create_server
 
     crazy = pdf_dir / "pypdf-resources" / "crazyones.pdf"
     _upload(server.url, crazy)
     front = RAG(tmp_path / "front", llm=f"openai:{server.url}v1#rag")
     front.add_pdf(crazy)
-    with create_server(front, "127.0.0.1", 0) as srv:
+    with create_server(front, "127.0.0.1", 0, headless=True) as srv:
         client = RemoteRAG(srv.url, Settings.from_env())
         events = list(client.ask_stream("Who does the text say are the crazy ones?"))
         pieces = [e for e in events if isinstance(e, str)]
