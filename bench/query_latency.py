@@ -61,7 +61,7 @@ def base_set(max_sentences: int, max_articles: int | None, workdir: Path):
     """Real chunks (product chunking of SQuAD paragraphs) and sentences, as product Chunks."""
     from dataclasses import replace
 
-    from ingest.chunk import sentence_spans
+    from rag.text import sentence_spans
     from rag.types import chunk_id
 
     from rag.service import RAG

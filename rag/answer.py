@@ -35,9 +35,10 @@ from typing import Any, Iterator, Sequence
 from rag.cite import PassageVectors, cite
 from rag.conversation import Retrieved, condense, fused_search, normalize_history
 from rag.prompt import NO_ANSWER, pack_prompt
-from rag.protocols import Embedder, Generator
+from rag.protocols import Answering, Embedder, is_extractor
 from rag.retrieve import EmptyQueryError, Retriever
 from rag.settings import Settings
+from rag.text import STOP_WORDS, IdfOverlap, content_words
 from rag.types import Answer, Hit
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,9 @@ _NAME = re.compile(r"\b[A-Z][\w'-]*|\b\d[\d,.]*\b")
 
 def question_names(question: str) -> set[str]:
     """Capitalised words (not the first word) and numbers of a question, lower-cased."""
-    from rag.generate.extractive import _STOP
-
     words = question.split()
     first = words[0] if words else ""
-    return {n.lower().rstrip(".,") for n in _NAME.findall(question) if n != first and n.lower() not in _STOP}
+    return {n.lower().rstrip(".,") for n in _NAME.findall(question) if n != first and n.lower() not in STOP_WORDS}
 
 
 def evidence(question: str, hits: Sequence[Hit], passages: PassageVectors,
@@ -85,10 +84,6 @@ def evidence(question: str, hits: Sequence[Hit], passages: PassageVectors,
     Returns:
         The evidence score (about 0.3 for unrelated text to 3.1 for a verbatim match).
     """
-    import math
-
-    from rag.generate.extractive import content_words
-
     hits = list(hits)[:EVIDENCE_DEPTH]
     if not hits:
         return float("-inf")
@@ -97,27 +92,15 @@ def evidence(question: str, hits: Sequence[Hit], passages: PassageVectors,
     per_hit = passages.many(hits)
     q_content = content_words(question)
     words = [[content_words(t) for t in texts] for texts, _ in per_hit]
-    n = sum(len(ws) for ws in words)
-    df: dict[str, int] = {}
-    for ws in words:
-        for sw in ws:
-            for x in sw & q_content:
-                df[x] = df.get(x, 0) + 1
-    idf = {x: math.log((n + 1) / (df.get(x, 0) + 1)) + 1 for x in q_content}
-    total = sum(idf.values()) or 1.0
+    overlap_of = IdfOverlap(q_content, (sw for ws in words for sw in ws))
     best_cos = max((float((v @ qv).max()) for _, v in per_hit if len(v)), default=0.0)
-    best_overlap = max((sum(idf[x] for x in q_content & sw) / total for ws in words for sw in ws), default=0.0)
+    best_overlap = max((overlap_of(sw) for ws in words for sw in ws), default=0.0)
     names = question_names(question)
     text = " ".join(h.text for h in hits).lower()
     names_found = sum(x in text for x in names) / len(names) if names else 1.0
     top = max(h.score for h in hits)
     return (w["chunk"] * top + w["sentence"] * best_cos + w["overlap"] * best_overlap
             + w["names"] * names_found)
-
-
-def is_extractive(generator: Any) -> bool:
-    """Whether ``generator`` answers from hits directly (no prompt, no language model)."""
-    return callable(getattr(generator, "select", None)) and getattr(generator, "prompt_format", "") is None
 
 
 def is_refusal(text: str) -> bool:
@@ -131,12 +114,12 @@ def is_refusal(text: str) -> bool:
 class Answerer:
     """Composes retrieval, refusal, generation and citation into an :class:`~rag.types.Answer`."""
 
-    def __init__(self, retriever: Retriever, generator: Generator, settings: Settings, embedder: Embedder) -> None:
+    def __init__(self, retriever: Retriever, generator: Answering, settings: Settings, embedder: Embedder) -> None:
         """Wire the parts.
 
         Args:
             retriever: ranks chunks for a query.
-            generator: the extractive generator or a language model.
+            generator: an :class:`~rag.protocols.Extractor` (the default) or a language model.
             settings: ``top_k``, ``max_new_tokens``, ``refuse_below``, ``support_below`` are read.
             embedder: MiniLM, for the support check.
         """
@@ -144,8 +127,9 @@ class Answerer:
         self.generator = generator
         self.settings = settings
         self.embedder = embedder
-        self.passages: PassageVectors = getattr(generator, "passages", None) or PassageVectors(embedder)
-        self.extractive = is_extractive(generator)
+        self.extractive = is_extractor(generator)
+        # The extractor's own cache: it has embedded the sentences the citation check reads.
+        self.passages: PassageVectors = generator.passages if self.extractive else PassageVectors(embedder)
         self._vectors: OrderedDict[str, Any] = OrderedDict()  # recent query vectors (evidence, extraction)
         self._lock = threading.Lock()  # the UI answers several questions at once
 
@@ -219,7 +203,7 @@ class Answerer:
         turns = normalize_history(history)
         found = self.retrieve(question, turns, k=k, sources=sources)
         gen = self.generator
-        fmt = getattr(gen, "prompt_format", None)
+        fmt = gen.prompt_format
         shown = k or self.settings.top_k
         if self.should_refuse(found):
             yield NO_ANSWER
@@ -231,8 +215,8 @@ class Answerer:
 
         packed = pack_prompt(
             question, found.hits, fmt=fmt, count_tokens=gen.count_tokens,
-            context_window=getattr(gen, "context_window", 4096), max_new_tokens=self.settings.max_new_tokens,
-            history=turns, render_chat_template=getattr(gen, "render_chat_template", None),
+            context_window=gen.context_window, max_new_tokens=self.settings.max_new_tokens,
+            history=turns, render_chat_template=gen.render_chat_template,
         )
         pieces: list[str] = []
         for piece in gen.stream(packed.text, max_new_tokens=self.settings.max_new_tokens):
@@ -265,7 +249,7 @@ class Answerer:
 
     def _refusal(self, found: Retrieved, hits: Sequence[Hit]) -> Answer:
         return Answer(text=NO_ANSWER, citations=[], sources=list(hits), query=found.query,
-                      generator=self.generator.name, prompt_format=getattr(self.generator, "prompt_format", None),
+                      generator=self.generator.name, prompt_format=self.generator.prompt_format,
                       refused=True)
 
 

@@ -14,14 +14,10 @@ import threading
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from rag.text import QUERY_STOP_WORDS
 from rag.types import Chunk
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-# Terms so common that OR-ing them in only slows the query down without changing the ranking.
-_STOP = frozenset(
-    "a an and are as at be by for from has have in is it its of on or that the this to was were what when "
-    "where which who whom why how with did does do".split()
-)
 _MAX_TERMS = 64
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, source TEXT NOT NULL);
@@ -35,6 +31,20 @@ def keyword_text(chunk: Chunk) -> str:
     return "\n".join(part for part in (chunk.title, chunk.section, chunk.text) if part)
 
 
+def query_terms(query: str) -> list[str]:
+    """The words a keyword search looks for: distinct, lower-cased, without :data:`~rag.text.QUERY_STOP_WORDS`.
+
+    A query of stop words only keeps them all (``"to be or not to be"``); at most 64 terms.
+    """
+    seen: list[str] = []
+    for word in _WORD.findall(query.lower()):
+        if word not in QUERY_STOP_WORDS and word not in seen:
+            seen.append(word)
+    if not seen:
+        seen = list(dict.fromkeys(_WORD.findall(query.lower())))
+    return seen[:_MAX_TERMS]
+
+
 def match_expression(query: str) -> str | None:
     """An FTS5 MATCH expression OR-ing the query's words (quoted, so no FTS syntax leaks through).
 
@@ -44,15 +54,10 @@ def match_expression(query: str) -> str | None:
     Returns:
         The expression, or None when the query has no searchable words.
     """
-    seen: list[str] = []
-    for word in _WORD.findall(query.lower()):
-        if word not in _STOP and word not in seen:
-            seen.append(word)
-    if not seen:
-        seen = list(dict.fromkeys(_WORD.findall(query.lower())))
-    if not seen:
+    terms = query_terms(query)
+    if not terms:
         return None
-    return " OR ".join(f'"{w}"' for w in seen[:_MAX_TERMS])
+    return " OR ".join(f'"{w}"' for w in terms)
 
 
 class KeywordIndex:

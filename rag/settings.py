@@ -38,6 +38,8 @@ MAX_TOP_K = 100
 RETRIEVAL_MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("minmax", "rrf")
 QUERY_ENCODERS = ("onnx", "torch")
+# The settings that take one of a few values, checked by check_choice.
+CHOICES = {"retrieval_mode": RETRIEVAL_MODES, "fusion": FUSIONS, "query_encoder": QUERY_ENCODERS}
 
 
 def default_data_dir() -> Path:
@@ -100,6 +102,10 @@ class Settings:
     max_pdf_bytes: int = 100 * 1024 * 1024
     max_pdf_pages: int = 2000
     max_pdf_seconds: float = 120.0
+    # Hostile PDFs (ingest.pdf): text is extracted in a worker process killed after
+    # max_pdf_seconds, and a page whose content streams decompress to more than this is refused
+    # before extraction (extraction time grows faster than linearly with a page's content).
+    max_pdf_page_bytes: int = 8 * 1024 * 1024
     # Login for `rag serve` (README, Deployment). auth: "user:password" for the browser chat (and
     # HTTP Basic on the API); api_key: the bearer token /api, /v1 and /files require. Empty: no login.
     # Kept out of repr so a logged or printed Settings never shows them.
@@ -119,18 +125,15 @@ class Settings:
                 f"chunk_overlap={self.chunk_overlap} must be at least 0 and below half of "
                 f"chunk_tokens ({self.chunk_tokens // 2}); e.g. RAG_CHUNK_OVERLAP=32"
             )
+        if self.max_pdf_seconds <= 0 or self.max_pdf_page_bytes < 1:
+            raise ConfigError(f"max_pdf_seconds={self.max_pdf_seconds} and max_pdf_page_bytes="
+                              f"{self.max_pdf_page_bytes} must be positive; e.g. RAG_MAX_PDF_SECONDS=120")
         if self.ingest_batch < 1:
             raise ConfigError(f"ingest_batch={self.ingest_batch} must be at least 1; e.g. RAG_INGEST_BATCH=256")
         if not 1 <= self.top_k <= MAX_TOP_K:
             raise ConfigError(f"top_k={self.top_k} must be 1..{MAX_TOP_K}; e.g. RAG_TOP_K=5")
-        if self.retrieval_mode not in RETRIEVAL_MODES:
-            raise ConfigError(f"retrieval_mode={self.retrieval_mode!r} is not one of {', '.join(RETRIEVAL_MODES)}; "
-                              "e.g. RAG_RETRIEVAL_MODE=hybrid")
-        if self.query_encoder not in QUERY_ENCODERS:
-            raise ConfigError(f"query_encoder={self.query_encoder!r} is not one of {', '.join(QUERY_ENCODERS)}; "
-                              "e.g. RAG_QUERY_ENCODER=onnx")
-        if self.fusion not in FUSIONS:
-            raise ConfigError(f"fusion={self.fusion!r} is not one of {', '.join(FUSIONS)}; e.g. RAG_FUSION=minmax")
+        for name in CHOICES:
+            check_choice(name, getattr(self, name))
         if self.keyword_weight < 0 or (self.fusion == "minmax" and self.keyword_weight > 1):
             limit = "0..1 with minmax fusion" if self.fusion == "minmax" else "at least 0"
             raise ConfigError(f"keyword_weight={self.keyword_weight} must be {limit}; e.g. RAG_KEYWORD_WEIGHT=0.5")
@@ -190,6 +193,29 @@ class Settings:
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+def check_choice(name: str, value: str) -> str:
+    """The one check of a setting that takes one of a few values (:data:`CHOICES`).
+
+    Also used where such a value arrives without a :class:`Settings` (``Retriever(mode=...)``,
+    ``MiniLMEmbedder(query_encoder=...)``), so the message is the same wherever it comes from.
+
+    Args:
+        name: the setting, e.g. ``retrieval_mode``.
+        value: the value given.
+
+    Returns:
+        ``value``.
+
+    Raises:
+        ConfigError: naming the value, the choices and the environment variable that fixes it.
+    """
+    choices = CHOICES[name]
+    if value not in choices:
+        default = getattr(Settings, name)
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}; e.g. RAG_{name.upper()}={default}")
+    return value
 
 
 def _parse(name: str, raw: str, type_name: Any) -> Any:

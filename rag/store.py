@@ -15,6 +15,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from rag.errors import StoreError
+from rag.protocols import KeywordIndex
 from rag.types import Chunk, Hit, SourceInfo
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,12 @@ _PAGE = 5000
 
 
 class ChromaStore:
-    """Chunks with their MiniLM vectors in one Chroma collection (cosine space)."""
+    """Chunks with their MiniLM vectors in one Chroma collection (cosine space).
+
+    No keyword index of its own (``keyword_query`` is None): :class:`CombinedStore` adds one.
+    """
+
+    keyword_query = None
 
     def __init__(self, path: str | Path | None = None, *, collection: str = "chunks", url: str | None = None) -> None:
         """Open (or create) the collection.
@@ -102,8 +108,8 @@ class ChromaStore:
         if ids:
             self._sources_cache = None
 
-    def ids_for(self, source: str) -> set[str]:
-        """Ids of every chunk of ``source``."""
+    def ids_for(self, source: str, *, complete: bool = True) -> set[str]:
+        """Ids of every chunk of ``source`` (one index: ``complete`` changes nothing)."""
         ids: set[str] = set()
         for page in self._pages(where={"source": source}, include=[]):
             ids.update(page["ids"])
@@ -225,10 +231,10 @@ class CombinedStore:
     anything a crash left half-written.
     """
 
-    def __init__(self, vectors: ChromaStore, keywords) -> None:
+    def __init__(self, vectors: ChromaStore, keywords: KeywordIndex) -> None:
         """Args:
             vectors: the Chroma store.
-            keywords: a ``rag.keyword.KeywordIndex``.
+            keywords: a :class:`rag.protocols.KeywordIndex` (``rag.keyword.KeywordIndex``).
         """
         self.vectors = vectors
         self.keywords = keywords

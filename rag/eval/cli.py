@@ -13,21 +13,11 @@ from typing import Any, Callable, Iterable
 
 import click
 
-from rag.errors import RagError
+from rag.cli_group import RagGroup
 from rag.settings import FUSIONS, RETRIEVAL_MODES
 
 
-class _EvalGroup(click.Group):
-    """Project errors become one line, also when the group runs on its own (as in tests)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RagError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-@click.group(cls=_EvalGroup)
+@click.group(cls=RagGroup)
 def eval_group() -> None:
     """Measure retrieval quality on public benchmarks (fresh temporary store each run).
 

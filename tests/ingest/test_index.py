@@ -145,12 +145,10 @@ def test_concurrent_writes_to_one_source_leave_exactly_one_version(rag: RAG) -> 
     """The page and the API may ingest or delete at once: writes are serialized, never mixed."""
     import threading
 
-    from ingest.index import _ids_anywhere
-
     rag.add_text(TEXT_V1, name="notes.txt")
-    ids_v1 = _ids_anywhere(rag.store, "notes.txt")
+    ids_v1 = rag.store.ids_for("notes.txt", complete=False)
     rag.add_text(TEXT_V2, name="notes.txt")
-    ids_v2 = _ids_anywhere(rag.store, "notes.txt")
+    ids_v2 = rag.store.ids_for("notes.txt", complete=False)
     assert ids_v1 != ids_v2
     for round_ in range(4):
         if round_ % 2:
@@ -173,6 +171,6 @@ def test_concurrent_writes_to_one_source_leave_exactly_one_version(rag: RAG) -> 
         for t in threads:
             t.join()
         assert not errors
-        stored = _ids_anywhere(rag.store, "notes.txt")
+        stored = rag.store.ids_for("notes.txt", complete=False)
         assert stored in (ids_v1, ids_v2), f"round {round_}: {len(stored)} chunks, a mix of both versions"
         assert rag.store.ids_for("notes.txt") == stored

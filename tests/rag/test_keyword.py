@@ -6,7 +6,7 @@ import pytest
 
 from rag import RAG
 from rag.keyword import KeywordIndex, match_expression
-from rag.retrieve import Retriever, minmax_fusion, reciprocal_rank_fusion
+from rag.retrieve import Retriever
 from rag.types import Document
 
 NOTES = [
@@ -74,24 +74,6 @@ def test_keyword_search_filters_by_source_and_ignores_fts_syntax(tmp_path) -> No
     assert index.search("   ", 5) == [] and match_expression("?!") is None
 
 
-def test_reciprocal_rank_fusion_rewards_agreement() -> None:
-    fused = reciprocal_rank_fusion([["a", "b", "c"], ["c", "a", "d"]], [1.0, 1.0])
-    assert fused[0] == "a" and fused.index("c") < fused.index("b") and set(fused) == {"a", "b", "c", "d"}
-    assert reciprocal_rank_fusion([["a", "b"], ["b", "a"]], [1.0, 0.1])[0] == "a"
-
-
-def test_minmax_fusion_weighs_normalised_scores() -> None:
-    dense = {"a": 0.90, "b": 0.80, "c": 0.50}
-    keyword = {"c": 12.0, "b": 6.0}  # "a" is no keyword candidate: BM25 0
-    # Normalised: cosine a 1, b 0.75, c 0; BM25 a 0, b 0.5, c 1.
-    assert minmax_fusion(dense, keyword, 0.0) == ["a", "b", "c"]
-    assert minmax_fusion(dense, keyword, 1.0) == ["c", "b", "a"]
-    assert minmax_fusion(dense, keyword, 0.5) == ["b", "a", "c"]  # 0.625, 0.5, 0.5: ties keep the dense order
-    # No keyword matched at all: the dense order stands whatever the weight.
-    assert minmax_fusion(dense, {}, 0.9) == ["a", "b", "c"]
-    assert minmax_fusion({}, keyword, 0.5) == []
-
-
 def test_hybrid_minmax_is_the_default_and_ranks_keyword_only_candidates(rag: RAG, embedder) -> None:
     for name, text in NOTES:
         rag.add_text(text, name=name)
@@ -102,5 +84,5 @@ def test_hybrid_minmax_is_the_default_and_ranks_keyword_only_candidates(rag: RAG
                                                            @ embedder.embed([h.text])[0]) for h in hits], abs=1e-3)
     rrf = Retriever(embedder, rag.store, mode="hybrid", fusion="rrf", keyword_weight=1.0)
     assert rrf.search("XJ-9000 gasket boxes", k=1)[0].source == "pumps.txt"
-    with pytest.raises(Exception, match="fusion 'max' is not one of minmax, rrf"):
+    with pytest.raises(Exception, match="fusion='max' is not one of minmax, rrf; e.g. RAG_FUSION=minmax"):
         Retriever(embedder, rag.store, fusion="max")
