@@ -60,7 +60,7 @@ def ocr_pages(path: str | Path, pages: Sequence[int], *, password: str | None = 
     name = name or Path(path).name
     reason = ocr_unavailable()
     if reason is not None:
-        raise SourceError(name, f"{name} has no text layer and {reason}")
+        raise SourceError(name, f"{name} has no text layer and {reason}")  # callers check first
     import pypdfium2 as pdfium
     import pytesseract
 

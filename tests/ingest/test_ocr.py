@@ -80,3 +80,22 @@ def test_without_tesseract_the_hint_names_what_to_install(tmp_path: Path, monkey
 ])
 def test_character_accuracy(recognised: str, truth: str, expected: float) -> None:
     assert character_accuracy(recognised, truth) == pytest.approx(expected)
+
+
+def test_read_pdf_ocrs_a_scan_with_its_page_number(scanned: tuple[Path, str]) -> None:
+    from ingest.pdf import read_pdf
+
+    path, truth = scanned
+    (doc,) = read_pdf(path)
+    assert doc.page == 1 and doc.kind == "pdf" and doc.source == "scan.pdf"
+    assert character_accuracy(doc.text, truth) >= 0.95
+
+
+def test_with_ocr_off_a_scan_is_refused_with_the_hint(scanned: tuple[Path, str]) -> None:
+    from ingest.pdf import read_pdf
+    from rag.errors import NoTextError
+    from rag.settings import Settings
+
+    path, _ = scanned
+    with pytest.raises(NoTextError, match=r"scan\.pdf has no text layer .*RAG_OCR=off.*ocrmypdf"):
+        read_pdf(path, settings=Settings.from_env(ocr="off"))
