@@ -8,12 +8,16 @@ indexer reports it and goes on with the rest of the batch.
 from __future__ import annotations
 
 import logging
-import multiprocessing
+import os
+import pickle
 import re
+import select
+import struct
+import subprocess
 import sys
+import threading
 import time
 import unicodedata
-from functools import lru_cache
 from pathlib import Path
 
 from rag.errors import EncryptedPDFError, NoTextError, SourceError, UnreadableSourceError
@@ -110,69 +114,126 @@ def read_pdf(
 
 
 _ERRORS = {cls.__name__: cls for cls in (SourceError, EncryptedPDFError, NoTextError, UnreadableSourceError)}
+_IDLE_WORKERS = 2
 
 
-@lru_cache(maxsize=1)
-def _context():
-    # A fork server is a fresh interpreter (no torch threads or locks of the caller to inherit)
-    # that forks each worker with pypdf already imported, so a worker starts in milliseconds.
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["ingest.pdf", "pypdf"])
-    return ctx
+class _Worker:
+    """A ``python -m ingest.pdf`` process that reads PDFs on request, one at a time.
+
+    A fresh interpreter (not multiprocessing: its spawn and forkserver modes re-run the
+    caller's main script in every worker) that inherits no torch threads or locks; kept
+    between files so a read costs no start-up, and killed when a read runs out of time.
+    """
+
+    def __init__(self) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        # Unbuffered, so a message select() saw is never sitting in a Python buffer select() cannot see.
+        self.proc = subprocess.Popen([sys.executable, "-m", "ingest.pdf"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=env, close_fds=True, bufsize=0)
+
+    def send(self, message: object) -> None:
+        _write_message(self.proc.stdin, message)
+
+    def receive(self, timeout: float) -> object | None:
+        """The next message, or None when none came within ``timeout`` seconds."""
+        if not select.select([self.proc.stdout], [], [], max(timeout, 0))[0]:
+            return None
+        return _read_message(self.proc.stdout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+_idle: list[_Worker] = []
+_idle_lock = threading.Lock()
 
 
 def _in_worker(name: str, max_seconds: float, args: tuple) -> list[tuple[int, str]]:
-    ctx = _context()
-    receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(send, *args), daemon=True, name=f"read_pdf {name}")
-    proc.start()
-    send.close()
+    with _idle_lock:
+        worker = _idle.pop() if _idle else None
+    if worker is None or worker.proc.poll() is not None:
+        worker = _Worker()
     deadline = time.monotonic() + max_seconds
     at: tuple[int, int] | None = None
+    done = False
     try:
+        worker.send(args)
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not receive.poll(remaining):
+            message = worker.receive(deadline - time.monotonic())
+            if message is None:
                 where = f" (stopped at page {at[0]} of {at[1]})" if at else ""
                 raise SourceError(
                     name, f"{name} took over {max_seconds:g} s to read{where}; it may be malformed or a "
                     "decompression bomb; raise RAG_MAX_PDF_SECONDS to allow more"
                 )
-            try:
-                message = receive.recv()
-            except EOFError:
-                raise UnreadableSourceError(
-                    name, f"{name} could not be read as a PDF (the reader stopped with exit code "
-                    f"{proc.exitcode}); it may be damaged"
-                ) from None
             kind = message[0]
             if kind == "page":
                 at = message[1:]
-            elif kind == "ok":
+                continue
+            done = True
+            if kind == "ok":
                 return message[1]
-            elif kind == "error":
+            if kind == "error":
                 raise _ERRORS[message[1]](message[2], message[3])
-            else:
-                raise UnreadableSourceError(name, f"{name} could not be read as a PDF ({message[1]}); "
-                                            "it may be damaged")
+            raise UnreadableSourceError(name, f"{name} could not be read as a PDF ({message[1]}); it may be damaged")
+    except (EOFError, OSError, pickle.UnpicklingError):
+        done = False
+        raise UnreadableSourceError(
+            name, f"{name} could not be read as a PDF (the reader stopped with exit code {worker.proc.poll()}); "
+            "it may be damaged"
+        ) from None
     finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join()
-        receive.close()
+        if done:
+            with _idle_lock:
+                if len(_idle) < _IDLE_WORKERS:
+                    _idle.append(worker)
+                    worker = None
+        if worker is not None:
+            worker.kill()
 
 
-def _worker(send, path: str, password: str | None, name: str, max_pages: int, max_page_bytes: int,
-            ocr_languages: str | None) -> None:
-    try:
-        send.send(("ok", _extract(send, Path(path), password, name, max_pages, max_page_bytes, ocr_languages)))
-    except SourceError as exc:
-        send.send(("error", type(exc).__name__ if type(exc).__name__ in _ERRORS else "SourceError",
-                   exc.source, str(exc)))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent as one sentence
-        send.send(("crash", _reason(exc)))
-    finally:
-        send.close()
+def _write_message(stream, message: object) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(struct.pack("!Q", len(data)) + data)
+    stream.flush()
+
+
+def _read_message(stream) -> object:
+    (size,) = struct.unpack("!Q", _read_exactly(stream, 8))
+    return pickle.loads(_read_exactly(stream, size))
+
+
+def _read_exactly(stream, size: int) -> bytes:
+    parts, left = [], size
+    while left:
+        part = stream.read(left)
+        if not part:
+            raise EOFError("the PDF reader stopped")
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def _serve() -> None:
+    """The worker's loop: read (path, password, name, max_pages, max_page_bytes, ocr_languages), answer, repeat."""
+    import pypdf  # noqa: F401 - imported once, before the first request
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # stray prints must not corrupt the message stream
+    send = lambda message: _write_message(stdout, message)  # noqa: E731
+    while True:
+        try:
+            path, password, name, max_pages, max_page_bytes, ocr_languages = _read_message(stdin)
+        except EOFError:
+            return
+        try:
+            send(("ok", _extract(send, Path(path), password, name, max_pages, max_page_bytes, ocr_languages)))
+        except SourceError as exc:
+            send(("error", type(exc).__name__ if type(exc).__name__ in _ERRORS else "SourceError",
+                  exc.source, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - reported to the caller as one sentence
+            send(("crash", _reason(exc)))
 
 
 def _extract(send, path: Path, password: str | None, name: str, max_pages: int,
@@ -201,7 +262,7 @@ def _extract(send, path: Path, password: str | None, name: str, max_pages: int,
     pages: list[tuple[int, str]] = []
     failed = 0
     for number in range(1, n_pages + 1):
-        send.send(("page", number, n_pages))
+        send(("page", number, n_pages))
         try:
             page = reader.pages[number - 1]
             content = _content_bytes(page)
@@ -296,3 +357,7 @@ def _encrypted_message(name: str, password: str | None) -> str:
 def _reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:160]
+
+
+if __name__ == "__main__":
+    _serve()

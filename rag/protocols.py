@@ -142,6 +142,12 @@ class KeywordIndex(Protocol):
         empty when the query has no searchable words."""
         ...
 
+    def document_frequencies(self, words: Sequence[str],
+                             sources: Sequence[str] | None = None) -> tuple[int, dict[str, int]]:
+        """``(chunks, {word: chunks holding it})``, each word matched as :meth:`search` matches it,
+        counting only chunks of ``sources`` when given (the refusal's rare-word weights)."""
+        ...
+
     def close(self) -> None:
         """Release the index's files."""
         ...

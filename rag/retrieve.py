@@ -117,7 +117,7 @@ class Retriever:
         self.keyword_weight = keyword_weight
         self.candidates = candidates
 
-    def search(self, query: str, k: int = 5, *, sources: Sequence[str] | None = None) -> list[Hit]:
+    def search(self, query: str, k: int = Settings.top_k, *, sources: Sequence[str] | None = None) -> list[Hit]:
         """The ``k`` best chunks for ``query``, best first.
 
         Args:

@@ -275,3 +275,15 @@ class Answer:
                    sources=[Hit.from_dict(h) for h in data.get("sources") or []], query=str(data.get("query") or ""),
                    generator=str(data.get("generator") or ""), prompt_format=data.get("prompt_format"),
                    refused=bool(data.get("refused")))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How strongly retrieved chunks bear on a question (:func:`rag.refuse.assess`); refused below a threshold."""
+
+    score: float
+    chunk: float  # the best chunk's cosine to the question
+    coverage: float  # IDF-weighted share of the question's words that the best sentence holds
+
+    def as_dict(self) -> dict[str, float]:
+        return {"score": self.score, "chunk": self.chunk, "coverage": self.coverage}

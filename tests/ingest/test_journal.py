@@ -370,6 +370,7 @@ def test_a_server_killed_mid_upload_restarts_with_no_half_document(pdf_dir: Path
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_ten_random_kill_points_across_upload_and_reupload(versions, tmp_path: Path) -> None:
     template = _installed_v1(versions)
     full = versions.get("seconds", 120.0)

@@ -133,7 +133,10 @@ def test_a_text_source_cannot_replace_an_uploaded_pdf_of_that_name(rag: RAG, tmp
     assert rag.delete("plan.pdf") == len(ids) and not (rag.settings.files_dir / "plan.pdf").exists()
 
 
-def test_concurrent_uploads_of_one_name_leave_one_versions_file_beside_its_chunks(rag: RAG, tmp_path: Path) -> None:
+def test_concurrent_uploads_of_one_name_leave_one_versions_file_beside_its_chunks(
+        rag: RAG, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest.files import StagedFile
+
     versions = {}
     for v, text in (("v1", "Version one is about the northern lights. " * 40),
                     ("v2", "Version two is about desert dunes instead. " * 40)):
@@ -142,6 +145,10 @@ def test_concurrent_uploads_of_one_name_leave_one_versions_file_beside_its_chunk
         rag.upload(path, name="report.pdf")
         versions[v] = (rag.store.ids_for("report.pdf"), _digest(path), path)
     assert versions["v1"][0] != versions["v2"][0]
+    # A slow disk for v1: moving its file in takes a while, so a commit outside the lock would land
+    # after a later upload's.
+    commit, slow = StagedFile.commit, versions["v1"][1]
+    monkeypatch.setattr(StagedFile, "commit", lambda self: (time.sleep(2.5 if self.digest == slow else 0), commit(self))[1])
     for round_ in range(4):
         barrier = threading.Barrier(3)
         errors: list[BaseException] = []

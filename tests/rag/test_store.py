@@ -25,19 +25,29 @@ class TestMemoryStoreWithoutKeywords(StoreContract):
         return MemoryStore(keywords=False)
 
 
+def fresh_collection() -> str:
+    return f"contract-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def chroma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedded Chroma directory for the module (opening a client is the slow part); a fresh collection per test."""
+    return tmp_path_factory.mktemp("chroma")
+
+
 class TestChromaEmbedded(StoreContract):
     @pytest.fixture
-    def store(self, tmp_path: Path) -> ChromaStore:
-        return ChromaStore(tmp_path / "chroma")
+    def store(self, chroma_dir: Path) -> ChromaStore:
+        return ChromaStore(chroma_dir, collection=fresh_collection())
 
 
 class TestChromaEmbeddedWithKeywords(StoreContract):
     """What RAG.store is: Chroma on disk plus the SQLite FTS5 keyword index."""
 
     @pytest.fixture
-    def store(self, tmp_path: Path):
+    def store(self, chroma_dir: Path, tmp_path: Path):
         keywords = KeywordIndex(tmp_path / "keyword.sqlite3")
-        yield CombinedStore(ChromaStore(tmp_path / "chroma"), keywords)
+        yield CombinedStore(ChromaStore(chroma_dir, collection=fresh_collection()), keywords)
         keywords.close()
 
 
@@ -47,7 +57,7 @@ class TestChromaServerWithKeywords(StoreContract):
     @pytest.fixture
     def store(self, chroma_server: str, tmp_path: Path):
         keywords = KeywordIndex(tmp_path / "keyword.sqlite3")
-        yield CombinedStore(ChromaStore(url=chroma_server, collection=f"contract-{uuid.uuid4().hex[:12]}"), keywords)
+        yield CombinedStore(ChromaStore(url=chroma_server, collection=fresh_collection()), keywords)
         keywords.close()
 
 
