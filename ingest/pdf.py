@@ -299,7 +299,7 @@ def _ocr(send, path: Path, password: str | None, name: str, n_pages: int,
         raise NoTextError(name, f"{name} has no text layer (scanned or image-only pages) and {reason}; "
                           f"or run OCR on it first, e.g. `ocrmypdf {name} ocr.pdf`, then ingest the result")
     read = ocr_pages(path, range(1, n_pages + 1), password=password, languages=languages, name=name,
-                     progress=lambda done, total: send.send(("page", done, total)))
+                     progress=lambda done, total: send(("page", done, total)))
     pages = [(number, text) for number, text in ((n, clean_page_text(t)) for n, t in sorted(read.items())) if text]
     if not pages:
         raise NoTextError(name, f"{name} has no text layer and OCR found no text on its {n_pages} page(s); "

@@ -78,7 +78,7 @@ def test_user_mistakes_get_one_sentence_and_no_traceback(tmp_path: Path) -> None
     assert "chunk_tokens=9000 is out of range; choose 16..254" in bad.stderr
 
     empty = rag("ingest")
-    assert empty.returncode == 2 and "Give PDF paths or --wikipedia TITLE" in empty.stderr
+    assert empty.returncode == 2 and "Give file paths or --wikipedia TITLE" in empty.stderr
 
     too_many = rag("search", "anything", "-k", "101")
     assert too_many.returncode == 2 and "101 is not in the range 1<=x<=100" in too_many.stderr
