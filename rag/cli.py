@@ -19,9 +19,6 @@ if TYPE_CHECKING:
     from rag.service import RAG
     from rag.types import IngestReport
 
-TEXT_SUFFIXES = {".txt", ".md"}
-
-
 @click.group(cls=RagGroup)
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="RAG_DATA_DIR",
               help="Where the store lives (env RAG_DATA_DIR; default ./data of the checkout).")
@@ -41,7 +38,7 @@ def open_rag(ctx: click.Context, **overrides: Any):
     return RAG(ctx.obj["data_dir"], **overrides)
 
 
-def open_service(ctx: click.Context, *, llm: str | None = None) -> RAG | RemoteRAG:
+def open_service(ctx: click.Context, *, llm: str | None = None, ray: str | None = None) -> RAG | RemoteRAG:
     """The running server that owns the data dir (saying so on stderr), else the in-process facade.
 
     Chroma's embedded store belongs to one process, so while ``rag serve`` runs on this data
@@ -53,8 +50,12 @@ def open_service(ctx: click.Context, *, llm: str | None = None) -> RAG | RemoteR
     settings = Settings.from_env(data_dir=ctx.obj["data_dir"])
     remote = find_server(settings)
     if remote is None:
-        return open_rag(ctx, llm=llm)
+        return open_rag(ctx, llm=llm, ray_address=ray)
     ctx.call_on_close(remote.close)
+    if ray:
+        raise click.ClickException(
+            f"--ray cannot be used while the server at {remote.url} owns {settings.data_dir}: it writes the store "
+            "itself; stop the server to ingest on the Ray cluster, or drop --ray")
     if llm is not None and llm.strip().lower() != str(remote.server_generator).lower():
         raise click.ClickException(
             f"--llm cannot be used while the server at {remote.url} owns {settings.data_dir}: it answers with its "
@@ -74,17 +75,20 @@ def emit_json(value: Any) -> None:
 @click.option("--password", default=None, help="Password for encrypted PDFs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--ray", "ray_address", metavar="ADDRESS", default=None,
+              help="Embed on this Ray cluster (e.g. 127.0.0.1:6379 or auto; env RAG_RAY_ADDRESS; extra 'ray').")
 @click.pass_context
 def ingest(ctx: click.Context, paths: tuple[Path, ...], titles: tuple[str, ...], password: str | None,
-           as_json: bool, no_progress: bool) -> None:
-    """Ingest PDF files, folders of PDFs, text files, and Wikipedia pages.
+           as_json: bool, no_progress: bool, ray_address: str | None) -> None:
+    """Ingest files (PDF, Word .docx, HTML, Markdown, text), folders of them, and Wikipedia pages.
 
-    Ingesting the same thing twice changes nothing; a changed file replaces its old chunks.
-    Exits 1 when any source was skipped (the summary says why).
+    What a file is comes from its content, not its name. Ingesting the same thing twice changes
+    nothing; a changed file replaces its old chunks. Exits 1 when any source was skipped (the
+    summary says why).
     """
     if not paths and not titles:
-        raise click.UsageError("Give PDF paths or --wikipedia TITLE; e.g. rag ingest paper.pdf --wikipedia 'Alan Turing'")
-    rag = open_service(ctx)
+        raise click.UsageError("Give file paths or --wikipedia TITLE; e.g. rag ingest paper.pdf --wikipedia 'Alan Turing'")
+    rag = open_service(ctx, ray=ray_address or None)
     if getattr(rag, "remote", False):
         report = _ingest_remote(rag, paths, titles, password, progress=not no_progress and not as_json)
     else:
@@ -99,28 +103,15 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], titles: tuple[str, ...],
 
 def _ingest_here(rag: RAG, paths: tuple[Path, ...], titles: tuple[str, ...], password: str | None, *,
                  progress: bool) -> IngestReport:
-    """Ingest into the store this process opens."""
-    from ingest.index import SourceJob
-    from rag.errors import UnreadableSourceError
-    from rag.types import Document
-
-    jobs: list[SourceJob] = []
-    for path in _expand(paths):
-        if path.suffix.lower() in TEXT_SUFFIXES:
-            jobs.append(SourceJob(path.name, lambda p=path: [Document.from_text(p.name, _read_text(p))]))
-        elif path.suffix.lower() == ".pdf" or not path.exists():
-            jobs.append(rag.pdf_job(path, password=password))
-        else:
-            def refuse(p: Path = path) -> list[Document]:
-                raise UnreadableSourceError(p.name, _unsupported(p))
-            jobs.append(SourceJob(path.name, refuse))
+    """Ingest into the store this process opens; what each file is comes from its content."""
+    jobs = [rag.file_job(path, password=password) for path in _expand(paths)]
     jobs += [rag.wikipedia_job(title) for title in titles]
     return rag.ingest(jobs, progress=progress)
 
 
 def _ingest_remote(remote: RemoteRAG, paths: tuple[Path, ...], titles: tuple[str, ...], password: str | None, *,
                    progress: bool) -> IngestReport:
-    """Send each source to the running server (PDFs uploaded, text files as text), one report for all."""
+    """Upload each file to the running server (which tells the formats apart), one report for all."""
     from tqdm import tqdm
 
     from rag.types import IngestReport
@@ -130,24 +121,12 @@ def _ingest_remote(remote: RemoteRAG, paths: tuple[Path, ...], titles: tuple[str
     with tqdm(total=len(files) + bool(titles), unit="source", desc="Ingesting on the server", disable=not progress,
               dynamic_ncols=True) as bar:
         for path in files:
-            if path.suffix.lower() in TEXT_SUFFIXES:
-                try:
-                    report.merge(remote.ingest_text(path.name, _read_text(path)))
-                except OSError as exc:
-                    report.skipped[path.name] = f"Cannot read {path} ({exc.strerror}); check the path"
-            elif path.suffix.lower() == ".pdf" or not path.exists():
-                report.merge(remote.ingest_file(path, password=password))
-            else:
-                report.skipped[path.name] = _unsupported(path)
+            report.merge(remote.ingest_file(path, password=password))
             bar.update()
         if titles:
             report.merge(remote.ingest_wikipedia(list(titles)))
             bar.update()
     return report
-
-
-def _unsupported(path: Path) -> str:
-    return f"{path.name} is not a PDF or a .txt/.md file; convert it to PDF first"
 
 
 def summary(report) -> str:
@@ -164,17 +143,16 @@ def summary(report) -> str:
 
 
 def _expand(paths: tuple[Path, ...]) -> list[Path]:
+    """Files as given, and the files of each folder below it that have a format's extension."""
+    from ingest.files import name_kind
+
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in {".pdf", *TEXT_SUFFIXES})
+            out += sorted(q for q in p.rglob("*") if q.is_file() and name_kind(q.name) is not None)
         else:
             out.append(p)
     return out
-
-
-def _read_text(path: Path) -> str:
-    return path.read_bytes().decode("utf-8", errors="replace")
 
 
 @main.command()

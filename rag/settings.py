@@ -40,7 +40,8 @@ RETRIEVAL_MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("minmax", "rrf")
 QUERY_ENCODERS = ("onnx", "torch")
 # The settings that take one of a few values, checked by check_choice.
-CHOICES = {"retrieval_mode": RETRIEVAL_MODES, "fusion": FUSIONS, "query_encoder": QUERY_ENCODERS}
+OCR_MODES = ("auto", "off")
+CHOICES = {"retrieval_mode": RETRIEVAL_MODES, "fusion": FUSIONS, "query_encoder": QUERY_ENCODERS, "ocr": OCR_MODES}
 
 
 def default_data_dir() -> Path:
@@ -120,6 +121,12 @@ class Settings:
     # max_pdf_seconds, and a page whose content streams decompress to more than this is refused
     # before extraction (extraction time grows faster than linearly with a page's content).
     max_pdf_page_bytes: int = 8 * 1024 * 1024
+    # Scanned PDFs (no text layer): "auto" reads them by OCR when the ocr extra and Tesseract are
+    # installed (ingest/ocr.py), "off" refuses them; languages as Tesseract names them, "+"-joined.
+    ocr: str = "auto"
+    ocr_languages: str = "eng"
+    # Where the Ray cluster that embeds chunks runs (ingest/distributed.py); empty: embed here.
+    ray_address: str = ""
     # Login for `rag serve` (README, Deployment). auth: "user:password" for the browser chat (and
     # HTTP Basic on the API); api_key: the bearer token /api, /v1 and /files require. Empty: no login.
     # Kept out of repr so a logged or printed Settings never shows them.
