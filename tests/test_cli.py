@@ -89,7 +89,7 @@ def test_user_mistakes_get_one_sentence_and_no_traceback(tmp_path: Path) -> None
 
 
 def test_ingest_a_folder_of_every_format_by_content(embedder, tmp_path: Path) -> None:
-    from tests.ingest.test_formats import make_docx
+    from tests.docgen import make_docx
 
     folder = tmp_path / "docs"
     folder.mkdir()

@@ -103,6 +103,9 @@ from ui import render
 
 log = logging.getLogger(__name__)
 
+# What the file picker offers: every extension a stored file may have (content still decides).
+UPLOAD_SUFFIXES = tuple(x for suffixes in stored_files.KIND_SUFFIXES.values() for x in suffixes)
+
 CSS = """
 #sources-panel blockquote { font-size: 0.9em; margin: 0.2em 0 0.8em 0; }
 #generator-notice { border-left: 4px solid #f59e0b; padding-left: 0.6em; }
@@ -154,10 +157,11 @@ class Actions:
 
     # -- helpers ---------------------------------------------------------------------------
     def link(self, hit: Hit) -> str | None:
-        """Where a citation points: the stored PDF at its page, or the source's own URL."""
-        if hit.chunk.kind == "pdf":
-            return stored_files.file_url(self.files_dir, hit.source, hit.page) or hit.url
-        return hit.url
+        """Where a citation points: the stored file (a PDF at its page), or the source's own URL."""
+        if hit.chunk.kind == "wikipedia":
+            return hit.url
+        page = hit.page if hit.chunk.kind == "pdf" else None
+        return stored_files.file_url(self.files_dir, hit.source, page) or hit.url
 
     def generator_name(self) -> str:
         try:
@@ -207,6 +211,9 @@ class Actions:
         except Exception as exc:
             result["message"] = user_message(exc)
             return result
+        # The content decides the stored name's extension (a .docx stays .docx): read it back.
+        name = next(iter({**report.added, **report.replaced, **report.unchanged, **report.skipped}), name)
+        result["source"] = name
         if name in report.skipped:
             result["needs_password"] = isinstance(report.errors.get(name), EncryptedPDFError)
             result["message"] = report.skipped[name]
@@ -348,11 +355,11 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
         with gr.Tab("Documents", id="documents"):
             with gr.Row():
                 with gr.Column():
-                    pdfs = gr.File(file_count="multiple", file_types=[".pdf"], label="PDF files",
-                                   elem_id="pdf-files")
+                    pdfs = gr.File(file_count="multiple", file_types=list(UPLOAD_SUFFIXES),
+                                   label="Files: PDF, Word (.docx), HTML, Markdown or text", elem_id="pdf-files")
                     password = gr.Textbox(label="Password (for encrypted PDFs)", type="password",
                                           elem_id="pdf-password")
-                    upload_btn = gr.Button("Add PDFs", variant="primary", elem_id="upload-button")
+                    upload_btn = gr.Button("Add files", variant="primary", elem_id="upload-button")
                     upload_md = gr.Markdown(elem_id="upload-results")
                     upload_json = gr.JSON(visible=False)
                 with gr.Column():
@@ -421,7 +428,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             items = (result or {}).get("files", [])
             text = _results_markdown(items, "file")
             if any(i.get("needs_password") for i in items):
-                text += "\n\nEnter the password above and click **Add PDFs** again to retry."
+                text += "\n\nEnter the password above and click **Add files** again to retry."
             return text
 
         def add_wiki_ui(text: str):
@@ -442,14 +449,14 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
 
         # -- public API endpoints (documented above) ----------------------------------------
         def upload(files: list[dict] | None, password: str | None, progress=gr.Progress()) -> dict[str, Any]:
-            """Store and ingest PDFs; one result per file."""
+            """Store and ingest uploaded files (any format we read); one result per file."""
             # preprocess=False: ``files`` are the FileData dicts the client sent (with their
             # orig_name), already checked by Gradio to be in its upload folder (see create_app);
             # checked again here in case that ever changes.
             if isinstance(files, dict):
                 files = [files]
             if not files:
-                gr.Warning("Choose one or more PDF files first.")
+                gr.Warning("Choose one or more files first.")
                 return {"files": []}
             items = []
             for f in files:

@@ -100,7 +100,7 @@ def build_api(rag: Any):
     from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
     from pydantic import BaseModel, Field
 
-    from ingest.files import FILES_ROUTE, is_pdf, stored_file
+    from ingest.files import FILES_ROUTE, stored_file
 
     s = rag.settings
     Question = Annotated[str, Field(min_length=1, max_length=s.max_question_chars)]
@@ -222,18 +222,19 @@ def build_api(rag: Any):
                 raw = Path(tmp) / "upload.pdf"
                 with raw.open("wb") as out:
                     shutil.copyfileobj(file.file, out, 1 << 20)
-                return rag.upload(raw, name=file.filename or "upload.pdf", password=password or None).to_dict()
+                return rag.upload(raw, name=file.filename or "upload", password=password or None).to_dict()
 
         return guarded(run)
 
     @router.get(FILES_ROUTE + "/{name}", include_in_schema=False)
     def serve_file(name: str) -> FileResponse:
         path = stored_file(s.files_dir, name)
-        if path is None or not is_pdf(path):
+        kind = _stored_kind(path, name) if path is not None else None
+        if kind is None:
             raise HTTPException(status_code=404, detail="No such file")
-        return FileResponse(path, media_type="application/pdf", content_disposition_type="inline",
-                            filename=path.name,
-                            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
+        media_type, disposition, extra = _SERVED[kind]
+        return FileResponse(path, media_type=media_type, content_disposition_type=disposition, filename=path.name,
+                            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache", **extra})
 
     @router.get("/v1/models", tags=["openai"])
     def models() -> Any:
@@ -266,6 +267,31 @@ def build_api(rag: Any):
                              question, history or None, req.k, req.sources)
 
     return router
+
+
+# How each kind of stored file is served. An uploaded HTML page is a stranger's markup on our
+# origin: it opens sandboxed (its own origin, no scripts), so it can show its sections but
+# never reach the API with the user's cookie. Word files are downloads; text is shown as text.
+_SERVED: dict[str, tuple[str, str, dict[str, str]]] = {
+    "pdf": ("application/pdf", "inline", {}),
+    "html": ("text/html; charset=utf-8", "inline",
+             {"Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"}),
+    "text": ("text/plain; charset=utf-8", "inline", {}),
+    "docx": ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "attachment", {}),
+}
+
+
+def _stored_kind(path: Path, name: str) -> str | None:
+    """The kind of a stored file when its content is what its name says, else None (never served)."""
+    from ingest.files import name_kind
+    from ingest.formats import sniff
+    from rag.errors import SourceError
+
+    try:
+        kind = sniff(path)
+    except SourceError:
+        return None
+    return kind if kind == name_kind(name) else None
 
 
 def _sse(completion_id: str, created: int, model: str, events: Iterator[Any]) -> Iterator[str]:

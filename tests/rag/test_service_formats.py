@@ -8,7 +8,7 @@ import pytest
 
 from rag import RAG
 from rag.errors import UnreadableSourceError
-from tests.ingest.test_formats import make_docx
+from tests.docgen import make_docx
 
 
 def test_files_of_every_format_are_searchable_by_section(rag: RAG, tmp_path: Path) -> None:

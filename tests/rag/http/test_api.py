@@ -203,3 +203,38 @@ def test_a_generator_failing_midway_ends_both_streams_with_one_sentence(server, 
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert text == "The crazy ones are\n\nThe language model server stopped answering midway; ask again"
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and sse.rstrip().endswith("data: [DONE]")
+
+
+def test_files_of_every_format_upload_and_are_served_as_what_they_are(rag, tmp_path) -> None:
+    """A .docx, an HTML page and Markdown through /api/ingest/file; /files serves each safely by its content."""
+    import httpx
+
+    from rag.http.app import create_server
+    from tests.docgen import make_docx
+
+    page = tmp_path / "page.html"
+    page.write_text("<html><body><h2>Rivers</h2><p>The Rhine reaches the North Sea.</p>"
+                    "<script>fetch('/api/sources')</script></body></html>", encoding="utf-8")
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Plans\n\nWe meet on Tuesdays.\n", encoding="utf-8")
+    with create_server(rag, "127.0.0.1", 0, headless=True) as server:
+        client = httpx.Client(base_url=server.url, headers={"X-Requested-With": "test"}, timeout=120)
+        for path, name in ((make_docx(tmp_path / "n.docx"), "nordic.docx"), (page, "page.html"),
+                           (notes, "notes.md"), (make_docx(tmp_path / "m.docx"), "minutes")):
+            with path.open("rb") as f:
+                response = client.post("/api/ingest/file", files={"file": (name, f)})
+            assert response.status_code == 200, response.text
+        assert sorted(s["source"] for s in client.get("/api/sources").json()) == [
+            "minutes.docx", "nordic.docx", "notes.md", "page.html"]
+        served = client.get("/files/page.html")
+        assert served.status_code == 200 and served.headers["content-type"].startswith("text/html")
+        assert "sandbox" in served.headers["content-security-policy"]
+        md = client.get("/files/notes.md")
+        assert md.headers["content-type"].startswith("text/plain") and "Tuesdays" in md.text
+        word = client.get("/files/nordic.docx")
+        assert word.headers["content-disposition"].startswith("attachment")
+        assert word.content == (tmp_path / "n.docx").read_bytes()
+        with page.open("rb") as f:  # the name promises a PDF, the content is HTML: refused, nothing stored
+            lying = client.post("/api/ingest/file", files={"file": ("report.pdf", f)})
+        assert "report.pdf is not a PDF (its content is an HTML page)" in lying.text
+        assert client.get("/files/report.pdf").status_code == 404
