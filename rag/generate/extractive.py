@@ -32,7 +32,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from rag.cite import PassageVectors
+from rag.cite import PassageVectors, neutralize_brackets
 from rag.protocols import Embedder
 from rag.types import Hit
 
@@ -210,10 +210,14 @@ class ExtractiveGenerator:
 
     @staticmethod
     def compose(sentences: Sequence[Sentence]) -> str:
-        """The answer text: the prefix, then each sentence followed by ``[n]`` (n = its hit's 1-based position)."""
+        """The answer text: the prefix, then each sentence followed by ``[n]`` (n = its hit's 1-based position).
+
+        Bracketed numbers of the documents' own (``[0, 1]``, ``[2][3]``) are neutralised, so
+        only the markers added here cite.
+        """
         if not sentences:
             return ""
-        return " ".join([EXTRACT_PREFIX, *(f"{s.text} [{s.hit + 1}]" for s in sentences)])
+        return " ".join([EXTRACT_PREFIX, *(f"{neutralize_brackets(s.text)} [{s.hit + 1}]" for s in sentences)])
 
     def answer(self, question: str, hits: Sequence[Hit]) -> str:
         """The extract for ``question`` from ``hits`` (citations numbered by position in ``hits``)."""
@@ -231,7 +235,7 @@ class ExtractiveGenerator:
             yield piece if i == 0 else " [" + piece
 
 
-_BLOCK = re.compile(r"^\[(\d+)\] (.*?)\n<<<\n(.*?)\n>>>", re.S | re.M)
+_BLOCK = re.compile(r"^\[(\d+)\] (.*?)\n<<<(\w+)\n(.*?)\n\3>>>", re.S | re.M)
 
 
 def parse_prompt(prompt: str) -> tuple[str, list[Hit]]:
@@ -242,7 +246,7 @@ def parse_prompt(prompt: str) -> tuple[str, list[Hit]]:
     question = match.group(1).strip() if match else prompt.strip()
     hits = []
     for m in _BLOCK.finditer(prompt):
-        text = m.group(3)
+        text = m.group(4)
         title = m.group(2).split(" | ")[0]
         cid = chunk_id(title, None, None, int(m.group(1)), text)
         chunk = Chunk(id=cid, source=title, text=text, kind="text", title=title, start=0, end=len(text), tokens=0)
