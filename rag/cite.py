@@ -232,10 +232,29 @@ def chunk_sentences(text: str, *, min_chars: int = 3) -> list[str]:
 
     out = []
     for s, e in sentence_spans(text):
-        sentence = " ".join(text[s:e].split())
-        if len(sentence) >= min_chars:
-            out.append(sentence)
+        for sentence in table_rows(text[s:e]) or [" ".join(text[s:e].split())]:
+            if len(sentence) >= min_chars:
+                out.append(sentence)
     return out
+
+
+def table_rows(span: str) -> list[str]:
+    """A table's rows, each with its header line (``"Country Capital ...: Denmark ... Copenhagen"``).
+
+    A span is a table when it has at least three lines, none ends a sentence, and at least
+    two hold two or more numbers (its rows); the header is the last line before the first line with a number, and
+    lines before it (a caption) come first on their own. Empty for anything else, which is
+    quoted as one sentence.
+    """
+    lines = [" ".join(line.split()) for line in span.splitlines() if line.strip()]
+    numbered = [i for i, line in enumerate(lines) if len(re.findall(r"(?<!\S)\d[\d,.]*(?!\S)", line)) >= 2]
+    if len(lines) < 3 or len(numbered) < 2 or any(re.search(r"[.!?]$", line) for line in lines):
+        return []
+    first = numbered[0]
+    if first == 0:
+        return []
+    header = lines[first - 1]
+    return [*lines[: first - 1], *(f"{header}: {row}" for row in lines[first:])]
 
 
 def support_scores(sentence_vector: np.ndarray, hit: Hit, passages: PassageVectors) -> float:
