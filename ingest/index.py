@@ -1,22 +1,30 @@
-"""Idempotent ingestion: sources -> chunks -> vectors -> store, with progress and a summary.
+"""Idempotent, crash-safe ingestion: sources -> chunks -> vectors -> store, with progress and a summary.
 
-For each source we compare the chunk ids it should have with the ids the store
-holds: unchanged sources cost nothing, new chunks are embedded and added, and
-stale chunks are deleted only after the new ones are in. A run killed at any
-point leaves a state that the next run completes to exactly the result of an
-uninterrupted run.
+Ingestion has two phases. :meth:`Indexer.load` reads and chunks sources and touches no
+store, so it runs without the writer lock (a slow or hostile PDF holds nobody up).
+:meth:`Indexer.write` compares the chunk ids each source should have with the ids the
+store holds (unchanged sources cost nothing), then writes each changed source as one
+journaled unit (``ingest.journal``): manifest, new chunks, the upload moved into place,
+stale chunks deleted, manifest removed. A run killed at any point leaves every source at
+exactly its old or exactly its new version once the journal is recovered.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from ingest.chunk import ChunkConfig, chunk_documents
-from rag.errors import SourceError
+from rag.errors import NameConflictError, SourceError
+from rag.progress import progress_bar
 from rag.protocols import Embedder, Store
+from rag.settings import Settings
 from rag.types import Chunk, Document, IngestReport
+
+if TYPE_CHECKING:
+    from ingest.files import StagedFile
+    from ingest.journal import Journal
 
 log = logging.getLogger(__name__)
 
@@ -25,27 +33,45 @@ Loader = Callable[[], list[Document]]
 
 @dataclass(frozen=True)
 class SourceJob:
-    """A named source and how to read it (reading may raise SourceError)."""
+    """A named source and how to read it (reading may raise SourceError).
+
+    ``file`` is a staged upload (``ingest.files.stage_upload``) that is moved into
+    ``files_dir`` in the same transaction as the source's chunks.
+    """
 
     name: str
     load: Loader
+    file: "StagedFile | None" = None
+
+
+@dataclass(frozen=True)
+class LoadedSource:
+    """A source read and chunked, not yet written."""
+
+    name: str
+    kind: str
+    chunks: list[Chunk]
+    file: "StagedFile | None" = None
 
 
 class Indexer:
     """Writes sources into a store through an embedder, idempotently."""
 
     def __init__(self, embedder: Embedder, store: Store, config: ChunkConfig = ChunkConfig(), *,
-                 write_batch: int = 256) -> None:
+                 write_batch: int = Settings.ingest_batch, journal: "Journal | None" = None) -> None:
         """Args:
             embedder: turns chunk texts into vectors; its tokenizer sizes the chunks.
             store: where chunks go.
             config: chunk size, overlap and hard limit in word pieces.
-            write_batch: chunks embedded and written per step (a kill loses at most one step).
+            write_batch: chunks embedded and written per step.
+            journal: makes each source's write one crash-safe unit (``ingest.journal``); without
+                one a killed run leaves a mix that the next run of the same sources completes.
         """
         self.embedder = embedder
         self.store = store
         self.config = config
         self.write_batch = write_batch
+        self.journal = journal
 
     def chunk(self, docs: Sequence[Document]) -> list[Chunk]:
         """Chunks of documents, sized by the embedder's tokenizer; duplicate ids dropped."""
@@ -68,7 +94,19 @@ class Indexer:
             What was added, replaced, left unchanged or skipped (with the reason).
         """
         report = IngestReport()
-        plans: list[tuple[str, list[Chunk], set[str]]] = []
+        return self.write(self.load(jobs, report), report, progress=progress)
+
+    def load(self, jobs: Iterable[SourceJob], report: IngestReport) -> list[LoadedSource]:
+        """Read and chunk sources without touching the store; failures go into ``report.skipped``.
+
+        Args:
+            jobs: the sources.
+            report: collects the sources that could not be read.
+
+        Returns:
+            The sources that have chunks, in order.
+        """
+        out = []
         for job in jobs:
             try:
                 docs = job.load()
@@ -82,48 +120,81 @@ class Indexer:
             if not chunks:
                 report.skipped[name] = f"{name} has no text to index"
                 continue
-            existing = self.store.ids_for(name)  # complete chunks only: a crash may have left halves
-            anywhere = _ids_anywhere(self.store, name)
-            wanted = {c.id for c in chunks}
-            if wanted == existing == anywhere:
-                report.unchanged[name] = len(chunks)
-                continue
-            plans.append((name, [c for c in chunks if c.id not in existing], anywhere - wanted))
-            (report.replaced if anywhere - wanted else report.added)[name] = len(chunks)
+            out.append(LoadedSource(name, docs[0].kind, chunks, job.file))
+        return out
 
-        todo = [c for _, new, _ in plans for c in new]
-        # Longest first: batches of similar length waste the least padding.
-        todo.sort(key=lambda c: c.tokens, reverse=True)
-        bar = _progress(len(todo), progress)
-        for lo in range(0, len(todo), self.write_batch):
-            part = todo[lo : lo + self.write_batch]
-            self.store.add(part, self.embedder.embed([c.text for c in part]))
-            bar.update(len(part))
-        bar.close()
-        for _, _, stale in plans:
-            if stale:
-                self.store.delete_ids(sorted(stale))
+    def write(self, loaded: Sequence[LoadedSource], report: IngestReport | None = None, *,
+              progress: bool = False) -> IngestReport:
+        """Write loaded sources: each changed one as a journaled unit (the caller serializes writers).
+
+        Args:
+            loaded: from :meth:`load`.
+            report: the report to complete (a new one when omitted).
+            progress: show a progress bar (on stderr) while embedding.
+
+        Returns:
+            The report.
+        """
+        report = report if report is not None else IngestReport()
+        plans: list[tuple[LoadedSource, list[Chunk], set[str], set[str]]] = []
+        kinds: dict[str, str] | None = None
+        # One source named twice in a batch (two folders' report.pdf): the last one read wins.
+        for item in {item.name: item for item in loaded}.values():
+            name = item.name
+            anywhere = self.store.ids_for(name, complete=False)
+            complete = self.store.ids_for(name, complete=True) if anywhere else set()
+            if anywhere:
+                kinds = kinds if kinds is not None else {s.source: s.kind for s in self.store.sources()}
+                if kinds.get(name, item.kind) != item.kind:
+                    _skip(report, NameConflictError(name, _conflict_message(name, kinds[name], item.kind)))
+                    continue
+            wanted = {c.id for c in item.chunks}
+            if wanted == complete == anywhere:
+                report.unchanged[name] = len(item.chunks)
+                if item.file is not None:
+                    item.file.commit()  # same chunks: the file alone changes, atomically
+                continue
+            plans.append((item, [c for c in item.chunks if c.id not in complete], complete, anywhere - wanted))
+            (report.replaced if anywhere - wanted else report.added)[name] = len(item.chunks)
+
+        entries = []
+        try:
+            if self.journal is not None:
+                for item, _, old, _ in plans:
+                    entries.append(self.journal.begin(self.store, item.name, old=old,
+                                                      new={c.id for c in item.chunks}, file=item.file))
+            todo = [c for _, new, _, _ in plans for c in new]
+            # Longest first: batches of similar length waste the least padding.
+            todo.sort(key=lambda c: c.tokens, reverse=True)
+            bar = progress_bar(len(todo), desc="Embedding", unit="chunk", enabled=progress)
+            for lo in range(0, len(todo), self.write_batch):
+                part = todo[lo : lo + self.write_batch]
+                self.store.add(part, self.embedder.embed([c.text for c in part]))
+                bar.update(len(part))
+            bar.close()
+            for i, (item, _, _, stale) in enumerate(plans):
+                if item.file is not None:
+                    item.file.commit()
+                if stale:
+                    self.store.delete_ids(sorted(stale))
+                if entries:
+                    self.journal.finish(entries[i])
+        except BaseException:
+            for entry in entries:
+                if entry.fd is not None:
+                    self.journal.abort(self.store, entry)
+            raise
         return report
 
 
-def _ids_anywhere(store: Store, source: str) -> set[str]:
-    try:
-        return store.ids_for(source, complete=False)  # type: ignore[call-arg]
-    except TypeError:  # a single-index store: complete and anywhere are the same
-        return store.ids_for(source)
+def _skip(report: IngestReport, exc: SourceError) -> None:
+    log.info("skipped %s: %s", exc.source, exc)
+    report.skipped[exc.source] = str(exc)
+    report.errors[exc.source] = exc
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
+def _conflict_message(name: str, held: str, new: str) -> str:
+    what = {"pdf": "an uploaded PDF", "text": "a text source", "wikipedia": "a Wikipedia page"}
+    return (f"{name} is already {what.get(held, held)}, so {what.get(new, new)} cannot take its name; "
+            f"choose another name or delete {name} first")
 
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled or total == 0:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="chunk", desc="Embedding", dynamic_ncols=True)

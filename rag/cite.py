@@ -49,6 +49,7 @@ import numpy as np
 
 from rag.protocols import Embedder
 from rag.settings import SUPPORT_BELOW
+from rag.text import sentence_spans
 from rag.types import Citation, Hit
 
 # "[3]", "[1, 2]", "[1,2; 4]". Years in brackets ("[1999]") are markers too and get dropped
@@ -150,8 +151,6 @@ def split_sentences(text: str) -> list[tuple[str, tuple[int, ...]]]:
 
 def _sentences(text: str) -> list[tuple[int, str, tuple[int, ...]]]:
     """(end offset in ``text``, plain sentence, cited numbers) of each sentence; see :func:`split_sentences`."""
-    from ingest.chunk import sentence_spans
-
     sentences: list[tuple[int, str, list[int]]] = []
     for s, e in sentence_spans(text):
         span = text[s:e]
@@ -228,8 +227,6 @@ class PassageVectors:
 
 def chunk_sentences(text: str, *, min_chars: int = 3) -> list[str]:
     """A chunk's sentences, whitespace-normalised, without fragments shorter than ``min_chars``."""
-    from ingest.chunk import sentence_spans
-
     out = []
     for s, e in sentence_spans(text):
         for sentence in table_rows(text[s:e]) or [" ".join(text[s:e].split())]:

@@ -44,6 +44,14 @@ class NotFoundError(SourceError):
     """A Wikipedia page (or another named source) does not exist."""
 
 
+class InvalidNameError(SourceError):
+    """A source or file name has nothing usable in it (``..``, an empty name)."""
+
+
+class NameConflictError(SourceError):
+    """A source name is already taken by a source of another kind (a text named like an uploaded PDF)."""
+
+
 class AmbiguousTitleError(SourceError):
     """A Wikipedia title is a disambiguation page.
 

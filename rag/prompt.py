@@ -31,6 +31,7 @@ from typing import Callable, Mapping, Sequence
 
 from rag.cite import neutralize_brackets
 from rag.errors import ConfigError
+from rag.settings import Settings
 from rag.types import Hit
 
 NO_ANSWER = "The indexed documents don't answer this."
@@ -252,7 +253,7 @@ def pack_prompt(
     fmt: str,
     count_tokens: Callable[[str], int],
     context_window: int = 4096,
-    max_new_tokens: int = 384,
+    max_new_tokens: int = Settings.max_new_tokens,
     history: History = (),
     render_chat_template: ChatTemplate | None = None,
 ) -> PackedPrompt:

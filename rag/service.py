@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from functools import cached_property
@@ -54,12 +55,29 @@ class RAG:
 
     @cached_property
     def store(self):
-        from rag.keyword import KeywordIndex
-        from rag.store import ChromaStore, CombinedStore
+        from rag.store import ChromaStore, CombinedStore, open_keyword_index
 
         s = self.settings
         vectors = ChromaStore(s.store_dir, collection=s.collection, url=s.chroma_url or None)
-        return CombinedStore(vectors, KeywordIndex(s.data_dir / "keyword" / f"{s.collection}.sqlite3"))
+        store = CombinedStore(vectors, open_keyword_index(
+            s.data_dir / "keyword" / f"{s.collection}.tantivy", vectors,
+            legacy=s.data_dir / "keyword" / f"{s.collection}.sqlite3", writer_heap_mb=s.keyword_writer_heap_mb,
+            writer_threads=s.keyword_writer_threads, lock_timeout=s.keyword_lock_timeout))
+        # A write a killed process left unfinished is settled before anything reads the store:
+        # each source is back to its old version or forward to its new one (ingest.journal).
+        from ingest.files import sweep_staging
+
+        with self._write_lock:
+            self.journal.recover(store)
+            sweep_staging(s.files_dir)
+        return store
+
+    @cached_property
+    def journal(self):
+        """The write journal that makes each source's ingestion or deletion one crash-safe unit."""
+        from ingest.journal import Journal
+
+        return Journal(self.settings.data_dir / "journal", self.settings.files_dir)
 
     @cached_property
     def retriever(self):
@@ -76,7 +94,7 @@ class RAG:
 
         s = self.settings
         config = ChunkConfig(size=s.chunk_tokens, overlap=s.chunk_overlap, limit=self.embedder.max_tokens)
-        return Indexer(self.embedder, self.store, config, write_batch=s.ingest_batch)
+        return Indexer(self.embedder, self.store, config, write_batch=s.ingest_batch, journal=self.journal)
 
     @cached_property
     def generator(self):
@@ -98,9 +116,9 @@ class RAG:
         """One sentence to show users about how answers are made, or None.
 
         Extractive: answers are extracts. A GPTQ model without a CUDA GPU: generation is slow
-        (~1 token/s). Reading this never loads a model.
+        (~1 token/s). SmolLM2: a tiny model, slow on CPU. Reading this never loads a model.
         """
-        from rag.generate import parse_llm
+        from rag.generate import notice, parse_llm
 
         kind, _ = parse_llm(self.settings.llm, self.settings)
         if kind == "extractive":
@@ -108,15 +126,7 @@ class RAG:
         loaded = self.__dict__.get("generator")
         if loaded is not None:
             return getattr(loaded, "warning", None)
-        if kind == "gptq":
-            from rag.generate import CPU_WARNING
-
-            try:
-                import torch
-            except ImportError:
-                return CPU_WARNING
-            return None if torch.cuda.is_available() else CPU_WARNING
-        return None
+        return notice(self.settings)
 
     # -- answering --------------------------------------------------------------------------
     def ask(self, question: str, history: Sequence[tuple[str, str]] | None = None, *, k: int | None = None,
@@ -149,21 +159,37 @@ class RAG:
 
     # -- ingestion -------------------------------------------------------------------------
     def ingest(self, jobs: Iterable, *, progress: bool = False) -> IngestReport:
-        """Ingest prepared source jobs (see ``ingest.index.SourceJob``); failures are reported, not raised."""
-        # One writer at a time (the page, the API and the Python caller share this object): two
-        # ingestions of one source that both plan from the same store state would keep both versions.
-        with self._write_lock:
-            return self.indexer.run(jobs, progress=progress)
+        """Ingest prepared source jobs (see ``ingest.index.SourceJob``); failures are reported, not raised.
 
-    def pdf_job(self, path: str | Path, *, password: str | None = None, name: str | None = None):
-        """A source job that reads one PDF under this service's size, page and time limits."""
+        Sources are read (PDF extraction, Wikipedia fetches) and chunked without the write
+        lock, so a slow source holds no other write up; the store is compared and written under
+        it, so two ingestions of one source that run at once end as one version.
+        """
+        from rag.types import IngestReport as Report
+
+        report = Report()
+        loaded = self.indexer.load(jobs, report)
+        with self._write_lock:
+            return self.indexer.write(loaded, report, progress=progress)
+
+    def pdf_job(self, path: str | Path, *, password: str | None = None, name: str | None = None,
+                file=None):
+        """A source job that reads one PDF under this service's size, page, content and time limits.
+
+        Args:
+            path: the PDF.
+            password: tried on an encrypted file.
+            name: the source name (default: the file name).
+            file: the ``ingest.files.StagedFile`` at ``path``, moved into ``files_dir`` with the
+                source's chunks; found by itself when ``path`` lies in the staging area.
+        """
+        from ingest.files import staged_in
         from ingest.index import SourceJob
         from ingest.pdf import read_pdf
 
         s, path = self.settings, Path(path)
-        return SourceJob(name or path.name, lambda: read_pdf(
-            path, password=password, name=name, max_bytes=s.max_pdf_bytes, max_pages=s.max_pdf_pages,
-            max_seconds=s.max_pdf_seconds))
+        file = file if file is not None else staged_in(s.files_dir, path)
+        return SourceJob(name or path.name, lambda: read_pdf(path, password=password, name=name, settings=s), file=file)
 
     def wikipedia_job(self, title: str):
         """A source job that fetches one Wikipedia page from the configured MediaWiki API."""
@@ -219,15 +245,15 @@ class RAG:
     def upload(self, path: str | Path, *, name: str | None = None, password: str | None = None) -> IngestReport:
         """Store and ingest a file a client sent: the one write path of the page and the HTTP API.
 
-        The file is staged under a safe name, ingested, and moved into ``settings.files_dir``
-        only when it was ingested (a refused upload never replaces a good stored copy). The
-        whole transaction holds the write lock, so two uploads of one name end as one version,
-        its file beside its own chunks.
+        The file is staged under a safe name and read without the write lock; its chunks and
+        the move of the file into ``settings.files_dir`` are then one journaled unit under the
+        lock, so after any crash, or two uploads of one name at once, the stored file is the
+        one whose chunks are indexed. A refused upload never replaces a good stored copy.
 
         Args:
             path: the received file (a temporary file of the web server).
             name: the name the client gave it (default: ``path``'s name); its safe form
-                (``ingest.uploads.safe_name``) is the source name.
+                (``ingest.files.upload_name``) is the source name.
             password: tried on an encrypted PDF.
 
         Returns:
@@ -235,25 +261,15 @@ class RAG:
 
         Raises:
             UnreadableSourceError: the content is not a PDF, whatever the file is called.
+            InvalidNameError: the name has no usable base name (``..``, ``x.pdf/..``).
         """
-        from rag.errors import UnreadableSourceError
-        from ingest.uploads import NotAPDFError, stage_upload
+        from ingest.files import stage_upload
 
-        with self._write_lock:
-            try:
-                staged = stage_upload(self.settings.files_dir, path, name)
-            except NotAPDFError as exc:
-                raise UnreadableSourceError(name or Path(path).name, str(exc)) from None
-            try:
-                report = self.ingest([self.pdf_job(staged.path, password=password, name=staged.name)])
-            except BaseException:
-                staged.discard()
-                raise
-            if staged.name in report.skipped:
-                staged.discard()
-            else:
-                staged.commit()
-            return report
+        staged = stage_upload(self.settings.files_dir, path, name if name is not None else Path(path).name)
+        try:
+            return self.ingest([self.pdf_job(staged.path, password=password, name=staged.name, file=staged)])
+        finally:
+            staged.discard()  # nothing left after a commit; a refused or failed upload leaves no copy
 
     def add_text(self, text: str, *, name: str, title: str | None = None, url: str | None = None) -> IngestReport:
         """Ingest plain text under a source name (re-adding the same name replaces it).
@@ -290,7 +306,13 @@ class RAG:
 
     def sources(self) -> list[SourceInfo]:
         """What is indexed: one entry per source with its chunk count and when it was added."""
-        return self.store.sources()
+        store = self.store
+        live = self.journal.live()
+        if not live:
+            return store.sources()
+        # A source being written now is listed as it was before (not at all when it is new).
+        return [dataclasses.replace(info, chunks=live[info.source]) if info.source in live else info
+                for info in store.sources() if live.get(info.source, 1)]
 
     def delete(self, source: str) -> int:
         """Delete a source, all its chunks and its stored upload (if any).
@@ -304,14 +326,26 @@ class RAG:
         Raises:
             NotFoundError: no such source.
         """
-        from ingest.uploads import remove_file
-
+        store = self.store
         with self._write_lock:
             for name in (source, f"wikipedia:{source}"):
-                n = self.store.delete_source(name)
-                if n:
-                    remove_file(self.settings.files_dir, name)
-                    return n
+                ids = store.ids_for(name, complete=False)
+                if ids:
+                    kind = next((i.kind for i in store.sources() if i.source == name), None)
+                    # Chunks and the stored upload go as one unit: a crash midway finishes the deletion.
+                    entry = self.journal.begin(store, name, old=ids, new=set(), delete=True,
+                                               remove=name if kind == "pdf" else None)
+                    try:
+                        store.delete_ids(sorted(ids))
+                        if kind == "pdf":
+                            from ingest.files import remove_file
+
+                            remove_file(self.settings.files_dir, name)
+                    except BaseException:
+                        self.journal.abort(store, entry)
+                        raise
+                    self.journal.finish(entry)
+                    return len(ids)
         known = ", ".join(s.source for s in self.sources()[:10]) or "none yet"
         raise NotFoundError(source, f"No source named {source!r} is indexed; indexed sources: {known}")
 

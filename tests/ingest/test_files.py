@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.uploads import (NotAPDFError, file_url, is_pdf, remove_file, safe_name, stage_upload, stored_file)
+from ingest.files import (NotAPDFError, file_url, is_pdf, remove_file, safe_name, stage_upload, stored_file)
 
 PDF = b"%PDF-1.4\n%fake but with the magic\n"
 

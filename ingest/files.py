@@ -1,0 +1,279 @@
+"""Stored files: safe names, the one PDF content check, staging, and the copies under ``files_dir``.
+
+A stored file's name is also its source name in the index (``RAG.add_pdfs`` names a
+source after the file), so a citation of source ``report.pdf`` page 3 links to
+``/files/report.pdf#page=3``. Nothing outside ``files_dir`` is ever written or served:
+names are reduced to a bare, ASCII-safe basename, and every lookup re-checks the name.
+
+An upload is first *staged* in ``files_dir/.staging/<random>/<name>``; the ingestion
+transaction (``ingest.index``) moves it into place once its chunks are in the store. A
+staged folder holds a lock file its process keeps locked, so a folder left by a killed
+process is recognisable (its lock is free) and :func:`sweep_staging` removes it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import unicodedata
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from rag.errors import InvalidNameError, UnreadableSourceError
+
+log = logging.getLogger(__name__)
+
+FILES_ROUTE = "/files"
+MAX_NAME_CHARS = 120
+# The PDF header may follow a little junk; readers (Acrobat, pypdf) look in the first 1024 bytes.
+PDF_MAGIC = b"%PDF-"
+MAGIC_WINDOW = 1024
+STAGING = ".staging"
+_LOCK = ".lock"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+-]+")
+
+
+class NotAPDFError(UnreadableSourceError, ValueError):
+    """The uploaded bytes are not a PDF, whatever the file is called."""
+
+
+def safe_name(name: str) -> str:
+    """A file name that is safe to create directly inside ``files_dir``.
+
+    Keeps only the last path component (``/`` and ``\\`` both count as separators),
+    folds Unicode to ASCII where it can, turns any other odd character into ``_``, drops
+    leading dots (no hidden files, no ``..``), bounds the length, and always ends in
+    ``.pdf``.
+
+    Args:
+        name: the name the client sent, e.g. ``../../etc/x.pdf``.
+
+    Returns:
+        e.g. ``x.pdf``; ``upload.pdf`` when nothing usable is left (:func:`upload_name` refuses those).
+    """
+    stem = _safe_stem(name)
+    return f"{stem or 'upload'}.pdf"
+
+
+def _safe_stem(name: str) -> str:
+    base = re.split(r"[\\/]", name or "")[-1]
+    base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
+    base = re.sub(r" {2,}", " ", _UNSAFE.sub("_", base)).strip(" ._")
+    stem = base[:-4] if base.lower().endswith(".pdf") else base
+    return re.sub(r"_{2,}", "_", stem).strip(" ._")[: MAX_NAME_CHARS - 4].rstrip(" ._")
+
+
+def upload_name(name: str) -> str:
+    """The source name for an upload the client called ``name``: :func:`safe_name`, but never a made-up one.
+
+    Names whose last path component has nothing usable (``..``, ``x.pdf/..``, ``///``, an
+    empty name) would all become ``upload.pdf`` and silently replace each other, so they
+    are refused instead.
+
+    Raises:
+        InvalidNameError: nothing usable is left of the name.
+    """
+    if not _safe_stem(name):
+        shown = name if len(name or "") <= 60 else name[:57] + "..."
+        raise InvalidNameError(name or "", f"The file name {shown!r} has no usable base name; rename the file "
+                               "(e.g. report.pdf) and upload it again")
+    return safe_name(name)
+
+
+def is_pdf(path: str | Path) -> bool:
+    """Whether the file's content says PDF (``%PDF-`` in its first 1024 bytes), whatever its name.
+
+    The one content check of the project: uploads, the PDF reader and ``/files`` use it.
+    """
+    try:
+        with open(path, "rb") as f:
+            return PDF_MAGIC in f.read(MAGIC_WINDOW)
+    except OSError:
+        return False
+
+
+def file_digest(path: str | Path) -> str | None:
+    """SHA-256 of a file's bytes (hex), or None when there is no such file."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+@dataclass
+class StagedFile:
+    """An upload copied into ``files_dir/.staging/<random>/<name>``, waiting to be ingested.
+
+    Ingest ``path`` (its file name is the final source name); the ingestion transaction
+    :meth:`commit`\\ s it into ``files_dir`` once the chunks are in, or the caller
+    :meth:`discard`\\ s it on failure, so a refused upload never replaces a good file that
+    was stored before. Both are idempotent.
+    """
+
+    name: str
+    path: Path
+    files_dir: Path
+    digest: str = ""
+    _lock_fd: int | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def target(self) -> Path:
+        """Where the file goes on commit."""
+        return self.files_dir / self.name
+
+    def commit(self) -> Path:
+        """Move the file to ``files_dir/<name>`` (atomically, replacing an older version)."""
+        if self.path.exists():
+            os.replace(self.path, self.target)
+            fsync_dir(self.files_dir)
+        self._cleanup()
+        return self.target
+
+    def discard(self) -> None:
+        """Forget the staged copy."""
+        self.path.unlink(missing_ok=True)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def stage_upload(files_dir: str | Path, upload_path: str | Path, name: str | None = None) -> StagedFile:
+    """Copy an uploaded file into a private staging folder under ``files_dir`` under a safe name.
+
+    Args:
+        files_dir: where uploads are kept (``settings.files_dir``).
+        upload_path: the temporary file the web server received.
+        name: the name the client gave it (default: ``upload_path``'s own name).
+
+    Returns:
+        The staged file (its folder locked by this process until commit or discard).
+
+    Raises:
+        InvalidNameError: the name has no usable base name (see :func:`upload_name`).
+        NotAPDFError: the content is not a PDF (checked by its ``%PDF-`` header, not its name).
+    """
+    files_dir = Path(files_dir)
+    name = upload_name(name if name is not None else Path(upload_path).name)
+    if not is_pdf(upload_path):
+        raise NotAPDFError(name, f"{name} is not a PDF (its content does not start with %PDF-); upload a PDF file")
+    staging = files_dir / STAGING
+    staging.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=uuid.uuid4().hex[:8], dir=staging))
+    fd = os.open(folder / _LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    target = folder / name
+    try:
+        shutil.copyfile(upload_path, target)
+    except BaseException:
+        os.close(fd)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return StagedFile(name=name, path=target, files_dir=files_dir, digest=file_digest(target) or "", _lock_fd=fd)
+
+
+def staged_in(files_dir: str | Path, path: str | Path) -> StagedFile | None:
+    """The staged upload at ``path`` when it lies in ``files_dir``'s staging area, else None.
+
+    Lets an ingestion of a staged file (``RAG.pdf_job``) commit it within its transaction
+    whoever staged it.
+    """
+    path = Path(path)
+    staging = Path(files_dir) / STAGING
+    try:
+        if path.resolve().parent.parent != staging.resolve() or not path.is_file():
+            return None
+    except OSError:
+        return None
+    return StagedFile(name=path.name, path=path, files_dir=Path(files_dir), digest=file_digest(path) or "")
+
+
+def sweep_staging(files_dir: str | Path) -> int:
+    """Remove staging folders whose process is gone (their lock is free); returns how many."""
+    staging = Path(files_dir) / STAGING
+    if not staging.is_dir():
+        return 0
+    removed = 0
+    for folder in staging.iterdir():
+        try:
+            fd = os.open(folder / _LOCK, os.O_RDWR)
+        except FileNotFoundError:
+            fd = None  # died before locking, or not ours at all: nothing holds it
+        except OSError:
+            continue
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # a live upload
+        shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink(missing_ok=True)
+        if fd is not None:
+            os.close(fd)
+        removed += 1
+    if removed:
+        log.info("removed %d staging folder(s) left by a stopped process", removed)
+    return removed
+
+
+def stored_file(files_dir: str | Path, name: str) -> Path | None:
+    """The stored upload called ``name``, or None when there is none (or the name is not a safe one).
+
+    Only a regular file directly inside ``files_dir`` whose name is already safe qualifies,
+    so ``..``, sub-folders, hidden files and symlinks out of the folder never resolve.
+    """
+    if not name or name != safe_name(name):
+        return None
+    root = Path(files_dir).resolve()
+    path = root / name
+    try:
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if resolved.parent != root or not resolved.is_file():
+        return None
+    return resolved
+
+
+def file_url(files_dir: str | Path, source: str, page: int | None = None) -> str | None:
+    """The link that opens a stored upload (at ``page``), or None when the file is not stored here."""
+    if stored_file(files_dir, source) is None:
+        return None
+    url = f"{FILES_ROUTE}/{quote(source)}"
+    return f"{url}#page={page}" if page else url
+
+
+def remove_file(files_dir: str | Path, source: str) -> bool:
+    """Delete the stored upload for ``source`` if there is one; True when a file was removed."""
+    path = stored_file(files_dir, source)
+    if path is None:
+        return False
+    path.unlink(missing_ok=True)
+    return True
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
