@@ -219,6 +219,8 @@ class ScriptedModel:
     name = "scripted"
     prompt_format = "stablebeluga"
     context_window = 4096
+    warning = None
+    render_chat_template = None  # a fixed prompt format
 
     def __init__(self, reply) -> None:
         self.reply = reply
