@@ -6,68 +6,23 @@ own word pieces, because MiniLM silently drops everything past 256 of them.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
+from rag.settings import EMBEDDER_MAX_TOKENS, Settings
+from rag.text import sentence_spans
 from rag.types import Chunk, Document, chunk_id
 
 OffsetsFn = Callable[[Sequence[str]], list[list[tuple[int, int]]]]
-
-# Words that end with a period without ending a sentence.
-_ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof sr jr st vs etc e.g i.e cf al fig figs no nos vol eq eqs approx ca inc ltd co corp "
-    "jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k a.m p.m ph.d".split()
-)
-_SENTENCE_END = re.compile(r"[.!?…。！？]+[\"'”’)\]]*(?=\s+)|\n\s*\n")
-_WORD_BEFORE = re.compile(r"([\w.]+)[.]$")
 
 
 @dataclass(frozen=True)
 class ChunkConfig:
     """How to cut: target size and overlap in word pieces, and the hard limit."""
 
-    size: int = 200
-    overlap: int = 32
-    limit: int = 254
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Split text into sentence spans (start, end), whitespace excluded.
-
-    Args:
-        text: the text to split.
-
-    Returns:
-        Character spans that cover every non-space character of ``text`` in order.
-    """
-    spans: list[tuple[int, int]] = []
-    start = 0
-    for m in _SENTENCE_END.finditer(text):
-        end = m.end()
-        if m.group().startswith(".") and _is_abbreviation(text[start:end]):
-            continue
-        spans.append((start, end))
-        start = end
-    spans.append((start, len(text)))
-    out = []
-    for s, e in spans:
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if e > s:
-            out.append((s, e))
-    return out
-
-
-def _is_abbreviation(sentence: str) -> bool:
-    m = _WORD_BEFORE.search(sentence.rstrip("\"'”’)]"))
-    if not m:
-        return False
-    word = m.group(1).lower()
-    # Single letters ("J. Smith") and known abbreviations do not end sentences.
-    return len(word) == 1 and word.isalpha() or word.rstrip(".") in _ABBREVIATIONS
+    size: int = Settings.chunk_tokens
+    overlap: int = Settings.chunk_overlap
+    limit: int = EMBEDDER_MAX_TOKENS
 
 
 def chunk_documents(docs: Sequence[Document], offsets: OffsetsFn, config: ChunkConfig = ChunkConfig()) -> list[Chunk]:

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from ingest.chunk import ChunkConfig, chunk_documents
 from rag.errors import NameConflictError, SourceError
+from rag.progress import progress_bar
 from rag.protocols import Embedder, Store
+from rag.settings import Settings
 from rag.types import Chunk, Document, IngestReport
 
 if TYPE_CHECKING:
@@ -56,7 +58,7 @@ class Indexer:
     """Writes sources into a store through an embedder, idempotently."""
 
     def __init__(self, embedder: Embedder, store: Store, config: ChunkConfig = ChunkConfig(), *,
-                 write_batch: int = 256, journal: "Journal | None" = None) -> None:
+                 write_batch: int = Settings.ingest_batch, journal: "Journal | None" = None) -> None:
         """Args:
             embedder: turns chunk texts into vectors; its tokenizer sizes the chunks.
             store: where chunks go.
@@ -164,7 +166,7 @@ class Indexer:
             todo = [c for _, new, _, _ in plans for c in new]
             # Longest first: batches of similar length waste the least padding.
             todo.sort(key=lambda c: c.tokens, reverse=True)
-            bar = _progress(len(todo), progress)
+            bar = progress_bar(len(todo), desc="Embedding", unit="chunk", enabled=progress)
             for lo in range(0, len(todo), self.write_batch):
                 part = todo[lo : lo + self.write_batch]
                 self.store.add(part, self.embedder.embed([c.text for c in part]))
@@ -196,18 +198,3 @@ def _conflict_message(name: str, held: str, new: str) -> str:
     return (f"{name} is already {what.get(held, held)}, so {what.get(new, new)} cannot take its name; "
             f"choose another name or delete {name} first")
 
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled or total == 0:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="chunk", desc="Embedding", dynamic_ncols=True)

@@ -31,9 +31,9 @@ from rag.errors import (
     NotFoundError,
     SourceError,
 )
+from rag.settings import Settings
 from rag.types import Document
 
-DEFAULT_API_URL = "https://en.wikipedia.org/w/api.php"
 # Compared case-insensitively; these sections hold citations and links, not prose to answer from.
 BOILERPLATE_SECTIONS = frozenset(
     s.casefold()
@@ -174,7 +174,8 @@ def _clean(text: str) -> str:
 
 
 def fetch_wikipedia(
-    title: str, *, api_url: str = DEFAULT_API_URL, timeout: float = 15.0, retries: int = 3
+    title: str, *, api_url: str = Settings.wikipedia_api_url, timeout: float = Settings.wikipedia_timeout,
+    retries: int = 3
 ) -> list[Document]:
     """Fetch one Wikipedia page by its exact title and return one Document per prose section.
 

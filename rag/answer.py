@@ -7,10 +7,9 @@
    condenses the conversation into a standalone question; the extractive generator fuses
    the rankings of the question alone and of the question after the previous user turns
    (:mod:`rag.conversation`). ``Answer.query`` is the retrieval query actually used.
-2. **Refuse** when the retrieved chunks' :func:`evidence` is below ``settings.refuse_below``
-   (calibrated on SQuAD half-a, ``rag eval refusals``): the answer is exactly
-   :data:`rag.prompt.NO_ANSWER` with ``refused=True``. A model that replies with NO_ANSWER
-   itself is a refusal too.
+2. **Refuse** when :func:`rag.refuse.should_refuse` says the retrieved chunks do not answer
+   the question (``rag eval refusals``): the answer is exactly :data:`rag.prompt.NO_ANSWER`
+   with ``refused=True``. A model that replies with NO_ANSWER itself is a refusal too.
 3. **Generate.** Extractive: the best sentences, cited. A language model: the sources packed
    with :func:`rag.prompt.pack_prompt` in the generator's own prompt format, token counter
    and context window, streamed.
@@ -35,10 +34,11 @@ from typing import Any, Iterator, Sequence
 from rag.cite import PassageVectors, cite
 from rag.conversation import Retrieved, condense, fused_search, normalize_history
 from rag.prompt import NO_ANSWER, pack_prompt
-from rag.protocols import Embedder, Generator
+from rag.protocols import Answering, Embedder, is_extractor
+from rag.refuse import assess, frequencies_for, should_refuse
 from rag.retrieve import EmptyQueryError, Retriever
 from rag.settings import Settings
-from rag.types import Answer, Hit
+from rag.types import Answer, Evidence, Hit
 
 log = logging.getLogger(__name__)
 
@@ -48,76 +48,6 @@ History = Sequence[tuple[str, str]]
 # dense retrieval: the extract holds a gold answer for 0.78 of questions from 5 chunks, 0.83
 # from 10; with the hybrid default and 10 chunks, 0.885).
 EXTRACT_DEPTH = 10
-# Evidence is judged on the best chunks only, whatever k is, so one threshold fits all.
-EVIDENCE_DEPTH = 5
-# Fitted on SQuAD half-a together with settings.refuse_below (rag.eval.answers.evaluate_refusals).
-EVIDENCE_WEIGHTS = {"chunk": 1.0, "sentence": 0.5, "overlap": 0.5, "names": 0.1}
-_NAME = re.compile(r"\b[A-Z][\w'-]*|\b\d[\d,.]*\b")
-
-
-def question_names(question: str) -> set[str]:
-    """Capitalised words (not the first word) and numbers of a question, lower-cased."""
-    from rag.generate.extractive import _STOP
-
-    words = question.split()
-    first = words[0] if words else ""
-    return {n.lower().rstrip(".,") for n in _NAME.findall(question) if n != first and n.lower() not in _STOP}
-
-
-def evidence(question: str, hits: Sequence[Hit], passages: PassageVectors,
-             question_vector: Any = None) -> float:
-    """How strongly the best retrieved chunks bear on ``question``; below ``refuse_below`` we refuse.
-
-    ``1.0 * best chunk cosine + 0.5 * best sentence cosine + 0.5 * best sentence word overlap
-    + 0.1 * share of the question's names found``, over the first :data:`EVIDENCE_DEPTH` hits.
-    The word overlap is the IDF-weighted share of the question's content words a sentence
-    holds (IDF over the candidate sentences, as the extractive generator scores them); names
-    are the question's capitalised words and numbers. A question about something the
-    documents never mention matches a chunk on topic alone; its names and rare words are
-    missing, which the cosine alone misses.
-
-    Args:
-        question: the retrieval query.
-        hits: retrieved chunks, best first.
-        passages: the sentence-vector cache.
-        question_vector: the query's MiniLM vector, when already computed.
-
-    Returns:
-        The evidence score (about 0.3 for unrelated text to 3.1 for a verbatim match).
-    """
-    import math
-
-    from rag.generate.extractive import content_words
-
-    hits = list(hits)[:EVIDENCE_DEPTH]
-    if not hits:
-        return float("-inf")
-    w = EVIDENCE_WEIGHTS
-    qv = question_vector if question_vector is not None else passages.embedder.embed([question])[0]
-    per_hit = passages.many(hits)
-    q_content = content_words(question)
-    words = [[content_words(t) for t in texts] for texts, _ in per_hit]
-    n = sum(len(ws) for ws in words)
-    df: dict[str, int] = {}
-    for ws in words:
-        for sw in ws:
-            for x in sw & q_content:
-                df[x] = df.get(x, 0) + 1
-    idf = {x: math.log((n + 1) / (df.get(x, 0) + 1)) + 1 for x in q_content}
-    total = sum(idf.values()) or 1.0
-    best_cos = max((float((v @ qv).max()) for _, v in per_hit if len(v)), default=0.0)
-    best_overlap = max((sum(idf[x] for x in q_content & sw) / total for ws in words for sw in ws), default=0.0)
-    names = question_names(question)
-    text = " ".join(h.text for h in hits).lower()
-    names_found = sum(x in text for x in names) / len(names) if names else 1.0
-    top = max(h.score for h in hits)
-    return (w["chunk"] * top + w["sentence"] * best_cos + w["overlap"] * best_overlap
-            + w["names"] * names_found)
-
-
-def is_extractive(generator: Any) -> bool:
-    """Whether ``generator`` answers from hits directly (no prompt, no language model)."""
-    return callable(getattr(generator, "select", None)) and getattr(generator, "prompt_format", "") is None
 
 
 def is_refusal(text: str) -> bool:
@@ -131,21 +61,22 @@ def is_refusal(text: str) -> bool:
 class Answerer:
     """Composes retrieval, refusal, generation and citation into an :class:`~rag.types.Answer`."""
 
-    def __init__(self, retriever: Retriever, generator: Generator, settings: Settings, embedder: Embedder) -> None:
+    def __init__(self, retriever: Retriever, generator: Answering, settings: Settings, embedder: Embedder) -> None:
         """Wire the parts.
 
         Args:
             retriever: ranks chunks for a query.
-            generator: the extractive generator or a language model.
-            settings: ``top_k``, ``max_new_tokens``, ``refuse_below``, ``support_below`` are read.
+            generator: an :class:`~rag.protocols.Extractor` (the default) or a language model.
+            settings: ``top_k``, ``max_new_tokens``, the refusal settings, ``support_below`` are read.
             embedder: MiniLM, for the support check.
         """
         self.retriever = retriever
         self.generator = generator
         self.settings = settings
         self.embedder = embedder
-        self.passages: PassageVectors = getattr(generator, "passages", None) or PassageVectors(embedder)
-        self.extractive = is_extractive(generator)
+        self.extractive = is_extractor(generator)
+        # The extractor's own cache: it has embedded the sentences the citation check reads.
+        self.passages: PassageVectors = generator.passages if self.extractive else PassageVectors(embedder)
         self._vectors: OrderedDict[str, Any] = OrderedDict()  # recent query vectors (evidence, extraction)
         self._lock = threading.Lock()  # the UI answers several questions at once
 
@@ -180,14 +111,24 @@ class Answerer:
             log.info("the model's standalone question was unusable; fusing rankings instead")
         return fused_search(search, question, turns, k, sources=sources)
 
-    def evidence(self, found: Retrieved) -> float:
-        """The :func:`evidence` of a retrieval: the best over the queries it embedded."""
-        queries = found.queries or (found.query,)
-        return max(evidence(q, found.hits, self.passages, self.vector(q)) for q in queries)
+    def assess(self, found: Retrieved, *, sources: Sequence[str] | None = None) -> Evidence:
+        """The :func:`rag.refuse.assess` of a retrieval: the strongest over the queries it embedded.
 
-    def should_refuse(self, found: Retrieved) -> bool:
-        """No hits, or the evidence is below ``settings.refuse_below``."""
-        return not found.hits or self.evidence(found) < self.settings.refuse_below
+        Args:
+            found: the retrieval.
+            sources: the sources it was restricted to (document frequencies count only these).
+        """
+        frequencies = frequencies_for(self.retriever.store, sources)
+        queries = found.queries or (found.query,)
+        return max((assess(q, found.hits, frequencies) for q in queries), key=lambda e: e.score)
+
+    def evidence(self, found: Retrieved, *, sources: Sequence[str] | None = None) -> float:
+        """The evidence score of a retrieval (see :meth:`assess`)."""
+        return self.assess(found, sources=sources).score
+
+    def should_refuse(self, found: Retrieved, *, sources: Sequence[str] | None = None) -> bool:
+        """No hits, or :func:`rag.refuse.should_refuse` of their evidence."""
+        return not found.hits or should_refuse(self.assess(found, sources=sources), self.settings)
 
     # -- answering -------------------------------------------------------------------------------
     def ask(self, question: str, history: History | None = None, *, k: int | None = None,
@@ -219,9 +160,9 @@ class Answerer:
         turns = normalize_history(history)
         found = self.retrieve(question, turns, k=k, sources=sources)
         gen = self.generator
-        fmt = getattr(gen, "prompt_format", None)
+        fmt = gen.prompt_format
         shown = k or self.settings.top_k
-        if self.should_refuse(found):
+        if self.should_refuse(found, sources=sources):
             yield NO_ANSWER
             yield self._refusal(found, found.hits[:shown])
             return
@@ -231,8 +172,8 @@ class Answerer:
 
         packed = pack_prompt(
             question, found.hits, fmt=fmt, count_tokens=gen.count_tokens,
-            context_window=getattr(gen, "context_window", 4096), max_new_tokens=self.settings.max_new_tokens,
-            history=turns, render_chat_template=getattr(gen, "render_chat_template", None),
+            context_window=gen.context_window, max_new_tokens=self.settings.max_new_tokens,
+            history=turns, render_chat_template=gen.render_chat_template,
         )
         pieces: list[str] = []
         for piece in gen.stream(packed.text, max_new_tokens=self.settings.max_new_tokens):
@@ -265,7 +206,7 @@ class Answerer:
 
     def _refusal(self, found: Retrieved, hits: Sequence[Hit]) -> Answer:
         return Answer(text=NO_ANSWER, citations=[], sources=list(hits), query=found.query,
-                      generator=self.generator.name, prompt_format=getattr(self.generator, "prompt_format", None),
+                      generator=self.generator.name, prompt_format=self.generator.prompt_format,
                       refused=True)
 
 

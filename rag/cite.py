@@ -38,6 +38,7 @@ import numpy as np
 
 from rag.protocols import Embedder
 from rag.settings import SUPPORT_BELOW
+from rag.text import sentence_spans
 from rag.types import Citation, Hit
 
 # "[3]", "[1, 2]", "[1,2; 4]". Years in brackets ("[1999]") are markers too and get dropped
@@ -113,8 +114,6 @@ def split_sentences(text: str) -> list[tuple[str, tuple[int, ...]]]:
 
     A marker that opens a sentence span (``Done. [2] Next``) is given to the sentence before it.
     """
-    from ingest.chunk import sentence_spans
-
     sentences: list[tuple[str, list[int]]] = []
     for s, e in sentence_spans(text):
         span = text[s:e]
@@ -191,8 +190,6 @@ class PassageVectors:
 
 def chunk_sentences(text: str, *, min_chars: int = 3) -> list[str]:
     """A chunk's sentences, whitespace-normalised, without fragments shorter than ``min_chars``."""
-    from ingest.chunk import sentence_spans
-
     out = []
     for s, e in sentence_spans(text):
         sentence = " ".join(text[s:e].split())

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rag.errors import RagError
+from rag.cli_group import RagGroup
 from rag.settings import MAX_TOP_K
 
 if TYPE_CHECKING:
@@ -21,20 +21,7 @@ if TYPE_CHECKING:
 TEXT_SUFFIXES = {".txt", ".md"}
 
 
-class _Group(click.Group):
-    """Turns the project's errors into one sentence for the user instead of a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RagError as exc:
-            raise click.ClickException(str(exc)) from None
-        except KeyboardInterrupt:
-            click.echo("Interrupted; run the same command again to finish (work already done is kept).", err=True)
-            sys.exit(130)
-
-
-@click.group(cls=_Group)
+@click.group(cls=RagGroup)
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="RAG_DATA_DIR",
               help="Where the store lives (env RAG_DATA_DIR; default ./data of the checkout).")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
@@ -119,8 +106,7 @@ def _ingest_here(rag: RAG, paths: tuple[Path, ...], titles: tuple[str, ...], pas
     jobs: list[SourceJob] = []
     for path in _expand(paths):
         if path.suffix.lower() in TEXT_SUFFIXES:
-            jobs.append(SourceJob(path.name, lambda p=path: [Document(source=p.name, text=_read_text(p), kind="text",
-                                                                      title=p.name)]))
+            jobs.append(SourceJob(path.name, lambda p=path: [Document.from_text(p.name, _read_text(p))]))
         elif path.suffix.lower() == ".pdf" or not path.exists():
             jobs.append(rag.pdf_job(path, password=password))
         else:

@@ -26,14 +26,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from rag.prompt import render
+from rag.retrieve import RRF_K, reciprocal_rank_fusion
 from rag.types import Hit
+
+if TYPE_CHECKING:
+    from rag.protocols import Generator
 
 History = Sequence[tuple[str, str]]
 
-RRF_K = 60
 FUSE_TURNS = 2  # previous user turns added to the question for the second ranking
 FUSE_DEPTH = 20  # how deep each ranking goes before fusing
 NO_ANAPHOR_WEIGHT = 0.5  # the history ranking's RRF weight when the question refers to nothing
@@ -104,17 +107,13 @@ def rrf(rankings: Sequence[Sequence[Hit]], k: int, *, rrf_k: int = RRF_K,
         The top ``k`` hits by fused score.
     """
     weights = list(weights) if weights is not None else [1.0] * len(rankings)
-    score: dict[str, float] = {}
     best: dict[str, Hit] = {}
-    order: dict[str, int] = {}
-    for w, ranking in zip(weights, rankings):
-        for rank, hit in enumerate(ranking, 1):
+    for ranking in rankings:
+        for hit in ranking:
             cid = hit.chunk.id
-            score[cid] = score.get(cid, 0.0) + w / (rrf_k + rank)
             if cid not in best or hit.score > best[cid].score:
                 best[cid] = hit
-            order.setdefault(cid, len(order))
-    ids = sorted(score, key=lambda c: (-score[c], order[c]))[:k]
+    ids = reciprocal_rank_fusion([[h.chunk.id for h in r] for r in rankings], weights, c=rrf_k)[:k]
     return [best[c] for c in ids]
 
 
@@ -198,10 +197,10 @@ def clean_condensed(text: str, question: str) -> str | None:
     return line
 
 
-def condense(generator: Any, question: str, history: History, *,
+def condense(generator: "Generator", question: str, history: History, *,
              max_new_tokens: int = CONDENSE_MAX_NEW_TOKENS) -> str | None:
     """Ask the generator for a standalone version of ``question``; None when it gives nothing usable."""
     prompt = condense_prompt(question, history, generator.prompt_format,
-                             render_chat_template=getattr(generator, "render_chat_template", None))
+                             render_chat_template=generator.render_chat_template)
     reply = "".join(generator.stream(prompt, max_new_tokens=max_new_tokens))
     return clean_condensed(reply, question)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from rag.errors import ConfigError
-from rag.settings import EMBEDDER_MAX_TOKENS, QUERY_ENCODERS, Settings
+from rag.settings import EMBEDDER_MAX_TOKENS, Settings, check_choice
 
 if TYPE_CHECKING:
     from rag.embed_onnx import OnnxQueryEncoder
@@ -43,9 +43,9 @@ class MiniLMEmbedder:
         self,
         model_dir: str | Path | None = None,
         *,
-        batch_size: int = 32,
-        threads: int = 0,
-        query_encoder: str = "onnx",
+        batch_size: int = Settings.embed_batch_size,
+        threads: int = Settings.torch_threads,
+        query_encoder: str = Settings.query_encoder,
         cache_dir: str | Path | None = None,
     ) -> None:
         """Load the model.
@@ -58,9 +58,7 @@ class MiniLMEmbedder:
                 "torch" keeps them on torch.
             cache_dir: where the ONNX export is kept; ``Settings.from_env().cache_dir`` when empty.
         """
-        if query_encoder not in QUERY_ENCODERS:
-            raise ConfigError(f"query_encoder={query_encoder!r} is not one of {', '.join(QUERY_ENCODERS)}; "
-                              "e.g. RAG_QUERY_ENCODER=onnx")
+        check_choice("query_encoder", query_encoder)
         # Never reach for the Hugging Face hub: the model is on disk or it is an error.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -210,9 +208,9 @@ def _quiet_third_party_logs() -> None:
 def get_embedder(
     model_dir: str | Path | None = None,
     *,
-    batch_size: int = 32,
-    threads: int = 0,
-    query_encoder: str = "onnx",
+    batch_size: int = Settings.embed_batch_size,
+    threads: int = Settings.torch_threads,
+    query_encoder: str = Settings.query_encoder,
     cache_dir: str | Path | None = None,
 ) -> MiniLMEmbedder:
     """The process-wide embedder for ``model_dir``: loaded on first use, then shared.

@@ -1,33 +1,42 @@
-"""A BM25 keyword index in SQLite FTS5, kept next to the Chroma store.
+"""The BM25 keyword index on tantivy, kept next to the Chroma store.
 
-Chroma has no keyword search. This index holds the same chunk ids as the
-vector store; :class:`rag.store.CombinedStore` writes and deletes both in the
-same operations so they never disagree for long, and ingestion repairs any
-difference a crash left (see ``ingest/index.py``).
+Chroma has no keyword search. This index holds the same chunk ids as the vector store;
+:class:`rag.store.CombinedStore` writes and deletes both in the same operations so they
+never disagree for long, and ingestion repairs any difference a crash left (see
+``ingest/index.py``). Each ``add`` and ``delete_ids`` is one tantivy commit: a kill before it
+loses that call's changes whole, exactly as a rolled-back SQLite transaction did.
+
+tantivy (the Rust engine, through its official Python bindings) prunes with block-max WAND,
+so a query costs about the work of its top k rather than of every chunk that shares a word
+with it (python -m bench.query_latency). Only ids are stored; the texts live in Chroma,
+which is what an index is rebuilt from (:func:`rag.store.CombinedStore.rebuild_keywords`).
+
+One writer at a time: tantivy allows one writer per index directory, across processes. It is
+taken for each write and let go at its commit, so two ``RAG`` objects in one process (which
+share one opened index) or two processes take turns, a second waiting up to
+``Settings.keyword_lock_timeout``. Readers never take it; each search first picks up any
+commit made since the last one, by this process or another.
 """
 
 from __future__ import annotations
 
-import re
-import sqlite3
+import logging
+import os
+import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from rag.errors import StoreError
+from rag.text import QUERY_STOP_WORDS
 from rag.types import Chunk
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-# Terms so common that OR-ing them in only slows the query down without changing the ranking.
-_STOP = frozenset(
-    "a an and are as at be by for from has have in is it its of on or that the this to was were what when "
-    "where which who whom why how with did does do".split()
-)
+log = logging.getLogger(__name__)
+
 _MAX_TERMS = 64
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS chunks (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, source TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
-CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(body, tokenize = 'porter unicode61 remove_diacritics 2');
-"""
+_ANALYZER = "rag_en"  # tokenizer name registered on every index opened here
+_SCHEMA_VERSION = "1"  # bump when the schema or the analyzer changes: the index is then rebuilt
 
 
 def keyword_text(chunk: Chunk) -> str:
@@ -35,77 +44,259 @@ def keyword_text(chunk: Chunk) -> str:
     return "\n".join(part for part in (chunk.title, chunk.section, chunk.text) if part)
 
 
-def match_expression(query: str) -> str | None:
-    """An FTS5 MATCH expression OR-ing the query's words (quoted, so no FTS syntax leaks through).
+def _tantivy():
+    try:
+        import tantivy
+    except ImportError as exc:  # a core dependency; only a broken install lacks it
+        from rag.errors import MissingDependencyError
 
-    Args:
-        query: free text.
+        raise MissingDependencyError("the keyword index needs the tantivy package; reinstall rag (pip install rag)") from exc
+    return tantivy
 
-    Returns:
-        The expression, or None when the query has no searchable words.
+
+def _analyzers():
+    """(surface, stemmed): unicode word splitting, lower case, accents folded; stemmed adds English Snowball.
+
+    The same steps as the FTS5 tokenizer before it (unicode61, remove_diacritics, porter).
     """
-    seen: list[str] = []
-    for word in _WORD.findall(query.lower()):
-        if word not in _STOP and word not in seen:
-            seen.append(word)
-    if not seen:
-        seen = list(dict.fromkeys(_WORD.findall(query.lower())))
-    if not seen:
-        return None
-    return " OR ".join(f'"{w}"' for w in seen[:_MAX_TERMS])
+    t = _tantivy()
+
+    def build(stem: bool):
+        b = t.TextAnalyzerBuilder(t.Tokenizer.simple()).filter(t.Filter.remove_long(40))
+        b = b.filter(t.Filter.lowercase()).filter(t.Filter.ascii_fold())
+        return (b.filter(t.Filter.stemmer("english")) if stem else b).build()
+
+    return build(False), build(True)
+
+
+_SURFACE = _STEMMED = None
+
+
+def _analyzer(stemmed: bool):
+    global _SURFACE, _STEMMED
+    if _SURFACE is None:
+        _SURFACE, _STEMMED = _analyzers()
+    return _STEMMED if stemmed else _SURFACE
+
+
+def query_terms(query: str) -> list[str]:
+    """The words a keyword search looks for: distinct, lower-cased, without :data:`~rag.text.QUERY_STOP_WORDS`.
+
+    Split, lower-cased and accent-folded as the index's analyzer does, before stemming. A
+    query of stop words only keeps them all (``"to be or not to be"``); at most 64 terms.
+    """
+    words = _analyzer(False).analyze(query)
+    kept = [w for w in words if w not in QUERY_STOP_WORDS] or words
+    return list(dict.fromkeys(kept))[:_MAX_TERMS]
+
+
+def search_terms(query: str) -> list[str]:
+    """The indexed terms a query is matched on: :func:`query_terms`, stemmed, each once."""
+    stemmer = _analyzer(True)
+    return list(dict.fromkeys(t for word in query_terms(query) for t in stemmer.analyze(word)))
+
+
+def _schema():
+    t = _tantivy()
+    sb = t.SchemaBuilder()
+    sb.add_text_field("id", stored=True, tokenizer_name="raw", index_option="basic")
+    sb.add_text_field("source", stored=False, tokenizer_name="raw", index_option="basic")
+    # Frequencies, no positions: BM25 needs no more, and no query here is a phrase.
+    sb.add_text_field("body", stored=False, tokenizer_name=_ANALYZER, index_option="freq")
+    return sb.build()
+
+
+def index_exists(path: str | Path) -> bool:
+    """Whether ``path`` holds a tantivy index of the current schema."""
+    path = Path(path)
+    return (path / "meta.json").is_file() and (path / "rag-schema").is_file() and \
+        (path / "rag-schema").read_text().strip() == _SCHEMA_VERSION
+
+
+class _Shared:
+    """One directory's opened tantivy Index, shared by every KeywordIndex on it in the process."""
+
+    def __init__(self, path: Path, writer_heap_mb: int, writer_threads: int) -> None:
+        t = _tantivy()
+        self.path = path
+        self.schema = _schema()
+        fresh = not index_exists(path)
+        if fresh and path.exists() and any(path.iterdir()):
+            # Not an index of this schema (an older one, or a build cut short): start over; the
+            # caller rebuilds it from the vector store (rag.store.open_keyword_index).
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.created = fresh
+        try:
+            self.index = t.Index(self.schema, path=str(path), reuse=not fresh)
+        except Exception as exc:
+            raise StoreError(f"Could not open the keyword index at {path} ({exc}); delete that folder to "
+                             "rebuild it from the vector store") from exc
+        self.index.register_tokenizer(_ANALYZER, _analyzers()[1])
+        # Reloads are ours (after each commit here, and on the next search after one elsewhere):
+        # no watcher thread per open index polling meta.json.
+        self.index.config_reader(reload_policy="Manual")
+        if fresh:
+            (path / "rag-schema").write_text(_SCHEMA_VERSION)
+        self.heap = writer_heap_mb * 2**20 * writer_threads
+        self.threads = writer_threads
+        self.lock = threading.Lock()  # one write (add or delete, up to its commit) at a time
+        self.refs = 0
+        self.seen_meta = self._meta_mtime()
+
+    def _meta_mtime(self) -> int:
+        try:
+            return os.stat(self.path / "meta.json").st_mtime_ns
+        except OSError:
+            return 0
+
+    def searcher(self):
+        # A commit by another process shows on the next search, not after the reader's own
+        # polling delay: one stat per query.
+        mtime = self._meta_mtime()
+        if mtime != self.seen_meta:
+            self.seen_meta = mtime
+            self.index.reload()
+        return self.index.searcher()
+
+    def open_writer(self, timeout: float):
+        """A writer for one write; waits up to ``timeout`` seconds while another process holds the lock."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.index.writer(heap_size=self.heap, num_threads=self.threads)
+            except ValueError as exc:
+                if "LockBusy" not in str(exc):
+                    raise StoreError(f"Could not write the keyword index at {self.path} ({exc})") from exc
+                if time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"The keyword index at {self.path} is being written by another process (a running "
+                        "`rag serve`, or an ingestion); retry when it is done, or send the change through "
+                        "the server") from exc
+                time.sleep(0.05)
+
+    def committed(self) -> None:
+        self.index.reload()
+        self.seen_meta = self._meta_mtime()
+
+
+_OPEN: dict[Path, _Shared] = {}
+_OPEN_LOCK = threading.Lock()
 
 
 class KeywordIndex:
-    """Chunk ids and texts in an FTS5 table, ranked by BM25."""
+    """Chunk ids, sources and texts in a tantivy index, ranked by BM25."""
 
-    def __init__(self, path: str | Path) -> None:
-        """Open (or create) the index file.
+    def __init__(self, path: str | Path, *, writer_heap_mb: int | None = None, writer_threads: int | None = None,
+                 lock_timeout: float | None = None) -> None:
+        """Open (or create) the index directory.
 
         Args:
-            path: the SQLite file.
+            path: the index directory.
+            writer_heap_mb: tantivy's indexing memory per writer thread (it writes a segment when full).
+            writer_threads: indexing threads of the writer.
+            lock_timeout: seconds to wait for another process's writer to let go before a write fails.
+            Each None takes its ``Settings.keyword_*`` default.
         """
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=60)
-        self._lock = threading.Lock()
-        with self._lock, self._db:
-            # WAL lets a server read while a CLI ingestion writes.
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
+        from rag.settings import Settings
+
+        writer_heap_mb = Settings.keyword_writer_heap_mb if writer_heap_mb is None else writer_heap_mb
+        writer_threads = Settings.keyword_writer_threads if writer_threads is None else writer_threads
+        self.path = Path(path).resolve()
+        self._timeout = Settings.keyword_lock_timeout if lock_timeout is None else lock_timeout
+        with _OPEN_LOCK:
+            shared = _OPEN.get(self.path)
+            if shared is None:
+                shared = _OPEN[self.path] = _Shared(self.path, writer_heap_mb, writer_threads)
+            shared.refs += 1
+        self._s = shared
+        self._closed = False
+        self._t = _tantivy()
+
+    def _write(self, apply) -> None:
+        # A writer per write, not one held open: opening one costs well under a millisecond next
+        # to the commit's fsync, and holding none between writes lets another process (an
+        # ingestion beside a reader, a test's CLI run) write the same index in turn, as SQLite did.
+        s = self._s
+        with s.lock:
+            writer = s.open_writer(self._timeout)
+            try:
+                apply(writer)
+                writer.commit()
+            except Exception as exc:
+                try:
+                    writer.rollback()
+                except Exception as inner:  # the error may have taken the writer with it
+                    log.debug("tantivy rollback failed: %s", inner)
+                del writer  # releases the lock
+                if isinstance(exc, StoreError):
+                    raise
+                raise StoreError(f"Could not write the keyword index at {s.path} ({exc})") from exc
+            # Let the merges this commit started finish, else their segments would stay unmerged
+            # and every search would visit more of them; consuming the writer releases the lock.
+            try:
+                writer.wait_merging_threads()
+            except Exception as exc:  # a failed merge loses nothing: the segments stay as they were
+                log.debug("tantivy merge failed: %s", exc)
+            s.committed()
+
+    @property
+    def created(self) -> bool:
+        """Whether this process created the index directory (it was missing or of an older schema)."""
+        return self._s.created
 
     def add(self, chunks: Sequence[Chunk]) -> None:
-        """Index chunks; ids already present are left as they are (ids derive from content)."""
-        with self._lock, self._db:
+        """Index chunks; an id already present is replaced, never duplicated (ids derive from content)."""
+        self._add(chunks, replace=True)
+
+    def _add(self, chunks: Sequence[Chunk], *, replace: bool) -> None:
+        # replace=False skips the delete per id: only for a rebuild into an empty index.
+        if not chunks:
+            return
+        Document = self._t.Document
+
+        def apply(writer) -> None:
             for chunk in chunks:
-                cur = self._db.execute(
-                    "INSERT OR IGNORE INTO chunks (id, source) VALUES (?, ?)", (chunk.id, chunk.source)
-                )
-                if cur.rowcount:
-                    self._db.execute("INSERT INTO fts (rowid, body) VALUES (?, ?)", (cur.lastrowid, keyword_text(chunk)))
+                if replace:
+                    # Deletes apply to documents committed or added before them, so this keeps one copy.
+                    writer.delete_documents_by_term("id", chunk.id)
+                writer.add_document(Document(id=chunk.id, source=chunk.source, body=keyword_text(chunk)))
+
+        self._write(apply)
 
     def delete_ids(self, ids: Iterable[str]) -> None:
         """Remove chunks by id (unknown ids are ignored)."""
         ids = list(ids)
-        with self._lock, self._db:
-            for lo in range(0, len(ids), 500):
-                part = ids[lo : lo + 500]
-                marks = ",".join("?" * len(part))
-                self._db.execute(f"DELETE FROM fts WHERE rowid IN (SELECT rowid FROM chunks WHERE id IN ({marks}))", part)
-                self._db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", part)
+        if not ids:
+            return
+
+        def apply(writer) -> None:
+            for id_ in ids:
+                writer.delete_documents_by_term("id", id_)
+
+        self._write(apply)
+
+    def _ids(self, query, *, everything: bool = False) -> set[str]:
+        searcher = self._s.searcher()
+        # Count first: the top-n collector sizes its heap by the limit, and a source is a few
+        # chunks among possibly millions.
+        n = searcher.num_docs if everything else searcher.search(query, limit=1, count=True).count
+        if n == 0:
+            return set()
+        hits = searcher.search(query, limit=n, count=False).hits
+        return {searcher.doc(addr)["id"][0] for _, addr in hits}
 
     def ids_for(self, source: str) -> set[str]:
         """Ids of every indexed chunk of ``source``."""
-        with self._lock:
-            return {row[0] for row in self._db.execute("SELECT id FROM chunks WHERE source = ?", (source,))}
+        return self._ids(self._t.Query.term_query(self._s.schema, "source", source))
 
     def all_ids(self) -> set[str]:
         """Every indexed chunk id."""
-        with self._lock:
-            return {row[0] for row in self._db.execute("SELECT id FROM chunks")}
+        return self._ids(self._t.Query.all_query(), everything=True)
 
     def count(self) -> int:
         """Number of indexed chunks."""
-        with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        return int(self._s.searcher().num_docs)
 
     def search(self, query: str, k: int, sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
         """The ``k`` best chunks for ``query`` by BM25.
@@ -118,24 +309,59 @@ class KeywordIndex:
         Returns:
             (chunk id, BM25 score) pairs, best first; higher is better.
         """
-        expr = match_expression(query)
-        if expr is None:
+        terms = search_terms(query)
+        if not terms or k < 1:
             return []
+        Q, Occur, schema = self._t.Query, self._t.Occur, self._s.schema
+        q = Q.boolean_query([(Occur.Should, Q.term_query(schema, "body", term, index_option="freq"))
+                             for term in terms])
         if sources:
-            sql = ("SELECT c.id, -bm25(fts) FROM fts JOIN chunks c ON c.rowid = fts.rowid WHERE fts MATCH ?"
-                   f" AND c.source IN ({','.join('?' * len(sources))}) ORDER BY bm25(fts) LIMIT ?")
-            params: list[object] = [expr, *sources, k]
-        else:
-            # Rank inside FTS5 first and join only the k winners: joining every matching row
-            # (most of the index, for common words) before sorting took a fifth of the time at
-            # 100k chunks (python -m bench.keyword_search). bm25() beats FTS5's own `rank` here.
-            sql = ("SELECT c.id, -f.score FROM (SELECT rowid, bm25(fts) AS score FROM fts WHERE fts MATCH ?"
-                   " ORDER BY score LIMIT ?) f JOIN chunks c ON c.rowid = f.rowid ORDER BY f.score")
-            params = [expr, k]
-        with self._lock:
-            return [(row[0], float(row[1])) for row in self._db.execute(sql, params)]
+            # A filter, not a scoring clause: scored 0 so BM25 stays the body's alone.
+            only = Q.const_score_query(Q.term_set_query(schema, "source", list(sources)), 0.0)
+            q = Q.boolean_query([(Occur.Must, q), (Occur.Must, only)])
+        searcher = self._s.searcher()
+        # count=False: counting every match would visit them all and undo the top-k pruning.
+        hits = searcher.search(q, limit=k, count=False).hits
+        return [(searcher.doc(addr)["id"][0], float(score)) for score, addr in hits]
+
+    def document_frequencies(self, words: Sequence[str],
+                             sources: Sequence[str] | None = None) -> tuple[int, dict[str, int]]:
+        """How many chunks there are, and how many of them hold each word (as BM25 matches it).
+
+        Args:
+            words: single words; each is matched as the index analyzes it (stemmed, case- and accent-folded).
+            sources: count only chunks of these sources, when given.
+
+        Returns:
+            ``(chunks, {word: chunks holding it})``; a word with no searchable characters counts 0.
+        """
+        Q, Occur, schema = self._t.Query, self._t.Occur, self._s.schema
+        only = Q.term_set_query(schema, "source", list(sources)) if sources else None
+        searcher = self._s.searcher()
+
+        def count(query) -> int:
+            if only is not None:
+                query = Q.boolean_query([(Occur.Must, query), (Occur.Must, only)])
+            return int(searcher.search(query, limit=1, count=True).count)
+
+        total = count(Q.all_query()) if only is not None else int(searcher.num_docs)
+        stemmer = _analyzer(True)
+        out: dict[str, int] = {}
+        for word in dict.fromkeys(words):
+            terms = stemmer.analyze(word)
+            if not terms:
+                out[word] = 0
+                continue
+            clauses = [(Occur.Must, Q.term_query(schema, "body", t)) for t in terms]
+            out[word] = count(clauses[0][1] if len(clauses) == 1 else Q.boolean_query(clauses))
+        return total, out
 
     def close(self) -> None:
-        """Close the database."""
-        with self._lock:
-            self._db.close()
+        """Let go of the index (the last one open on the directory in this process drops it)."""
+        if self._closed:
+            return
+        self._closed = True
+        with _OPEN_LOCK:
+            self._s.refs -= 1
+            if self._s.refs <= 0:
+                _OPEN.pop(self.path, None)

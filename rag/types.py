@@ -27,6 +27,18 @@ class Document:
     page: int | None = None
     meta: Mapping[str, str | int] = field(default_factory=dict)
 
+    @classmethod
+    def from_text(cls, name: str, text: str, *, title: str | None = None, url: str | None = None) -> "Document":
+        """A plain text as one document: the source is ``name``, the title ``title`` or ``name``.
+
+        Args:
+            name: the source name (a file name, or the name given to ``add_text``/``/api/documents``).
+            text: the whole text.
+            title: how citations name it (``name`` when None or empty).
+            url: a link for citations.
+        """
+        return cls(source=name, text=text, kind="text", title=title or name, url=url)
+
 
 def chunk_id(source: str, section: str | None, page: int | None, start: int, text: str) -> str:
     """Derive a chunk's id from its content and place, so ingesting twice changes nothing.
@@ -263,3 +275,15 @@ class Answer:
                    sources=[Hit.from_dict(h) for h in data.get("sources") or []], query=str(data.get("query") or ""),
                    generator=str(data.get("generator") or ""), prompt_format=data.get("prompt_format"),
                    refused=bool(data.get("refused")))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How strongly retrieved chunks bear on a question (:func:`rag.refuse.assess`); refused below a threshold."""
+
+    score: float
+    chunk: float  # the best chunk's cosine to the question
+    coverage: float  # IDF-weighted share of the question's words that the best sentence holds
+
+    def as_dict(self) -> dict[str, float]:
+        return {"score": self.score, "chunk": self.chunk, "coverage": self.coverage}

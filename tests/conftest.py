@@ -1,8 +1,14 @@
-"""Shared fixtures: the real MiniLM (once per session), a fresh data dir per test, shared data."""
+"""Shared fixtures: the real MiniLM (once per session), a fresh data dir per test, shared data, a Chroma server."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +77,45 @@ def pdf_dir() -> Path:
 def squad_file() -> Path:
     """SQuAD v1.1 dev, half a."""
     return require_shared("squad", "squad-dev-v1.1-half-a.json")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real `chroma run` on a free loopback port for the session (tests use their own collections),
+    stopped by PID afterwards."""
+    import httpx
+
+    exe = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
+    port = free_port()
+    path = tmp_path_factory.mktemp("chroma-server")
+    proc = subprocess.Popen([exe, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"chroma server did not start (exit code {proc.poll()})")
+            time.sleep(0.2)
+        yield url
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 from tests.fakes.mediawiki import mediawiki_server  # noqa: E402,F401  (fixture: local fake MediaWiki API)

@@ -7,13 +7,7 @@ Three evaluations, each over a fresh temporary store holding every article of a 
   a gold answer string, case-insensitively (``extract_contains_answer``); also with
   refusals applied (``answer_contains_answer``) and the share of questions whose retrieved
   chunks contain one at all (``retrieved_contains_answer``, the ceiling).
-* :func:`evaluate_refusals`: every question is asked twice. *Answerable*: over the whole
-  store. *Unanswerable*: with its own article left out (retrieval restricted to the other
-  articles' sources, which for dense retrieval ranks exactly as a store without that
-  article would). Reported: the share refused in each case at ``settings.refuse_below``,
-  and the threshold that refuses the most unanswerable questions while refusing at most 5%
-  of answerable ones, fitted on the even-numbered articles and scored on the odd ones, and
-  the other way round (``crossfit_*``: the mean of both held-out halves).
+* refusals live in :mod:`rag.eval.refusals`.
 * :func:`evaluate_followups`: two-turn conversations (``data/eval/followups-squad-half-a.json``);
   turn-2 hit@5 (a top-5 chunk of the gold article contains a gold answer) for the question
   alone, the previous turn + question concatenated, and the product's follow-up retrieval.
@@ -23,7 +17,6 @@ Three evaluations, each over a fresh temporary store holding every article of a 
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from contextlib import contextmanager
@@ -34,7 +27,6 @@ from rag.eval.common import EvalDataError, iter_progress, read_json, resolve_set
 from rag.eval.squad import Question, SquadData, is_hit, load_squad
 from rag.settings import Settings
 
-MAX_FALSE_REFUSALS = 0.05
 SWITCH_QUESTIONS = 300
 SWITCH_SEED = 7
 
@@ -120,111 +112,6 @@ def evaluate_extract(
         "chunk_tokens": s.chunk_tokens,
         "chunk_overlap": s.chunk_overlap,
         "articles": len(data.documents),
-    }
-
-
-def best_threshold(answerable: Sequence[float], unanswerable: Sequence[float],
-                   max_false: float = MAX_FALSE_REFUSALS) -> tuple[float, float, float]:
-    """The threshold that refuses the most unanswerable questions with at most ``max_false`` answerable refused.
-
-    A question is refused when its evidence is below the threshold.
-
-    Returns:
-        ``(threshold, refused_unanswerable, refused_answerable)``.
-    """
-    pos = sorted(answerable)
-    if not pos:
-        return float("-inf"), 0.0, 0.0
-    allowed = math.floor(max_false * len(pos))
-    threshold = pos[allowed]  # refusing below it refuses exactly the `allowed` weakest (ties aside)
-    return (threshold, sum(v < threshold for v in unanswerable) / max(len(unanswerable), 1),
-            sum(v < threshold for v in pos) / len(pos))
-
-
-def evaluate_refusals(
-    squad_file: str | Path,
-    *,
-    settings: Settings | None = None,
-    progress: bool = False,
-    limit_articles: int | None = None,
-    max_questions: int | None = None,
-    rag: Any = None,
-) -> dict[str, Any]:
-    """Refusal rates on unanswerable (own article left out) and answerable questions.
-
-    Args:
-        squad_file: a SQuAD v1.1 JSON file (at least two articles).
-        settings: chunking, embedding and ``refuse_below`` (environment and defaults when None).
-        progress: progress bars on stderr.
-        limit_articles: only the first N articles and their questions.
-        max_questions: ask only this many questions, spread evenly over the file.
-        rag: a facade whose store already holds exactly these articles (skips ingestion).
-
-    Returns:
-        ``refused_unanswerable``, ``refused_answerable`` at ``refuse_below``;
-        ``refused_answerable_retrievable`` (answerable questions whose retrieved chunks hold
-        the answer); the fitted threshold and its rates on held-out articles; ``n``, ``seconds``.
-    """
-    s = resolve_settings(settings)
-    started = time.perf_counter()
-    data = load_squad(squad_file, limit_articles=limit_articles)
-    sources = [d.source for d in data.documents]
-    if len(sources) < 2:
-        raise EvalDataError(f"{squad_file} has {len(sources)} article(s); refusals need at least two")
-    questions = data.questions
-    if max_questions is not None and max_questions < len(questions):
-        step = len(questions) / max_questions
-        questions = [questions[int(i * step)] for i in range(max_questions)]
-    rows: list[tuple[str, float, float, bool]] = []  # (source, answerable ev, unanswerable ev, retrievable)
-    with squad_rag(data, s, progress=progress, rag=rag) as r:
-        answerer = _extractive_answerer(r, s)
-        for q in iter_progress(questions, total=len(questions), desc="Asking twice", unit="question",
-                               enabled=progress):
-            found = answerer.retrieve(q.text)
-            others = [x for x in sources if x != q.source]
-            missing = answerer.retrieve(q.text, sources=others)
-            retrievable = any(is_hit(h, q) for h in found.hits)
-            rows.append((q.source, answerer.evidence(found), answerer.evidence(missing), retrievable))
-    t = s.refuse_below
-    n = len(rows)
-    pos = [a for _, a, _, _ in rows]
-    neg = [b for _, _, b, _ in rows]
-    retrievable = [a for _, a, _, ok in rows if ok]
-    order = {src: i for i, src in enumerate(sources)}
-    # Two-fold cross-fit by article: fit the threshold on one half, score it on the other, both ways.
-    folds = []
-    for fit_parity in (0, 1):
-        fit = [row for row in rows if order[row[0]] % 2 == fit_parity]
-        held = [row for row in rows if order[row[0]] % 2 != fit_parity]
-        fitted, _, _ = best_threshold([a for _, a, _, _ in fit], [b for _, _, b, _ in fit])
-        folds.append((fitted, sum(b < fitted for _, _, b, _ in held) / max(len(held), 1),
-                      sum(a < fitted for _, a, _, _ in held) / max(len(held), 1)))
-    overall, overall_unans, overall_ans = best_threshold(pos, neg)
-    return {
-        "eval": "refusals",
-        "dataset": data.name,
-        "refused_unanswerable": sum(v < t for v in neg) / n,
-        "refused_answerable": sum(v < t for v in pos) / n,
-        "refused_answerable_retrievable": sum(v < t for v in retrievable) / max(len(retrievable), 1),
-        "refuse_below": t,
-        # Fitted on even articles, scored on odd ones; then the other way round; then the mean.
-        "fitted_threshold": round(folds[0][0], 4),
-        "heldout_refused_unanswerable": folds[0][1],
-        "heldout_refused_answerable": folds[0][2],
-        "fitted_threshold_odd": round(folds[1][0], 4),
-        "heldout_even_refused_unanswerable": folds[1][1],
-        "heldout_even_refused_answerable": folds[1][2],
-        "crossfit_refused_unanswerable": (folds[0][1] + folds[1][1]) / 2,
-        "crossfit_refused_answerable": (folds[0][2] + folds[1][2]) / 2,
-        "best_threshold_all": round(overall, 4),
-        "best_refused_unanswerable_all": overall_unans,
-        "best_refused_answerable_all": overall_ans,
-        "max_false_refusals": MAX_FALSE_REFUSALS,
-        "n": n,
-        "seconds": round(time.perf_counter() - started, 1),
-        "articles": len(sources),
-        "chunk_tokens": s.chunk_tokens,
-        "chunk_overlap": s.chunk_overlap,
     }
 
 

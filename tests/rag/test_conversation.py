@@ -82,6 +82,7 @@ def test_clean_condensed(reply: str, expected: str | None) -> None:
 class ScriptedModel:
     name = "scripted"
     prompt_format = "stablebeluga"
+    render_chat_template = None
 
     def __init__(self, reply: str) -> None:
         self.reply = reply

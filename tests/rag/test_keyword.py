@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rag import RAG
-from rag.keyword import KeywordIndex, match_expression
-from rag.retrieve import Retriever, minmax_fusion, reciprocal_rank_fusion
+from rag.keyword import KeywordIndex, query_terms, search_terms
+from rag.retrieve import Retriever
 from rag.types import Document
 
 NOTES = [
@@ -65,31 +65,13 @@ def test_hybrid_finds_a_rare_code_and_still_reports_cosine(rag: RAG, embedder) -
 def test_keyword_search_filters_by_source_and_ignores_fts_syntax(tmp_path) -> None:
     from rag.types import Chunk
 
-    index = KeywordIndex(tmp_path / "kw.sqlite3")
+    index = KeywordIndex(tmp_path / "kw")
     chunk = Chunk(id="1", source="a", text='He said "NEAR(x y)" AND OR NOT * ^', kind="text", title="a",
                   start=0, end=10, tokens=5)
     index.add([chunk, Chunk(**{**chunk.__dict__, "id": "2", "source": "b"})])
     assert [i for i, _ in index.search('"NEAR(x y)" AND', 5)] in (["1", "2"], ["2", "1"])
     assert [i for i, _ in index.search("said", 5, sources=["b"])] == ["2"]
-    assert index.search("   ", 5) == [] and match_expression("?!") is None
-
-
-def test_reciprocal_rank_fusion_rewards_agreement() -> None:
-    fused = reciprocal_rank_fusion([["a", "b", "c"], ["c", "a", "d"]], [1.0, 1.0])
-    assert fused[0] == "a" and fused.index("c") < fused.index("b") and set(fused) == {"a", "b", "c", "d"}
-    assert reciprocal_rank_fusion([["a", "b"], ["b", "a"]], [1.0, 0.1])[0] == "a"
-
-
-def test_minmax_fusion_weighs_normalised_scores() -> None:
-    dense = {"a": 0.90, "b": 0.80, "c": 0.50}
-    keyword = {"c": 12.0, "b": 6.0}  # "a" is no keyword candidate: BM25 0
-    # Normalised: cosine a 1, b 0.75, c 0; BM25 a 0, b 0.5, c 1.
-    assert minmax_fusion(dense, keyword, 0.0) == ["a", "b", "c"]
-    assert minmax_fusion(dense, keyword, 1.0) == ["c", "b", "a"]
-    assert minmax_fusion(dense, keyword, 0.5) == ["b", "a", "c"]  # 0.625, 0.5, 0.5: ties keep the dense order
-    # No keyword matched at all: the dense order stands whatever the weight.
-    assert minmax_fusion(dense, {}, 0.9) == ["a", "b", "c"]
-    assert minmax_fusion({}, keyword, 0.5) == []
+    assert index.search("   ", 5) == [] and query_terms("?!") == [] and index.search("?!", 5) == []
 
 
 def test_hybrid_minmax_is_the_default_and_ranks_keyword_only_candidates(rag: RAG, embedder) -> None:
@@ -102,5 +84,145 @@ def test_hybrid_minmax_is_the_default_and_ranks_keyword_only_candidates(rag: RAG
                                                            @ embedder.embed([h.text])[0]) for h in hits], abs=1e-3)
     rrf = Retriever(embedder, rag.store, mode="hybrid", fusion="rrf", keyword_weight=1.0)
     assert rrf.search("XJ-9000 gasket boxes", k=1)[0].source == "pumps.txt"
-    with pytest.raises(Exception, match="fusion 'max' is not one of minmax, rrf"):
+    with pytest.raises(Exception, match="fusion='max' is not one of minmax, rrf; e.g. RAG_FUSION=minmax"):
         Retriever(embedder, rag.store, fusion="max")
+
+
+def _chunk(id_: str, source: str, text: str, **extra):
+    from rag.types import Chunk
+
+    return Chunk(id=id_, source=source, text=text, kind="text", title=extra.pop("title", source), start=0,
+                 end=len(text), tokens=5, **extra)
+
+
+def test_title_and_section_are_indexed_stemmed_and_accent_folded(tmp_path) -> None:
+    index = KeywordIndex(tmp_path / "kw")
+    index.add([_chunk("1", "manual.pdf", "Replace the gaskets every year.", title="Centrifugal pumps",
+                      section="Maintenance"),
+               _chunk("2", "menu.txt", "The café serves naïve coffee.")])
+    assert [i for i, _ in index.search("gasket", 5)] == ["1"]  # gaskets -> gasket
+    assert [i for i, _ in index.search("pumping maintenance", 5)] == ["1"]  # from title and section
+    assert [i for i, _ in index.search("cafe naive", 5)] == ["2"]
+    # Stop words alone still search; mixed with other words they are dropped.
+    assert query_terms("what is the pumps") == ["pumps"] and query_terms("the of") == ["the", "of"]
+    assert search_terms("what is the pumps") == ["pump"]
+    index.add([_chunk("1", "manual.pdf", "Replace the gaskets every year.")])  # same id again: replaced
+    assert index.count() == 2 and index.ids_for("manual.pdf") == {"1"}
+    index.close()
+
+
+def test_two_indexes_on_one_folder_in_one_process_share_it(tmp_path) -> None:
+    import threading
+
+    a, b = KeywordIndex(tmp_path / "kw"), KeywordIndex(tmp_path / "kw")
+    a.add([_chunk("1", "a", "pumps")])
+    b.add([_chunk("2", "b", "pumps")])
+    assert a.all_ids() == b.all_ids() == {"1", "2"}
+
+    def write(index, prefix):
+        for n in range(10):
+            index.add([_chunk(f"{prefix}{n}", prefix, "valves and pumps")])
+
+    threads = [threading.Thread(target=write, args=(ix, p)) for ix, p in ((a, "x"), (b, "y"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert a.count() == b.count() == 22
+    a.close()
+    b.delete_ids(["1", "x0"])
+    assert b.count() == 20 and [i for i, _ in b.search("pumps", 5, sources=["b"])] == ["2"]
+    b.close()
+
+
+_CHILD = """
+import sys
+from rag.errors import StoreError
+from rag.keyword import KeywordIndex
+from rag.types import Chunk
+index = KeywordIndex(sys.argv[1], lock_timeout=float(sys.argv[2]))
+print("sees", sorted(i for i, _ in index.search("pumps", 10)), flush=True)
+try:
+    index.add([Chunk(id="child", source="c", text="pumps from the child", kind="text", title="c", start=0, end=5,
+                     tokens=5)])
+    print("wrote", index.count(), flush=True)
+except StoreError as exc:
+    print("refused", exc, flush=True)
+"""
+
+
+def test_another_process_reads_and_writes_in_turn_and_waits_for_a_busy_writer(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    def child(timeout: float) -> str:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        run = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path / "kw"), str(timeout)], env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    index = KeywordIndex(tmp_path / "kw")
+    index.add([_chunk("parent", "p", "pumps from the parent")])
+    # No writer is held between writes: the other process reads this commit and writes its own.
+    out = child(10)
+    assert "sees ['parent']" in out and "wrote 2" in out
+    assert [i for i, _ in index.search("child", 5)] == ["child"]  # its commit shows here at once
+    # While a write is under way here, the other process waits its timeout, then says why.
+    index.delete_ids(["child"])
+    held = index._s.index.writer(heap_size=15 * 2**20, num_threads=1)
+    out = child(0.5)
+    assert "refused The keyword index at" in out and "being written by another process" in out
+    del held
+    assert "wrote 2" in child(10)
+    index.close()
+
+
+def test_a_store_made_with_the_fts5_index_is_rebuilt_on_tantivy_once(embedder, _isolated_data_dir, capsys) -> None:
+    from rag.keyword import index_exists
+    from rag.keyword_fts5 import Fts5KeywordIndex
+    from rag.store import ChromaStore, CombinedStore
+
+    old = RAG(_isolated_data_dir)
+    s = old.settings
+    legacy = s.data_dir / "keyword" / f"{s.collection}.sqlite3"
+    fts5 = Fts5KeywordIndex(legacy)
+    # The store exactly as earlier versions opened it: Chroma plus the SQLite FTS5 index.
+    old.__dict__["store"] = CombinedStore(ChromaStore(s.store_dir, collection=s.collection), fts5)
+    for name, text in NOTES:
+        old.add_text(text * 8, name=name)
+    ids = fts5.all_ids()
+    assert ids == set(old.store.vectors.dump()) and len(ids) > 3
+    fts5_top = [i for i, _ in fts5.search("gasket boxes", 3)]
+    fts5.close()
+    capsys.readouterr()
+
+    new = RAG(_isolated_data_dir)
+    assert new.store.keywords.all_ids() == ids
+    assert "Rebuilding the keyword index" in capsys.readouterr().err
+    assert not legacy.exists() and index_exists(s.data_dir / "keyword" / f"{s.collection}.tantivy")
+    assert [i for i, _ in new.store.keywords.search("gasket boxes", 3)][0] == fts5_top[0]
+    assert new.search("XJ-9000 gasket", k=1)[0].source == "pumps.txt"
+    _consistent(new)
+    new.store.keywords.close()
+
+    again = RAG(_isolated_data_dir)
+    assert again.store.keywords.all_ids() == ids and "Rebuilding" not in capsys.readouterr().err
+    again.delete("valves.txt")
+    _consistent(again)
+
+
+def test_document_frequencies_count_chunks_as_bm25_matches_words(tmp_path) -> None:
+    from rag.types import Chunk
+
+    index = KeywordIndex(tmp_path / "kw")
+    texts = [("pumps.txt", "Pumps need gaskets."), ("pumps.txt", "A pump is serviced yearly."),
+             ("valves.txt", "Valves leak; a pump does not.")]
+    index.add([Chunk(id=f"c{i}", source=src, text=t, kind="text", title=src, start=0, end=len(t), tokens=5)
+               for i, (src, t) in enumerate(texts)])
+    # Stemmed as the index stems ("pumps" and "pump" are one word), titles included ("valves.txt").
+    assert index.document_frequencies(["pump", "valves", "gasket", "turbine", "?!"]) == (
+        3, {"pump": 3, "valves": 1, "gasket": 1, "turbine": 0, "?!": 0})
+    assert index.document_frequencies(["pump", "valves"], sources=["pumps.txt"]) == (2, {"pump": 2, "valves": 0})
+    index.close()

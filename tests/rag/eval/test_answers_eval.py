@@ -1,4 +1,4 @@
-"""Answer evaluations (extract, refusals, follow-ups) on a small real slice of SQuAD half a, and their CLI."""
+"""Answer evaluations (extract, follow-ups) on a small real slice of SQuAD half a, and their CLI."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from rag.cli import main
-from rag.eval.answers import best_threshold, evaluate_extract, evaluate_followups, evaluate_refusals, load_followups
+from rag.eval.answers import evaluate_extract, evaluate_followups, load_followups
 from rag.eval.common import EvalDataError
 from tests.conftest import ROOT
 
@@ -50,23 +50,6 @@ def test_extract_contains_the_answer_for_most_questions(embedder, small_squad: P
     assert 0 <= result["refused"] < 0.2
 
 
-def test_refusals_refuse_unanswerable_more_than_answerable(embedder, small_squad: Path) -> None:
-    result = evaluate_refusals(small_squad, max_questions=24)
-    print(result)
-    assert result["n"] == 24
-    assert result["refused_unanswerable"] >= 0.6 and result["refused_answerable"] <= 0.2
-    assert result["refused_unanswerable"] > result["refused_answerable"] + 0.4
-    for key in ("fitted_threshold", "heldout_refused_unanswerable", "best_threshold_all", "seconds"):
-        assert key in result
-
-
-def test_best_threshold() -> None:
-    answerable = [float(x) for x in range(1, 21)]  # 1..20
-    unanswerable = [0.5, 1.5, 2.5, 30.0]
-    t, refused_unans, refused_ans = best_threshold(answerable, unanswerable, max_false=0.05)
-    assert t == 2.0 and refused_ans == 0.05 and refused_unans == 0.5
-
-
 def test_followups_fusion_beats_the_question_alone_and_cli_keys(embedder, small_squad: Path,
                                                                 small_followups: Path) -> None:
     result = evaluate_followups(small_followups, small_squad)
@@ -82,15 +65,6 @@ def test_followups_fusion_beats_the_question_alone_and_cli_keys(embedder, small_
     parsed = json.loads(out.stdout)
     assert {"hit@5", "hit@5_question_alone", "hit@5_concatenated", "n", "seconds"} <= set(parsed)
     assert parsed["hit@5"] == result["hit@5"]
-
-
-def test_refusals_cli_keys(embedder, small_squad: Path) -> None:
-    out = CliRunner().invoke(main, ["eval", "refusals", str(small_squad), "--max-questions", "6", "--json",
-                                    "--no-progress"], catch_exceptions=False)
-    assert out.exit_code == 0, out.output
-    parsed = json.loads(out.stdout)
-    assert {"refused_unanswerable", "refused_answerable", "n", "seconds", "refuse_below"} <= set(parsed)
-    assert parsed["n"] == 6
 
 
 def test_the_shipped_followups_file_is_valid_and_grounded(squad_file: Path) -> None:

@@ -12,6 +12,7 @@ from rag.errors import ConfigError
 from rag.eval import EvalDataError, evaluate_beir, load_beir
 from rag.settings import Settings
 from tests.conftest import require_shared
+from tests.rag.eval.datasets import write_beir
 
 # Published all-MiniLM-L6-v2 SciFact test nDCG@10 (MTEB result file in ../shared/data/beir/reference).
 MTEB_SCIFACT_NDCG10 = 0.6451
@@ -25,16 +26,6 @@ SUBSET_DISTRACTORS = 150
 SUBSET_NDCG10_FLOOR = 0.91
 SUBSET_RECALL10_FLOOR = 0.95
 PINNED = dict(chunk_tokens=200, chunk_overlap=32, retrieval_mode="dense")
-
-
-def write_beir(root: Path, corpus: list[dict], queries: list[dict], qrels: list[tuple[str, str, int]]) -> Path:
-    """A BEIR folder with these entries."""
-    (root / "qrels").mkdir(parents=True)
-    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus), encoding="utf-8")
-    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
-    rows = "".join(f"{q}\t{d}\t{s}\n" for q, d, s in qrels)
-    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + rows, encoding="utf-8")
-    return root
 
 
 def scifact_subset(src: Path, dst: Path, n_queries: int, n_distractors: int) -> Path:

@@ -8,8 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from rag.cli import main
-from tests.rag.eval.test_beir import write_beir
-from tests.rag.eval.test_squad import article, write_squad
+from tests.rag.eval.datasets import article, write_beir, write_squad
 
 CORPUS = [
     {"_id": "eiffel", "title": "Eiffel Tower",

@@ -11,6 +11,7 @@ from rag.eval import EvalDataError, evaluate_squad, load_squad
 from rag.eval.squad import Question, is_hit
 from rag.settings import Settings
 from rag.types import Chunk, Hit
+from tests.rag.eval.datasets import article, write_squad
 
 # Measured on articles 1 and 4 of squad-dev-v1.1-half-a.json (Normans, Sky (United Kingdom): 67
 # paragraphs, 220 questions, 57 chunks at 200/32), per retrieval mode:
@@ -25,24 +26,6 @@ FLOORS = {  # hit@1, hit@5, mrr
     "hybrid": (0.85, 0.97, 0.90),
 }
 PINNED = dict(chunk_tokens=200, chunk_overlap=32, fusion="minmax", keyword_weight=0.5)
-
-
-def write_squad(path: Path, articles: list[dict]) -> Path:
-    path.write_text(json.dumps({"version": "1.1", "data": articles}), encoding="utf-8")
-    return path
-
-
-def article(title: str, paragraphs: list[tuple[str, list[tuple[str, list[str]]]]]) -> dict:
-    return {
-        "title": title,
-        "paragraphs": [
-            {"context": context,
-             "qas": [{"id": f"{title}-{i}-{j}", "question": q,
-                      "answers": [{"text": a, "answer_start": 0} for a in answers]}
-                     for j, (q, answers) in enumerate(qas)]}
-            for i, (context, qas) in enumerate(paragraphs)
-        ],
-    }
 
 
 def test_load_squad_one_wikipedia_document_per_article(tmp_path: Path) -> None:

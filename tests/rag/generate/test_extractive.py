@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.generate.extractive import EXTRACT_PREFIX, ExtractiveGenerator, answer_type, matches_type, parse_prompt
-from rag.prompt import user_message
-from rag.protocols import Generator
+from rag.generate.extractive import EXTRACT_PREFIX, ExtractiveGenerator, answer_type, matches_type
+from rag.protocols import Extractor, Generator, is_extractor
 from rag.types import Chunk, Hit, chunk_id
 
 # Real text: the first paragraphs of SQuAD's "Super Bowl 50" and "Normans" articles.
@@ -43,8 +42,9 @@ def gen(embedder) -> ExtractiveGenerator:
     return ExtractiveGenerator(embedder)
 
 
-def test_is_a_generator_named_extractive(gen) -> None:
-    assert isinstance(gen, Generator)
+def test_is_an_extractor_named_extractive(gen) -> None:
+    # Handed the hits, never a prompt: an Extractor, not a Generator (no stream to parse a prompt back).
+    assert isinstance(gen, Extractor) and is_extractor(gen) and not isinstance(gen, Generator)
     assert gen.name == "extractive" and gen.prompt_format is None
 
 
@@ -80,12 +80,8 @@ def test_no_hits_no_sentences(gen) -> None:
     assert gen.select("Anything?", []) == [] and gen.compose([]) == ""
 
 
-def test_stream_reads_the_sources_back_from_a_prompt(gen) -> None:
-    prompt = user_message("Who headlined the Super Bowl 50 halftime show?", HITS)
-    question, hits = parse_prompt(prompt)
-    assert question == "Who headlined the Super Bowl 50 halftime show?"
-    assert [h.text for h in hits] == [SUPER_BOWL, NORMANS, BROADCAST]
-    text = "".join(gen.stream(prompt, max_new_tokens=10))
+def test_answer_is_the_composed_extract_of_the_hits(gen) -> None:
+    text = gen.answer("Who headlined the Super Bowl 50 halftime show?", HITS)
     assert text.startswith(EXTRACT_PREFIX) and "Coldplay" in text and "[3]" in text
 
 

@@ -13,10 +13,7 @@ Run ``python -m tests.rag.generate.tiny_llama OUT_DIR`` to build one by hand.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
 import string
 import sys
 from dataclasses import dataclass
@@ -147,43 +144,9 @@ def build_float(out: Path, texts: list[str]) -> Path:
 
 def quantize(float_dir: Path, out: Path, texts: list[str]) -> Path:
     """Quantize ``float_dir`` to 4-bit GPTQ with gptqmodel on the CPU; write TheBloke's layout."""
-    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
-    from gptqmodel import GPTQModel, QuantizeConfig
+    from rag.generate.gptq_build import quantize as gptq_quantize
 
-    float_dir, out = float_dir.resolve(), out.resolve()
-    qcfg = QuantizeConfig(bits=4, group_size=GROUP_SIZE, desc_act=False, sym=True, damp_percent=0.01)
-    # gptqmodel writes per-run logs to ./logs; keep them out of the checkout.
-    with contextlib.chdir(out.parent):
-        model = GPTQModel.load(str(float_dir), qcfg, device="cpu")
-        model.quantize([t[:1200] for t in texts[:32]], batch_size=1)
-        model.save(str(out))
-    # gptqmodel rewrites the tokenizer (pad token, class) and generation config; a
-    # TheBloke repository carries the original model's files unchanged.
-    (out / "quant_log.csv").unlink(missing_ok=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
-        if (float_dir / name).is_file():
-            shutil.copyfile(float_dir / name, out / name)
-    _thebloke_layout(out, qcfg)
-    return out
-
-
-def _thebloke_layout(out: Path, qcfg) -> None:
-    """Rewrite the quantization metadata exactly the way TheBloke's GPTQ repositories carry it."""
-    quantize_config = {
-        "bits": qcfg.bits,
-        "group_size": qcfg.group_size,
-        "damp_percent": qcfg.damp_percent,
-        "desc_act": qcfg.desc_act,
-        "sym": qcfg.sym,
-        "true_sequential": qcfg.true_sequential,
-        "model_name_or_path": None,
-        "model_file_base_name": "model",
-    }
-    (out / "quantize_config.json").write_text(json.dumps(quantize_config, indent=2) + "\n")
-    config_path = out / "config.json"
-    config = json.loads(config_path.read_text())
-    config["quantization_config"] = {**quantize_config, "quant_method": "gptq"}
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    return gptq_quantize(float_dir, out, [t[:1200] for t in texts[:32]], group_size=GROUP_SIZE, damp_percent=0.01)
 
 
 def build(root: Path) -> TinyLlama:

@@ -1,0 +1,193 @@
+"""Fit and compare refusal rules offline on the features ``bench.refusal_features`` dumped.
+
+    python -m bench.fit_refusals DUMP.jsonl [DUMP.jsonl ...]
+
+Prints, per rule and store configuration, the share of unanswerable / answerable questions
+refused at the rule's threshold, and the two-fold cross-fit by article.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from collections import defaultdict
+
+import numpy as np
+
+_NAME = re.compile(r"\b[A-Z][\w'-]*|\b\d[\d,.]*\b")
+
+
+def question_names(question: str) -> set[str]:
+    """Capitalised words (not the first word) and numbers of a question, lower-cased (the old rule's names)."""
+    from rag.text import STOP_WORDS as _STOP
+
+    words = question.split()
+    first = words[0] if words else ""
+    return {n.lower().rstrip(".,") for n in _NAME.findall(question) if n != first and n.lower() not in _STOP}
+
+
+def names_found(q: str, texts: list[str]) -> float:
+    names = question_names(q)
+    text = " ".join(texts).lower()
+    return sum(x in text for x in names) / len(names) if names else 1.0
+
+
+def features(row: dict, case: dict) -> dict[str, float]:
+    words = row["words"]
+    cos = case["cos"]
+    top5 = cos[:5]
+    c1 = max(top5) if top5 else 0.0
+    sent_cos = [x for xs in case["sent_cos"] for x in xs]
+    s1 = max(sent_cos) if sent_cos else 0.0
+    sents = [set(ws) for hs in case["sent_words"] for ws in hs]
+    n = sum(len(hs) for hs in case["sent_words"])
+    dfc = defaultdict(int)
+    for sw in sents:
+        for x in sw:
+            dfc[x] += 1
+    qset = set(words)
+    idf_c = {x: math.log((n + 1) / (dfc.get(x, 0) + 1)) + 1 for x in qset}
+    tot_c = sum(idf_c.values()) or 1.0
+    ov_c = max((sum(idf_c[x] for x in sw) / tot_c for sw in sents), default=0.0)
+    N = case["n"]
+    df = case["df"]
+    idf = {x: math.log((N - df.get(x, 0) + 0.5) / (df.get(x, 0) + 0.5) + 1) for x in qset}
+    tot = sum(idf.values()) or 1.0
+    ov_i = max((sum(idf[x] for x in sw) / tot for sw in sents), default=0.0) if qset else 1.0
+    chunks = [set(ws) for ws in case["chunk_words"][:5]]
+    ch_i = max((sum(idf[x] for x in cw) / tot for cw in chunks), default=0.0) if qset else 1.0
+    union = set().union(*chunks) if chunks else set()
+    miss = sum(idf[x] for x in qset - union) / tot if qset else 0.0
+    # rarity of the rarest missing word relative to log N
+    lnN = math.log(N + 1)
+    rare_missing = max((idf[x] / lnN for x in qset - union), default=0.0)
+    nm = names_found(row["q"], case["text"])
+    margin = c1 - (float(np.mean(cos[5:10])) if len(cos) > 5 else 0.0)
+    zero = [x for x in qset if df.get(x, 0) == 0]
+    extra = {}
+    for pw in (2, 3):
+        idp = {x: v ** pw for x, v in idf.items()}
+        tp = sum(idp.values()) or 1.0
+        extra[f"ov_i{pw}"] = max((sum(idp[x] for x in sw) / tp for sw in sents), default=0.0) if qset else 1.0
+        extra[f"ch_i{pw}"] = max((sum(idp[x] for x in cw) / tp for cw in chunks), default=0.0) if qset else 1.0
+    ranked = sorted(qset, key=lambda x: -idf[x])
+    extra["rarest_top"] = float(bool(ranked) and ranked[0] in union)
+    extra["rare2_chunk"] = float(len(ranked) < 2 or any(set(ranked[:2]) <= cw for cw in chunks))
+    extra["rare2_sent"] = float(len(ranked) < 2 or any(set(ranked[:2]) <= sw for sw in sents))
+    zero_any = float(bool(zero))
+    zero_share = sum(idf[x] for x in zero) / tot if qset else 0.0
+    legacy = c1 + 0.5 * s1 + 0.5 * ov_c + 0.1 * nm
+    return {"c1": c1, "s1": s1, "ov_c": ov_c, "ov_i": ov_i, "ch_i": ch_i, "miss": miss, "rare_miss": rare_missing,
+            "names": nm, "margin": margin, "zero_any": zero_any, "zero_share": zero_share,
+            "name_miss": float(nm < 1.0), **extra, "legacy": legacy}
+
+
+def load(paths: list[str]):
+    data = defaultdict(lambda: {"a": [], "u": [], "src": []})
+    for p in paths:
+        for line in open(p, encoding="utf-8"):
+            row = json.loads(line)
+            configs = {k.split("/")[0] for k in row if "/" in k}
+            for c in configs:
+                data[c]["a"].append(features(row, row[c + "/a"]))
+                data[c]["u"].append(features(row, row[c + "/u"]))
+                data[c]["src"].append(row["source"])
+    return data
+
+
+def matrix(rows: list[dict], keys: list[str]) -> np.ndarray:
+    return np.array([[r[k] for k in keys] for r in rows])
+
+
+def rates(score_a: np.ndarray, score_u: np.ndarray, t: float) -> tuple[float, float]:
+    return float((score_u < t).mean()), float((score_a < t).mean())
+
+
+def quantile_threshold(score_a: np.ndarray, q: float = 0.05) -> float:
+    s = np.sort(score_a)
+    return float(s[int(math.floor(q * len(s)))])
+
+
+RULES = {
+    "chunk": lambda f: f["c1"],
+    "c1+ov_c+names": lambda f: f["c1"] + 0.5 * f["ov_c"] + 0.1 * f["names"],
+    "c1+ov_i+names": lambda f: f["c1"] + 0.5 * f["ov_i"] + 0.1 * f["names"],
+    "c1+ov_i": lambda f: f["c1"] + 0.5 * f["ov_i"],
+    "c1+ch_i": lambda f: f["c1"] + 0.5 * f["ch_i"],
+    "c1+ov_i+ch_i": lambda f: f["c1"] + 0.5 * f["ov_i"] + 0.5 * f["ch_i"],
+    "c1+ov_i-miss": lambda f: f["c1"] + 0.5 * f["ov_i"] - 0.5 * f["miss"],
+    "c1+ov_i+margin": lambda f: f["c1"] + 0.5 * f["ov_i"] + 1.0 * f["margin"],
+    "c1+ov_i-rare": lambda f: f["c1"] + 0.5 * f["ov_i"] - 0.3 * f["rare_miss"],
+}
+
+
+def table(data, rule, t=None, max_false=0.05):
+    """Per config: refused unanswerable/answerable at t (default: the largest t with <= max_false in every config)."""
+    scores = {c: (np.array([rule(f) for f in d["a"]]), np.array([rule(f) for f in d["u"]])) for c, d in data.items()}
+    if t is None:
+        t = min(quantile_threshold(a, max_false) for a, _ in scores.values())
+    out = {c: rates(a, u, t) for c, (a, u) in scores.items()}
+    return t, out
+
+
+def crossfit(data, rule, max_false=0.05):
+    """Fit t on even (odd) articles of every config, score the other half; mean of both ways, per config."""
+    order = {}
+    for d in data.values():
+        for s in d["src"]:
+            order.setdefault(s, len(order))
+    res = {c: [0.0, 0.0] for c in data}
+    for parity in (0, 1):
+        fit = {c: {"a": [f for f, s in zip(d["a"], d["src"]) if order[s] % 2 == parity],
+                   "u": [f for f, s in zip(d["u"], d["src"]) if order[s] % 2 == parity]} for c, d in data.items()}
+        t, _ = table(fit, rule, max_false=max_false)
+        held = {c: {"a": [f for f, s in zip(d["a"], d["src"]) if order[s] % 2 != parity],
+                    "u": [f for f, s in zip(d["u"], d["src"]) if order[s] % 2 != parity]} for c, d in data.items()}
+        _, out = table(held, rule, t)
+        for c, (ru, ra) in out.items():
+            res[c][0] += ru / 2
+            res[c][1] += ra / 2
+    return res
+
+
+def show(data, name, rule, t=None):
+    t, out = table(data, rule, t)
+    cf = crossfit(data, rule)
+    print(f"{name:28s} t={t:.4f} " + "  ".join(f"{c}: {ru:.3f}/{ra:.3f} (cf {cf[c][0]:.3f}/{cf[c][1]:.3f})"
+                                              for c, (ru, ra) in sorted(out.items())))
+
+
+def product_table(data) -> None:
+    """The product's rule at settings.refuse_below per configuration, with rag eval refusals' own cross-fit."""
+    from rag.eval.refusals import best_threshold
+    from rag.refuse import COVERAGE_WEIGHT
+    from rag.settings import REFUSE_BELOW
+
+    order: dict[str, int] = {}
+    for d in data.values():
+        for src in d["src"]:
+            order.setdefault(src, len(order))
+    print(f"product rule: chunk + {COVERAGE_WEIGHT} * coverage, refuse below {REFUSE_BELOW}")
+    for c, d in sorted(data.items()):
+        a = [f["c1"] + COVERAGE_WEIGHT * f["ov_i"] for f in d["a"]]
+        u = [f["c1"] + COVERAGE_WEIGHT * f["ov_i"] for f in d["u"]]
+        ru = sum(v < REFUSE_BELOW for v in u) / len(u)
+        ra = sum(v < REFUSE_BELOW for v in a) / len(a)
+        folds = []
+        for parity in (0, 1):
+            fit = [i for i, src in enumerate(d["src"]) if order[src] % 2 == parity]
+            held = [i for i, src in enumerate(d["src"]) if order[src] % 2 != parity]
+            t, _, _ = best_threshold([a[i] for i in fit], [u[i] for i in fit])
+            folds.append((sum(u[i] < t for i in held) / len(held), sum(a[i] < t for i in held) / len(held)))
+        cu, ca = (folds[0][0] + folds[1][0]) / 2, (folds[0][1] + folds[1][1]) / 2
+        print(f"  {c:10s} n={len(a)}  refused unanswerable {ru:.3f}  answerable {ra:.3f}  cross-fit {cu:.3f} / {ca:.3f}")
+
+
+if __name__ == "__main__":
+    data = load(sys.argv[1:])
+    print({c: len(d["a"]) for c, d in data.items()})
+    for name, rule in RULES.items():
+        show(data, name, rule)
+    product_table(data)

