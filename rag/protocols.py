@@ -10,7 +10,7 @@ A backend written only from this module works everywhere the built-in one does
 * :class:`Extractor`: answers from the retrieved chunks themselves, no prompt (the default).
 
 An **optional capability** is an attribute that is either the method or ``None``
-(``Store.keyword_query``, ``Generator.render_chat_template``). Callers test ``is None``;
+(``Store.keyword_query``, ``Store.document_frequencies``, ``Generator.render_chat_template``). Callers test ``is None``;
 nothing in ``rag`` probes a backend with ``hasattr``/``getattr``. Which kind of answerer a
 backend is shows in its declared ``prompt_format``: a string for a :class:`Generator`,
 ``None`` for an :class:`Extractor`.
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 ChatTemplate = Callable[[list[dict[str, str]]], str]
 KeywordQuery = Callable[[str, int, Sequence[str] | None], list[tuple[str, float]]]
+DocumentFrequencies = Callable[[Sequence[str], Sequence[str] | None], tuple[int, dict[str, int]]]
 
 
 @runtime_checkable
@@ -65,9 +66,14 @@ class Store(Protocol):
         keyword_query: ``keyword_query(text, k, sources)`` -> (chunk id, BM25 score) pairs,
             best first, over the same chunks; ``None`` for a store without a keyword index
             (then only ``dense`` retrieval is possible).
+        document_frequencies: ``document_frequencies(words, sources)`` -> (chunks in scope,
+            {word: chunks holding it}), as :meth:`KeywordIndex.document_frequencies`; ``None``
+            for a store without a keyword index (the refusal evidence then weighs words over
+            the retrieved sentences instead).
     """
 
     keyword_query: KeywordQuery | None
+    document_frequencies: DocumentFrequencies | None
 
     def query(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None) -> list[Hit]:
         """The k chunks closest to ``embedding``, best first, optionally only from ``sources``.

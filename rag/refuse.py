@@ -26,11 +26,14 @@ candidate sentences.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from rag.settings import Settings
 from rag.text import IdfOverlap, content_words, stem, words
 from rag.types import Evidence, Hit
+
+if TYPE_CHECKING:
+    from rag.protocols import Store
 
 # Evidence is judged on the best chunks only, whatever k is, so one threshold fits all.
 EVIDENCE_DEPTH = 5
@@ -49,10 +52,9 @@ def question_words(question: str) -> dict[str, str]:
     return out
 
 
-def frequencies_for(store: Any, sources: Sequence[str] | None = None) -> Frequencies | None:
+def frequencies_for(store: Store, sources: Sequence[str] | None = None) -> Frequencies | None:
     """Document frequencies from the store's keyword index (over ``sources`` only, when given), if it has one."""
-    keywords = getattr(store, "keywords", None)
-    counter = getattr(keywords, "document_frequencies", None)
+    counter = store.document_frequencies
     if counter is None:
         return None
     return lambda words: counter(words, sources)

@@ -33,6 +33,7 @@ class ChromaStore:
     """
 
     keyword_query = None
+    document_frequencies = None
 
     def __init__(self, path: str | Path | None = None, *, collection: str = Settings.collection, url: str | None = None) -> None:
         """Open (or create) the collection.
@@ -330,6 +331,11 @@ class CombinedStore:
     def keyword_query(self, text: str, k: int, sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
         """BM25 matches as (id, score), best first."""
         return self.keywords.search(text, k, sources)
+
+    def document_frequencies(self, words: Sequence[str],
+                             sources: Sequence[str] | None = None) -> tuple[int, dict[str, int]]:
+        """Chunks in scope and, per word, how many hold it (see KeywordIndex.document_frequencies)."""
+        return self.keywords.document_frequencies(words, sources)
 
     def get_with_vectors(self, ids: Sequence[str], *, vectors: bool = True) -> list[tuple[Chunk, np.ndarray | None]]:
         return self.vectors.get_with_vectors(ids, vectors=vectors)

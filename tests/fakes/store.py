@@ -43,6 +43,7 @@ class MemoryStore:
         self._terms: dict[str, Counter[str]] = {}
         self._lock = threading.Lock()
         self.keyword_query = self._keyword_query if keywords else None
+        self.document_frequencies = self._document_frequencies if keywords else None
 
     def add(self, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
         if len(chunks) != len(embeddings):
@@ -95,6 +96,12 @@ class MemoryStore:
     def count(self) -> int:
         with self._lock:
             return len(self._rows)
+
+    def _document_frequencies(self, words: Sequence[str],
+                              sources: Sequence[str] | None = None) -> tuple[int, dict[str, int]]:
+        with self._lock:
+            scope = [t for i, t in self._terms.items() if not sources or self._rows[i][0].source in sources]
+        return len(scope), {w: sum(1 for t in scope if stem(w.lower()) in t) for w in dict.fromkeys(words)}
 
     def _keyword_query(self, text: str, k: int, sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
         query = list(dict.fromkeys(stem(w) for w in query_terms(text)))

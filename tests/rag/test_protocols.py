@@ -24,6 +24,7 @@ class ListStore:
     """The smallest Store: a list, exact cosine, no keyword index (so dense retrieval only)."""
 
     keyword_query = None
+    document_frequencies = None
 
     def __init__(self) -> None:
         self.rows: dict[str, tuple[Chunk, np.ndarray]] = {}
