@@ -5,7 +5,7 @@ Run (from the repo root):
     .venv/bin/python -m bench.load            # 16 sessions x 5 turns over 16 SQuAD articles
     .venv/bin/python -m bench.load --quick    # smoke run: 4 sessions x 3 turns, 4 articles
 
-The server is `rag serve` (``ui.app.create_server``: FastAPI + Gradio) in its own process on
+The server is `rag serve` (``rag.http.app.create_server``: FastAPI + Gradio) in its own process on
 a temporary store, so client threads do not share its interpreter. The store holds SQuAD
 half-a articles, each ingested as one text source through ``POST /api/ingest/text``.
 
@@ -127,10 +127,11 @@ class Server:
 
 def headers() -> dict[str, str]:
     """The credentials the server wants, from this environment (RAG_API_KEY / RAG_AUTH)."""
-    from rag.auth import client_headers
+    from rag.http.auth import client_headers
     from rag.settings import Settings
 
-    return client_headers(Settings.from_env())
+    # X-Requested-With: the server refuses multipart writes (the upload) without it.
+    return {**client_headers(Settings.from_env()), "X-Requested-With": "bench"}
 
 
 # -- the workload ------------------------------------------------------------------------------

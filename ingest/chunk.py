@@ -2,6 +2,11 @@
 
 Pure apart from the tokenizer it is given. Sizes are counted in the embedder's
 own word pieces, because MiniLM silently drops everything past 256 of them.
+
+What is not content (:mod:`ingest.clean`: repeated page headers and footers, page numbers,
+table-of-contents lines) is left out of the sentences that chunks are cut from, so no chunk
+starts or ends with it, and a chunk too short to answer anything is not indexed when its
+source has other chunks. Chunk offsets still point into the unchanged page text.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
+from ingest import clean
 from rag.settings import EMBEDDER_MAX_TOKENS, Settings
 from rag.text import sentence_spans
 from rag.types import Chunk, Document, chunk_id
@@ -42,10 +48,16 @@ def chunk_documents(docs: Sequence[Document], offsets: OffsetsFn, config: ChunkC
     """
     docs = [d for d in docs if d.text.strip()]
     all_offsets = offsets([d.text for d in docs])
+    repeated = clean.repeated_edge_lines(docs)
     chunks: list[Chunk] = []
     for doc, toks in zip(docs, all_offsets):
-        for start, end in _cut(doc.text, toks, config):
+        # Page furniture is a PDF's: Wikipedia and text sources are chunked whole.
+        segments = clean.content_segments(doc.text, clean.noise_spans(doc, repeated)) if doc.kind == "pdf" else None
+        for start, end in _cut(doc.text, toks, config, segments):
             chunks.append(_make_chunk(doc, start, end, 0))
+    # A PDF's fragments (a caption, a figure label) are not indexed on their own, unless nothing else is.
+    substantial = [c for c in chunks if c.kind != "pdf" or clean.words(c.text) >= clean.MIN_CHUNK_WORDS]
+    chunks = substantial or chunks
     # Re-count each chunk on its own text: the hard limit is a promise, not an estimate.
     counts = [len(t) for t in offsets([c.text for c in chunks])]
     result: list[Chunk] = []
@@ -57,12 +69,18 @@ def chunk_documents(docs: Sequence[Document], offsets: OffsetsFn, config: ChunkC
     return result
 
 
-def _cut(text: str, toks: list[tuple[int, int]], config: ChunkConfig) -> list[tuple[int, int]]:
-    """Character spans of the chunks of one document."""
+def _cut(text: str, toks: list[tuple[int, int]], config: ChunkConfig,
+         segments: Sequence[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
+    """Character spans of the chunks of one document, cut from the sentences of its content ``segments``."""
     size = min(config.size, config.limit)
     units: list[tuple[int, int, int]] = []  # (start, end, tokens) of sentences or sentence pieces
     ti = 0
-    for s, e in sentence_spans(text):
+    if segments is None:
+        segments = [(0, len(text))]
+    sentences = [(a + s, a + e) for a, b in segments for s, e in sentence_spans(text[a:b])]
+    for s, e in sentences:
+        while ti < len(toks) and toks[ti][0] < s:  # word pieces of a noise line between segments
+            ti += 1
         first = ti
         while ti < len(toks) and toks[ti][0] < e:
             ti += 1

@@ -44,47 +44,76 @@ class NotAPDFError(UnreadableSourceError, ValueError):
     """The uploaded bytes are not a PDF, whatever the file is called."""
 
 
-def safe_name(name: str) -> str:
+# The extensions a stored file may have, by what its content is (ingest.formats.sniff).
+KIND_SUFFIXES = {"pdf": (".pdf",), "docx": (".docx",), "html": (".html", ".htm"), "text": (".md", ".markdown", ".txt")}
+_SUFFIX_KIND = {suffix: kind for kind, suffixes in KIND_SUFFIXES.items() for suffix in suffixes}
+_KIND_WORDS = {"pdf": "a PDF", "docx": "a Word document", "html": "an HTML page", "text": "text"}
+
+
+def safe_name(name: str, kind: str = "pdf") -> str:
     """A file name that is safe to create directly inside ``files_dir``.
 
     Keeps only the last path component (``/`` and ``\\`` both count as separators),
     folds Unicode to ASCII where it can, turns any other odd character into ``_``, drops
-    leading dots (no hidden files, no ``..``), bounds the length, and always ends in
-    ``.pdf``.
+    leading dots (no hidden files, no ``..``), bounds the length, and always ends in an
+    extension of ``kind`` (the name's own when it is one, e.g. ``.htm``).
 
     Args:
         name: the name the client sent, e.g. ``../../etc/x.pdf``.
+        kind: what the content is: ``pdf``, ``docx``, ``html`` or ``text``.
 
     Returns:
         e.g. ``x.pdf``; ``upload.pdf`` when nothing usable is left (:func:`upload_name` refuses those).
     """
-    stem = _safe_stem(name)
-    return f"{stem or 'upload'}.pdf"
+    stem, suffix = _safe_parts(name, kind)
+    return f"{stem or 'upload'}{suffix}"
 
 
-def _safe_stem(name: str) -> str:
+def _safe_parts(name: str, kind: str) -> tuple[str, str]:
     base = re.split(r"[\\/]", name or "")[-1]
     base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
     base = re.sub(r" {2,}", " ", _UNSAFE.sub("_", base)).strip(" ._")
-    stem = base[:-4] if base.lower().endswith(".pdf") else base
-    return re.sub(r"_{2,}", "_", stem).strip(" ._")[: MAX_NAME_CHARS - 4].rstrip(" ._")
+    suffixes = KIND_SUFFIXES[kind]
+    own = next((x for x in suffixes if base.lower().endswith(x)), None)
+    stem = base[: -len(own)] if own else base
+    suffix = own or suffixes[0]
+    stem = re.sub(r"_{2,}", "_", stem).strip(" ._")[: MAX_NAME_CHARS - len(suffix)].rstrip(" ._")
+    return stem, suffix
 
 
-def upload_name(name: str) -> str:
+def name_kind(name: str) -> str | None:
+    """The kind of content a file name's extension promises (``report.pdf`` -> ``pdf``), or None."""
+    return _SUFFIX_KIND.get(Path(name).suffix.lower()) if name else None
+
+
+def upload_name(name: str, kind: str = "pdf") -> str:
     """The source name for an upload the client called ``name``: :func:`safe_name`, but never a made-up one.
 
     Names whose last path component has nothing usable (``..``, ``x.pdf/..``, ``///``, an
     empty name) would all become ``upload.pdf`` and silently replace each other, so they
-    are refused instead.
+    are refused instead; so is a name whose extension promises other content than the file
+    holds (``notes.pdf`` holding text), which would be served and cited as what it is not.
+
+    Args:
+        name: the name the client gave the file.
+        kind: what its content is (``ingest.formats.sniff``).
 
     Raises:
         InvalidNameError: nothing usable is left of the name.
+        NotAPDFError: the name ends in ``.pdf`` but the content is not a PDF.
+        UnreadableSourceError: the name promises another format than the content.
     """
-    if not _safe_stem(name):
+    if not _safe_parts(name, kind)[0]:
         shown = name if len(name or "") <= 60 else name[:57] + "..."
         raise InvalidNameError(name or "", f"The file name {shown!r} has no usable base name; rename the file "
                                "(e.g. report.pdf) and upload it again")
-    return safe_name(name)
+    promised = name_kind(re.split(r"[\\/]", name)[-1])
+    if promised is not None and promised != kind:
+        shown = safe_name(name, promised)
+        error = NotAPDFError if promised == "pdf" else UnreadableSourceError
+        raise error(shown, f"{shown} is not {_KIND_WORDS[promised]} (its content is {_KIND_WORDS[kind]}); give it "
+                    f"the extension {KIND_SUFFIXES[kind][0]}, or upload {_KIND_WORDS[promised]}")
+    return safe_name(name, kind)
 
 
 def is_pdf(path: str | Path) -> bool:
@@ -165,12 +194,21 @@ def stage_upload(files_dir: str | Path, upload_path: str | Path, name: str | Non
 
     Raises:
         InvalidNameError: the name has no usable base name (see :func:`upload_name`).
-        NotAPDFError: the content is not a PDF (checked by its ``%PDF-`` header, not its name).
+        UnreadableSourceError: the content is none of the formats we read (``ingest.formats``), or
+            its name promises another one (``NotAPDFError`` when the name ends in ``.pdf``): what a
+            file is comes from its content, never its name.
     """
+    from ingest.formats import sniff
+
     files_dir = Path(files_dir)
-    name = upload_name(name if name is not None else Path(upload_path).name)
-    if not is_pdf(upload_path):
-        raise NotAPDFError(name, f"{name} is not a PDF (its content does not start with %PDF-); upload a PDF file")
+    raw_name = name if name is not None else Path(upload_path).name
+    try:
+        kind = sniff(upload_path)
+    except UnreadableSourceError as exc:  # name it as the client did, not as the temporary file
+        shown = safe_name(raw_name, name_kind(raw_name) or "pdf")
+        raise (NotAPDFError if name_kind(raw_name) in (None, "pdf") else UnreadableSourceError)(
+            shown, str(exc).replace(Path(upload_path).name, shown, 1)) from None
+    name = upload_name(raw_name, kind)
     staging = files_dir / STAGING
     staging.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=uuid.uuid4().hex[:8], dir=staging))
@@ -236,7 +274,8 @@ def stored_file(files_dir: str | Path, name: str) -> Path | None:
     Only a regular file directly inside ``files_dir`` whose name is already safe qualifies,
     so ``..``, sub-folders, hidden files and symlinks out of the folder never resolve.
     """
-    if not name or name != safe_name(name):
+    kind = name_kind(name)
+    if kind is None or name != safe_name(name, kind):
         return None
     root = Path(files_dir).resolve()
     path = root / name

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
 
 from ingest.chunk import ChunkConfig, chunk_documents
 from rag.errors import NameConflictError, SourceError
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Loader = Callable[[], list[Document]]
+BatchEmbedder = Callable[[Sequence[Sequence[str]]], Iterator[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,8 @@ class Indexer:
     """Writes sources into a store through an embedder, idempotently."""
 
     def __init__(self, embedder: Embedder, store: Store, config: ChunkConfig = ChunkConfig(), *,
-                 write_batch: int = Settings.ingest_batch, journal: "Journal | None" = None) -> None:
+                 write_batch: int = Settings.ingest_batch, journal: "Journal | None" = None,
+                 embed_batches: BatchEmbedder | None = None) -> None:
         """Args:
             embedder: turns chunk texts into vectors; its tokenizer sizes the chunks.
             store: where chunks go.
@@ -66,12 +70,20 @@ class Indexer:
             write_batch: chunks embedded and written per step.
             journal: makes each source's write one crash-safe unit (``ingest.journal``); without
                 one a killed run leaves a mix that the next run of the same sources completes.
+            embed_batches: embeds all write batches of a run, yielding each batch's vectors in
+                order (e.g. on a Ray cluster, ``ingest.distributed``); ``embedder.embed`` per
+                batch when None.
         """
         self.embedder = embedder
         self.store = store
         self.config = config
         self.write_batch = write_batch
         self.journal = journal
+        self.embed_batches: BatchEmbedder = embed_batches or self._embed_here
+
+    def _embed_here(self, batches: Sequence[Sequence[str]]) -> Iterator[np.ndarray]:
+        for texts in batches:
+            yield self.embedder.embed(texts)
 
     def chunk(self, docs: Sequence[Document]) -> list[Chunk]:
         """Chunks of documents, sized by the embedder's tokenizer; duplicate ids dropped."""
@@ -166,10 +178,11 @@ class Indexer:
             todo = [c for _, new, _, _ in plans for c in new]
             # Longest first: batches of similar length waste the least padding.
             todo.sort(key=lambda c: c.tokens, reverse=True)
+            parts = [todo[lo : lo + self.write_batch] for lo in range(0, len(todo), self.write_batch)]
+            vectors = self.embed_batches([[c.text for c in part] for part in parts])
             bar = progress_bar(len(todo), desc="Embedding", unit="chunk", enabled=progress)
-            for lo in range(0, len(todo), self.write_batch):
-                part = todo[lo : lo + self.write_batch]
-                self.store.add(part, self.embedder.embed([c.text for c in part]))
+            for part, embedded in zip(parts, vectors, strict=True):
+                self.store.add(part, embedded)
                 bar.update(len(part))
             bar.close()
             for i, (item, _, _, stale) in enumerate(plans):

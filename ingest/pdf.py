@@ -108,7 +108,8 @@ def read_pdf(
         )
     if not is_pdf(path):
         raise UnreadableSourceError(name, f"{name} is not a PDF (its content does not start with %PDF-)")
-    pages = _in_worker(name, max_seconds, (str(path), password, name, max_pages, max_page_bytes))
+    ocr_languages = limits.ocr_languages if limits.ocr == "auto" else None
+    pages = _in_worker(name, max_seconds, (str(path), password, name, max_pages, max_page_bytes, ocr_languages))
     return [Document(source=name, text=text, kind="pdf", title=name, page=number) for number, text in pages]
 
 
@@ -215,7 +216,7 @@ def _read_exactly(stream, size: int) -> bytes:
 
 
 def _serve() -> None:
-    """The worker's loop: read (path, password, name, max_pages, max_page_bytes), answer, repeat."""
+    """The worker's loop: read (path, password, name, max_pages, max_page_bytes, ocr_languages), answer, repeat."""
     import pypdf  # noqa: F401 - imported once, before the first request
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
@@ -223,11 +224,11 @@ def _serve() -> None:
     send = lambda message: _write_message(stdout, message)  # noqa: E731
     while True:
         try:
-            path, password, name, max_pages, max_page_bytes = _read_message(stdin)
+            path, password, name, max_pages, max_page_bytes, ocr_languages = _read_message(stdin)
         except EOFError:
             return
         try:
-            send(("ok", _extract(send, Path(path), password, name, max_pages, max_page_bytes)))
+            send(("ok", _extract(send, Path(path), password, name, max_pages, max_page_bytes, ocr_languages)))
         except SourceError as exc:
             send(("error", type(exc).__name__ if type(exc).__name__ in _ERRORS else "SourceError",
                   exc.source, str(exc)))
@@ -236,7 +237,7 @@ def _serve() -> None:
 
 
 def _extract(send, path: Path, password: str | None, name: str, max_pages: int,
-             max_page_bytes: int) -> list[tuple[int, str]]:
+             max_page_bytes: int, ocr_languages: str | None = None) -> list[tuple[int, str]]:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError
 
@@ -284,10 +285,25 @@ def _extract(send, path: Path, password: str | None, name: str, max_pages: int,
     if not pages:
         if failed == n_pages and n_pages:
             raise UnreadableSourceError(name, f"{name}: none of its {n_pages} pages could be read; it may be damaged")
-        raise NoTextError(
-            name, f"{name} has no text layer (scanned or image-only pages); run OCR on it first, "
-            f"e.g. `ocrmypdf {name} ocr.pdf`, then ingest the result"
-        )
+        return _ocr(send, path, password, name, n_pages, ocr_languages)
+    return pages
+
+
+def _ocr(send, path: Path, password: str | None, name: str, n_pages: int,
+         languages: str | None) -> list[tuple[int, str]]:
+    """A scanned PDF's pages by OCR, in this worker (so the caller's time limit bounds it too)."""
+    from ingest.ocr import ocr_pages, ocr_unavailable
+
+    reason = "OCR is off (RAG_OCR=off)" if languages is None else ocr_unavailable()
+    if reason is not None:
+        raise NoTextError(name, f"{name} has no text layer (scanned or image-only pages) and {reason}; "
+                          f"or run OCR on it first, e.g. `ocrmypdf {name} ocr.pdf`, then ingest the result")
+    read = ocr_pages(path, range(1, n_pages + 1), password=password, languages=languages, name=name,
+                     progress=lambda done, total: send(("page", done, total)))
+    pages = [(number, text) for number, text in ((n, clean_page_text(t)) for n, t in sorted(read.items())) if text]
+    if not pages:
+        raise NoTextError(name, f"{name} has no text layer and OCR found no text on its {n_pages} page(s); "
+                          "check that it holds legible text (RAG_OCR_LANGUAGES names the languages to read)")
     return pages
 
 

@@ -183,7 +183,9 @@ class Answerer:
         if is_refusal(text):
             yield self._refusal(found, packed.hits_used)
             return
-        cited = cite(text, packed.hits_used, passages=self.passages, threshold=self.settings.support_below)
+        # A model's sentence without a marker gets the source that supports it, if one does.
+        cited = cite(text, packed.hits_used, passages=self.passages, threshold=self.settings.support_below,
+                     attach=True)
         yield Answer(text=cited.text, citations=cited.citations, sources=_ordered(cited.citations, packed.hits_used),
                      query=found.query, generator=gen.name, prompt_format=fmt, refused=False)
 

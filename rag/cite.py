@@ -24,6 +24,17 @@ source, not every unsupported detail.
 
 A marker right after a sentence's final punctuation (``It rained. [2] Then ...``) belongs
 to that sentence, as in ``It rained [2].``.
+
+Only the generator cites. Document text can hold bracketed numbers of its own (an interval
+``[0, 1]``, footnotes ``[2][3]``); :func:`neutralize_brackets` puts a WORD JOINER (U+2060,
+invisible, and dropped by MiniLM's tokenizer) after their ``[`` before such text reaches a
+prompt or an extract, so they read the same but are never parsed as markers.
+
+A model often writes no markers, or only ones that point nowhere: with ``attach=True``, a
+sentence left without a marker is given the source that supports it best by the same check,
+when one clears the threshold; otherwise it stays uncited (:attr:`CitedText.uncited`).
+Support is never invented: an attached source passed the check, and a model's own marker
+to a source that does not support its sentence stays, flagged unsupported.
 """
 
 from __future__ import annotations
@@ -45,6 +56,22 @@ from rag.types import Citation, Hit
 # when they point to no source, which is what a reader wants from an answer text.
 MARKER = re.compile(r"\[\s*(\d{1,4}(?:\s*[,;]\s*\d{1,4})*)\s*\]")
 _SPACE_BEFORE = re.compile(r"[ \t]+$")
+# Invisible; keeps "[" from being read as the start of a marker (see neutralize_brackets).
+WORD_JOINER = "\u2060"
+_END_PUNCT = re.compile(r"[.!?…。！？:;]+[\"'”’)]*$")
+
+
+def neutralize_brackets(text: str) -> str:
+    """Make bracketed numbers in document text unreadable as citation markers, visibly unchanged.
+
+    Args:
+        text: source text (a chunk, a title, an extracted sentence).
+
+    Returns:
+        The text with a WORD JOINER after the ``[`` of every ``[n]``-like group
+        (``[0, 1]``, ``[2][3]``); idempotent.
+    """
+    return MARKER.sub(lambda m: "[" + WORD_JOINER + m.group()[1:], text)
 
 
 @dataclass(frozen=True)
@@ -73,6 +100,11 @@ class CitedText:
     def unsupported(self) -> list[CitedSentence]:
         """Sentences that cite a source which does not support them."""
         return [s for s in self.sentences if not all(s.supported)]
+
+    @property
+    def uncited(self) -> list[CitedSentence]:
+        """Sentences that cite nothing (with ``attach``: no source supports them)."""
+        return [s for s in self.sentences if not s.numbers]
 
 
 def renumber(text: str, hits: Sequence[Hit]) -> tuple[str, list[Hit]]:
@@ -114,19 +146,24 @@ def split_sentences(text: str) -> list[tuple[str, tuple[int, ...]]]:
 
     A marker that opens a sentence span (``Done. [2] Next``) is given to the sentence before it.
     """
-    sentences: list[tuple[str, list[int]]] = []
+    return [(plain, numbers) for _, plain, numbers in _sentences(text)]
+
+
+def _sentences(text: str) -> list[tuple[int, str, tuple[int, ...]]]:
+    """(end offset in ``text``, plain sentence, cited numbers) of each sentence; see :func:`split_sentences`."""
+    sentences: list[tuple[int, str, list[int]]] = []
     for s, e in sentence_spans(text):
         span = text[s:e]
         lead = re.match(r"(?:\s*" + MARKER.pattern + r")+", span)
         if lead and sentences:
-            sentences[-1][1].extend(_numbers(lead.group()))
+            sentences[-1][2].extend(_numbers(lead.group()))
             span = span[lead.end():]
         numbers = _numbers(span)
         plain = " ".join(MARKER.sub(" ", span).split())
         plain = re.sub(r"\s+([.,;:!?])", r"\1", plain)
         if plain:
-            sentences.append((plain, numbers))
-    return [(t, tuple(dict.fromkeys(n))) for t, n in sentences]
+            sentences.append((e, plain, numbers))
+    return [(e, t, tuple(dict.fromkeys(n))) for e, t, n in sentences]
 
 
 def _numbers(text: str) -> list[int]:
@@ -192,10 +229,29 @@ def chunk_sentences(text: str, *, min_chars: int = 3) -> list[str]:
     """A chunk's sentences, whitespace-normalised, without fragments shorter than ``min_chars``."""
     out = []
     for s, e in sentence_spans(text):
-        sentence = " ".join(text[s:e].split())
-        if len(sentence) >= min_chars:
-            out.append(sentence)
+        for sentence in table_rows(text[s:e]) or [" ".join(text[s:e].split())]:
+            if len(sentence) >= min_chars:
+                out.append(sentence)
     return out
+
+
+def table_rows(span: str) -> list[str]:
+    """A table's rows, each with its header line (``"Country Capital ...: Denmark ... Copenhagen"``).
+
+    A span is a table when it has at least three lines, none ends a sentence, and at least
+    two hold two or more numbers (its rows); the header is the last line before the first line with a number, and
+    lines before it (a caption) come first on their own. Empty for anything else, which is
+    quoted as one sentence.
+    """
+    lines = [" ".join(line.split()) for line in span.splitlines() if line.strip()]
+    numbered = [i for i, line in enumerate(lines) if len(re.findall(r"(?<!\S)\d[\d,.]*(?!\S)", line)) >= 2]
+    if len(lines) < 3 or len(numbered) < 2 or any(re.search(r"[.!?]$", line) for line in lines):
+        return []
+    first = numbered[0]
+    if first == 0:
+        return []
+    header = lines[first - 1]
+    return [*lines[: first - 1], *(f"{header}: {row}" for row in lines[first:])]
 
 
 def support_scores(sentence_vector: np.ndarray, hit: Hit, passages: PassageVectors) -> float:
@@ -206,6 +262,51 @@ def support_scores(sentence_vector: np.ndarray, hit: Hit, passages: PassageVecto
     return float(np.max(vectors @ sentence_vector))
 
 
+def attach_sources(text: str, cited: Sequence[Hit], hits: Sequence[Hit], passages: PassageVectors, *,
+                   threshold: float = SUPPORT_BELOW) -> tuple[str, list[Hit]]:
+    """Give each sentence that cites nothing the source of ``hits`` that supports it best, if one passes.
+
+    Args:
+        text: an answer whose markers are already renumbered into ``cited``.
+        cited: the sources ``text`` cites, ``[i]`` being ``cited[i - 1]``.
+        hits: every source the generator saw.
+        passages: the passage-vector cache (its embedder embeds the sentences).
+        threshold: the support a source must reach to be attached.
+
+    Returns:
+        The text with a marker added before the final punctuation of each such sentence, and
+        its cited sources, renumbered in order of first use.
+    """
+    bare = [(end, plain) for end, plain, numbers in _sentences(text) if not numbers]
+    if not bare or not hits:
+        return text, list(cited)
+    vectors = passages.embedder.embed([plain for _, plain in bare])
+    passages.many(hits)
+    pool = list(cited)
+    inserts: list[tuple[int, int]] = []
+    for (end, _), vector in zip(bare, vectors):
+        scores = [support_scores(vector, h, passages) for h in hits]
+        best = int(np.argmax(scores))
+        if scores[best] < threshold:
+            continue
+        ids = [h.chunk.id for h in pool]
+        if hits[best].chunk.id in ids:
+            number = ids.index(hits[best].chunk.id) + 1
+        else:
+            pool.append(hits[best])
+            number = len(pool)
+        inserts.append((end, number))
+    if not inserts:
+        return text, list(cited)
+    out = text
+    for end, number in sorted(inserts, reverse=True):
+        head = out[:end]
+        punct = _END_PUNCT.search(head)
+        at = punct.start() if punct else end
+        out = f"{out[:at].rstrip()} [{number}]{out[at:]}"
+    return renumber(out, pool)
+
+
 def cite(
     text: str,
     hits: Sequence[Hit],
@@ -213,6 +314,7 @@ def cite(
     embedder: Embedder | None = None,
     passages: PassageVectors | None = None,
     threshold: float = SUPPORT_BELOW,
+    attach: bool = False,
 ) -> CitedText:
     """Renumber an answer's citations and check that each cited source supports its sentence.
 
@@ -222,15 +324,19 @@ def cite(
         embedder: MiniLM, for the support check (skipped when None and ``passages`` is None).
         passages: a passage-vector cache to reuse (built from ``embedder`` when None).
         threshold: support below this marks a pair unsupported (``settings.support_below``).
+        attach: give a sentence without a (valid) marker the best-supporting source of
+            ``hits``, when one passes (see :func:`attach_sources`); needs an embedder.
 
     Returns:
         The renumbered text, one Citation per cited source (numbered 1..n in order of first
         use), and the answer's sentences with their support.
     """
     new_text, cited = renumber(text, hits)
-    sentences = split_sentences(new_text)
     if passages is None and embedder is not None:
         passages = PassageVectors(embedder)
+    if attach and passages is not None:
+        new_text, cited = attach_sources(new_text, cited, hits, passages, threshold=threshold)
+    sentences = split_sentences(new_text)
     checked: list[CitedSentence] = []
     worst: dict[int, float] = {}
     if passages is not None:

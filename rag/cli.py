@@ -11,15 +11,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rag.cli_group import RagGroup
+from rag.errors import RagError
 from rag.settings import MAX_TOP_K
 
 if TYPE_CHECKING:
-    from rag.remote import RemoteRAG
+    from rag.http.remote import RemoteRAG
     from rag.service import RAG
     from rag.types import IngestReport
-
-TEXT_SUFFIXES = {".txt", ".md"}
-
 
 @click.group(cls=RagGroup)
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="RAG_DATA_DIR",
@@ -40,20 +38,24 @@ def open_rag(ctx: click.Context, **overrides: Any):
     return RAG(ctx.obj["data_dir"], **overrides)
 
 
-def open_service(ctx: click.Context, *, llm: str | None = None) -> RAG | RemoteRAG:
+def open_service(ctx: click.Context, *, llm: str | None = None, ray: str | None = None) -> RAG | RemoteRAG:
     """The running server that owns the data dir (saying so on stderr), else the in-process facade.
 
     Chroma's embedded store belongs to one process, so while ``rag serve`` runs on this data
-    dir every command goes through its HTTP API (``rag.remote``) instead of opening the store.
+    dir every command goes through its HTTP API (``rag.http.remote``) instead of opening the store.
     """
-    from rag.remote import find_server
+    from rag.http.remote import find_server
     from rag.settings import Settings
 
     settings = Settings.from_env(data_dir=ctx.obj["data_dir"])
     remote = find_server(settings)
     if remote is None:
-        return open_rag(ctx, llm=llm)
+        return open_rag(ctx, llm=llm, ray_address=ray)
     ctx.call_on_close(remote.close)
+    if ray:
+        raise click.ClickException(
+            f"--ray cannot be used while the server at {remote.url} owns {settings.data_dir}: it writes the store "
+            "itself; stop the server to ingest on the Ray cluster, or drop --ray")
     if llm is not None and llm.strip().lower() != str(remote.server_generator).lower():
         raise click.ClickException(
             f"--llm cannot be used while the server at {remote.url} owns {settings.data_dir}: it answers with its "
@@ -73,17 +75,20 @@ def emit_json(value: Any) -> None:
 @click.option("--password", default=None, help="Password for encrypted PDFs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--ray", "ray_address", metavar="ADDRESS", default=None,
+              help="Embed on this Ray cluster (e.g. 127.0.0.1:6379 or auto; env RAG_RAY_ADDRESS; extra 'ray').")
 @click.pass_context
 def ingest(ctx: click.Context, paths: tuple[Path, ...], titles: tuple[str, ...], password: str | None,
-           as_json: bool, no_progress: bool) -> None:
-    """Ingest PDF files, folders of PDFs, text files, and Wikipedia pages.
+           as_json: bool, no_progress: bool, ray_address: str | None) -> None:
+    """Ingest files (PDF, Word .docx, HTML, Markdown, text), folders of them, and Wikipedia pages.
 
-    Ingesting the same thing twice changes nothing; a changed file replaces its old chunks.
-    Exits 1 when any source was skipped (the summary says why).
+    What a file is comes from its content, not its name. Ingesting the same thing twice changes
+    nothing; a changed file replaces its old chunks. Exits 1 when any source was skipped (the
+    summary says why).
     """
     if not paths and not titles:
-        raise click.UsageError("Give PDF paths or --wikipedia TITLE; e.g. rag ingest paper.pdf --wikipedia 'Alan Turing'")
-    rag = open_service(ctx)
+        raise click.UsageError("Give file paths or --wikipedia TITLE; e.g. rag ingest paper.pdf --wikipedia 'Alan Turing'")
+    rag = open_service(ctx, ray=ray_address or None)
     if getattr(rag, "remote", False):
         report = _ingest_remote(rag, paths, titles, password, progress=not no_progress and not as_json)
     else:
@@ -98,28 +103,15 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], titles: tuple[str, ...],
 
 def _ingest_here(rag: RAG, paths: tuple[Path, ...], titles: tuple[str, ...], password: str | None, *,
                  progress: bool) -> IngestReport:
-    """Ingest into the store this process opens."""
-    from ingest.index import SourceJob
-    from rag.errors import UnreadableSourceError
-    from rag.types import Document
-
-    jobs: list[SourceJob] = []
-    for path in _expand(paths):
-        if path.suffix.lower() in TEXT_SUFFIXES:
-            jobs.append(SourceJob(path.name, lambda p=path: [Document.from_text(p.name, _read_text(p))]))
-        elif path.suffix.lower() == ".pdf" or not path.exists():
-            jobs.append(rag.pdf_job(path, password=password))
-        else:
-            def refuse(p: Path = path) -> list[Document]:
-                raise UnreadableSourceError(p.name, _unsupported(p))
-            jobs.append(SourceJob(path.name, refuse))
+    """Ingest into the store this process opens; what each file is comes from its content."""
+    jobs = [rag.file_job(path, password=password) for path in _expand(paths)]
     jobs += [rag.wikipedia_job(title) for title in titles]
     return rag.ingest(jobs, progress=progress)
 
 
 def _ingest_remote(remote: RemoteRAG, paths: tuple[Path, ...], titles: tuple[str, ...], password: str | None, *,
                    progress: bool) -> IngestReport:
-    """Send each source to the running server (PDFs uploaded, text files as text), one report for all."""
+    """Upload each file to the running server (which tells the formats apart), one report for all."""
     from tqdm import tqdm
 
     from rag.types import IngestReport
@@ -129,24 +121,12 @@ def _ingest_remote(remote: RemoteRAG, paths: tuple[Path, ...], titles: tuple[str
     with tqdm(total=len(files) + bool(titles), unit="source", desc="Ingesting on the server", disable=not progress,
               dynamic_ncols=True) as bar:
         for path in files:
-            if path.suffix.lower() in TEXT_SUFFIXES:
-                try:
-                    report.merge(remote.ingest_text(path.name, _read_text(path)))
-                except OSError as exc:
-                    report.skipped[path.name] = f"Cannot read {path} ({exc.strerror}); check the path"
-            elif path.suffix.lower() == ".pdf" or not path.exists():
-                report.merge(remote.ingest_file(path, password=password))
-            else:
-                report.skipped[path.name] = _unsupported(path)
+            report.merge(remote.ingest_file(path, password=password))
             bar.update()
         if titles:
             report.merge(remote.ingest_wikipedia(list(titles)))
             bar.update()
     return report
-
-
-def _unsupported(path: Path) -> str:
-    return f"{path.name} is not a PDF or a .txt/.md file; convert it to PDF first"
 
 
 def summary(report) -> str:
@@ -163,17 +143,16 @@ def summary(report) -> str:
 
 
 def _expand(paths: tuple[Path, ...]) -> list[Path]:
+    """Files as given, and the files of each folder below it that have a format's extension."""
+    from ingest.files import name_kind
+
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in {".pdf", *TEXT_SUFFIXES})
+            out += sorted(q for q in p.rglob("*") if q.is_file() and name_kind(q.name) is not None)
         else:
             out.append(p)
     return out
-
-
-def _read_text(path: Path) -> str:
-    return path.read_bytes().decode("utf-8", errors="replace")
 
 
 @main.command()
@@ -226,9 +205,108 @@ from rag.eval.cli import eval_group  # noqa: E402
 
 main.add_command(eval_group, "eval")
 
-from ui.serve import serve  # noqa: E402
 
-main.add_command(serve)
+# -- serve -----------------------------------------------------------------------------------------
+from rag.http.app import ASK_CONCURRENCY  # noqa: E402  (cheap: FastAPI and Gradio load when serving)
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback exposes your documents to the network.")
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True,
+              help="Port to listen on (0: any free port).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=ASK_CONCURRENCY, show_default=True,
+              help="Questions answered at the same time (the rest wait in a queue).")
+@click.option("--headless", is_flag=True,
+              help="Serve only the HTTP API (/api, /v1, /files), without the chat page (Gradio is not needed).")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, concurrency: int, headless: bool) -> None:
+    """Serve the chat page and its API (no share links; local only by default).
+
+    Set RAG_AUTH=user:password to require a login on the page and RAG_API_KEY=<key> for the
+    API. While it runs, `rag ingest`, `search`, `ask`, `sources` and `delete` on the same
+    data directory go through this server (it records itself in DATA_DIR/server.json).
+    """
+    import os
+
+    from rag.http.remote import connect_url, find_server, remove_server_file, write_server_file
+    from rag.service import RAG
+
+    rag = RAG(ctx.obj["data_dir"])
+    settings = rag.settings
+    if not headless:
+        # Before Gradio is imported: everything it writes stays under this store, not in the
+        # machine-wide temp dir every Gradio server on the machine serves from.
+        os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir / ".gradio"))
+    try:
+        running = find_server(settings)
+    except RagError as exc:  # a server owns the store but refused us or is stuck: still not ours to open
+        raise click.ClickException(f"Another server already uses {settings.data_dir}: {exc}") from None
+    if running is not None:
+        running.close()
+        raise click.ClickException(f"A server for {settings.data_dir} is already running at {running.url} "
+                                   f"(pid {running.pid}); stop it first, or use another --data-dir")
+    try:
+        from rag.http.app import create_server, warm_up
+
+        if not headless:
+            import ui.app  # noqa: F401  (fail here, before loading models, when gradio is missing)
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in {"gradio", "fastapi", "uvicorn", "starlette"}:
+            raise
+        from rag.errors import MissingDependencyError
+
+        package = (exc.name or "").split(".")[0]
+        if package == "gradio":
+            raise MissingDependencyError(package, "ui", "The chat page of `rag serve` (`rag serve --headless` "
+                                                        "serves the API without it)") from exc
+        raise MissingDependencyError(package, "api", "rag serve") from exc
+    if warning := exposure_warning(host, settings):
+        click.echo(warning, err=True)
+    click.echo("Loading the models…", err=True)
+    warm_up(rag)
+    try:
+        server = create_server(rag, host, port, ask_concurrency=concurrency, headless=headless)
+    except OSError as exc:
+        raise click.ClickException(f"Cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from None
+    url = connect_url(host, server.port)
+
+    def announce() -> None:
+        # Written once connections are accepted, so a CLI that finds the file can use the server at once.
+        try:
+            write_server_file(settings.data_dir, url)
+        except OSError as exc:
+            click.echo(f"Warning: cannot write {settings.data_dir}/server.json ({exc.strerror}): `rag` commands "
+                       "run meanwhile will not find this server; do not ingest from the CLI while it runs.", err=True)
+        login = " (login required)" if settings.login or settings.api_key else ""
+        what = " (headless: the API only, no chat page)" if headless else ""
+        click.echo(f"Serving on {server.url}{login}{what} (Ctrl-C to stop); data in {settings.data_dir}", err=True)
+
+    try:
+        server.serve_forever(on_started=announce)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after shutting down cleanly
+        pass
+    finally:
+        remove_server_file(settings.data_dir)
+    click.echo("Stopped.", err=True)
+
+
+def exposure_warning(host: str, settings: Any) -> str | None:
+    """The warning for a server others can reach without a login, or None (loopback, or a login set).
+
+    Args:
+        host: the address the server binds.
+        settings: its settings (``auth``, ``api_key``).
+
+    Returns:
+        One warning line for stderr, or None.
+    """
+    from rag.http.app import is_loopback
+
+    if is_loopback(host) or settings.login or settings.api_key:
+        return None
+    return (f"Warning: listening on {host}, not loopback, with no login: anyone who can reach this machine can "
+            "read and change your documents. Set RAG_AUTH=user:password (the chat page) and RAG_API_KEY=<key> "
+            "(programs), or use --host 127.0.0.1.")
 
 
 # -- answers ---------------------------------------------------------------------------------------

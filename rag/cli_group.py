@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from rag.errors import RagError
+from rag.errors import RagError, user_message
 
 INTERRUPTED = "Interrupted; run the same command again to finish (work already done is kept)."
 
@@ -24,7 +24,7 @@ class RagGroup(click.Group):
         try:
             return super().invoke(ctx)
         except RagError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(user_message(exc)) from None
         except KeyboardInterrupt:
             click.echo(INTERRUPTED, err=True)
             sys.exit(130)

@@ -44,6 +44,11 @@ NO_ANAPHOR_WEIGHT = 0.5  # the history ranking's RRF weight when the question re
 ANAPHORA = re.compile(
     r"\b(it|its|it's|itself|they|them|their|theirs|themselves|he|him|his|himself|she|her|hers|herself|"
     r"this|that|these|those|there|the same|the former|the latter)\b", re.I)
+# A question without such a word is fused only when it is elliptical or the history makes the
+# best chunk this much closer (cosine); otherwise it is retrieved alone.
+ELLIPSIS_WORDS = 1
+_ELLIPSIS = re.compile(r"^\s*(and|or|but|also|what about|how about|und|was ist mit)\b", re.I)
+CLEARLY_BETTER = 0.1
 CONDENSE_MAX_NEW_TOKENS = 64
 _ASSISTANT_CHARS = 400  # how much of each earlier answer the condensing prompt shows
 _CONDENSE_TURNS = 3
@@ -122,6 +127,28 @@ def refers_back(question: str) -> bool:
     return bool(ANAPHORA.search(question))
 
 
+def depends_on_history(question: str) -> bool:
+    """Whether a question needs the conversation: a word that refers back, or an ellipsis.
+
+    Ellipsis: a question that opens with "and"/"what about"/"how about", or has at most
+    :data:`ELLIPSIS_WORDS` content words ("And in 1990?").
+    """
+    from rag.text import content_words
+
+    if refers_back(question) or _ELLIPSIS.match(question):
+        return True
+    return len(content_words(question)) <= ELLIPSIS_WORDS
+
+
+def _clearly_better(combined: Sequence[Hit], alone: Sequence[Hit]) -> bool:
+    """The question with history finds a clearly closer chunk than the question alone."""
+    if not combined:
+        return False
+    if not alone:
+        return True
+    return combined[0].score >= alone[0].score + CLEARLY_BETTER
+
+
 def fused_query(question: str, history: History, n: int = FUSE_TURNS) -> str:
     """The second retrieval text: the previous user turns, then the question."""
     return " ".join([*previous_user_turns(history, n), question.strip()])
@@ -157,6 +184,10 @@ def fused_search(search: Callable[..., list[Hit]], question: str, history: Histo
     alone = search(question, depth, sources=sources)
     combined_text = fused_query(question, history)
     combined = search(combined_text, depth, sources=sources)
+    if not depends_on_history(question) and not _clearly_better(combined, alone):
+        # "What is the capital of Denmark?" after German turns about another PDF: a question
+        # that stands alone is retrieved alone.
+        return Retrieved(question.strip(), alone[:k], (question.strip(),), "question", (tuple(alone),))
     weight = 1.0 if refers_back(question) else NO_ANAPHOR_WEIGHT
     hits = rrf([alone, combined], k, weights=[1.0, weight])
     return Retrieved(describe_fused(question, history), hits, (question.strip(), combined_text), "fused",

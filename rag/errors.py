@@ -97,3 +97,24 @@ class RemoteError(RagError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+GENERIC_MESSAGE = "Something went wrong on the server (it was logged); please try again."
+
+
+def user_message(exc: BaseException) -> str:
+    """The one sentence a person sees for an error, at any edge (CLI, HTTP, the page).
+
+    Args:
+        exc: what was raised.
+
+    Returns:
+        The library's own sentence for a ``RagError``; for anything else a generic sentence,
+        with the exception and its traceback logged (never shown: it may hold paths or data).
+    """
+    if isinstance(exc, RagError):
+        return str(exc)
+    import logging
+
+    logging.getLogger("rag").error("Unexpected error", exc_info=exc)
+    return GENERIC_MESSAGE

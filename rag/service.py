@@ -94,7 +94,13 @@ class RAG:
 
         s = self.settings
         config = ChunkConfig(size=s.chunk_tokens, overlap=s.chunk_overlap, limit=self.embedder.max_tokens)
-        return Indexer(self.embedder, self.store, config, write_batch=s.ingest_batch, journal=self.journal)
+        embed_batches = None
+        if s.ray_address:
+            from ingest.distributed import RayBatchEmbedder
+
+            embed_batches = RayBatchEmbedder(s.ray_address, model_dir=s.model_dir or None).embed_batches
+        return Indexer(self.embedder, self.store, config, write_batch=s.ingest_batch, journal=self.journal,
+                       embed_batches=embed_batches)
 
     @cached_property
     def generator(self):
@@ -191,6 +197,30 @@ class RAG:
         file = file if file is not None else staged_in(s.files_dir, path)
         return SourceJob(name or path.name, lambda: read_pdf(path, password=password, name=name, settings=s), file=file)
 
+    def file_job(self, path: str | Path, *, password: str | None = None, name: str | None = None, file=None):
+        """A source job for any file we read: PDF, Word, HTML, Markdown or text, told apart by content.
+
+        Args:
+            path: the file.
+            password: tried on an encrypted PDF.
+            name: the source name (default: the file name).
+            file: the staged upload at ``path`` (see :meth:`pdf_job`).
+        """
+        from ingest.files import staged_in
+        from ingest.formats import read_file, sniff
+        from ingest.index import SourceJob
+        from ingest.pdf import read_pdf
+
+        s, path = self.settings, Path(path)
+        file = file if file is not None else staged_in(s.files_dir, path)
+
+        def load() -> list[Document]:
+            if sniff(path) == "pdf":
+                return read_pdf(path, password=password, name=name, settings=s)
+            return read_file(path, name=name, max_bytes=s.max_pdf_bytes)
+
+        return SourceJob(name or path.name, load, file=file)
+
     def wikipedia_job(self, title: str):
         """A source job that fetches one Wikipedia page from the configured MediaWiki API."""
         from ingest.index import SourceJob
@@ -212,6 +242,20 @@ class RAG:
             The ingestion report.
         """
         return self.ingest([self.pdf_job(p, password=password) for p in paths], progress=progress)
+
+    def add_files(self, paths: Sequence[str | Path], *, password: str | None = None,
+                  progress: bool = False) -> IngestReport:
+        """Ingest files of any format we read (PDF, .docx, HTML, Markdown, text), told apart by content.
+
+        Args:
+            paths: the files; one that cannot be read is reported in ``skipped`` and the rest go on.
+            password: tried on encrypted PDFs.
+            progress: show a progress bar.
+
+        Returns:
+            The ingestion report.
+        """
+        return self.ingest([self.file_job(p, password=password) for p in paths], progress=progress)
 
     def add_pdf(self, path: str | Path, *, password: str | None = None) -> IngestReport:
         """Ingest one PDF.
@@ -260,14 +304,15 @@ class RAG:
             The ingestion report, keyed by the source name; a refused file is in ``skipped``.
 
         Raises:
-            UnreadableSourceError: the content is not a PDF, whatever the file is called.
+            UnreadableSourceError: the content is none of the formats we read (PDF, Word, HTML,
+                Markdown, text), or the name promises another one than the content is.
             InvalidNameError: the name has no usable base name (``..``, ``x.pdf/..``).
         """
         from ingest.files import stage_upload
 
         staged = stage_upload(self.settings.files_dir, path, name if name is not None else Path(path).name)
         try:
-            return self.ingest([self.pdf_job(staged.path, password=password, name=staged.name, file=staged)])
+            return self.ingest([self.file_job(staged.path, password=password, name=staged.name, file=staged)])
         finally:
             staged.discard()  # nothing left after a commit; a refused or failed upload leaves no copy
 

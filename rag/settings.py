@@ -40,7 +40,8 @@ RETRIEVAL_MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("minmax", "rrf")
 QUERY_ENCODERS = ("onnx", "torch")
 # The settings that take one of a few values, checked by check_choice.
-CHOICES = {"retrieval_mode": RETRIEVAL_MODES, "fusion": FUSIONS, "query_encoder": QUERY_ENCODERS}
+OCR_MODES = ("auto", "off")
+CHOICES = {"retrieval_mode": RETRIEVAL_MODES, "fusion": FUSIONS, "query_encoder": QUERY_ENCODERS, "ocr": OCR_MODES}
 
 
 def default_data_dir() -> Path:
@@ -120,11 +121,34 @@ class Settings:
     # max_pdf_seconds, and a page whose content streams decompress to more than this is refused
     # before extraction (extraction time grows faster than linearly with a page's content).
     max_pdf_page_bytes: int = 8 * 1024 * 1024
+    # Scanned PDFs (no text layer): "auto" reads them by OCR when the ocr extra and Tesseract are
+    # installed (ingest/ocr.py), "off" refuses them; languages as Tesseract names them, "+"-joined.
+    ocr: str = "auto"
+    ocr_languages: str = "eng"
+    # Where the Ray cluster that embeds chunks runs (ingest/distributed.py); empty: embed here.
+    ray_address: str = ""
     # Login for `rag serve` (README, Deployment). auth: "user:password" for the browser chat (and
     # HTTP Basic on the API); api_key: the bearer token /api, /v1 and /files require. Empty: no login.
     # Kept out of repr so a logged or printed Settings never shows them.
     auth: str = dataclasses.field(default="", repr=False)
     api_key: str = dataclasses.field(default="", repr=False)
+    # The HTTP edge of `rag serve` (rag.http). A browser may call the server only from the server's
+    # own origin (scheme, host and port of the page it served) or one listed in allowed_origins
+    # (comma-separated, e.g. "https://rag.example.org"); Host must be an IP address, localhost, or
+    # a name in allowed_hosts (comma-separated; "*" turns the check off, for a proxy that checks
+    # Host itself): a page whose DNS name re-resolves to this machine is refused.
+    allowed_origins: str = ""
+    allowed_hosts: str = ""
+    # Request limits, checked before any work: the body of any request but an upload, a text
+    # source's body (POST /api/ingest/text), one question (or chat message), the earlier turns a
+    # question may carry and the length of each, and how many sources one search may name.
+    # Uploads are bounded by max_pdf_bytes.
+    max_request_bytes: int = 2 * 1024 * 1024
+    max_text_bytes: int = 10 * 1024 * 1024
+    max_question_chars: int = 4000
+    max_history_turns: int = 20
+    max_turn_chars: int = 16000
+    max_source_filters: int = 256
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -165,6 +189,11 @@ class Settings:
         if self.api_key and (self.api_key != self.api_key.strip() or any(c in self.api_key for c in "\r\n")):
             raise ConfigError("RAG_API_KEY must not contain spaces at its ends or line breaks (it is sent in an "
                               "HTTP header); choose another key")
+        for name in ("max_request_bytes", "max_text_bytes", "max_question_chars", "max_history_turns",
+                     "max_turn_chars", "max_source_filters"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be at least 1; e.g. RAG_{name.upper()}="
+                                  f"{getattr(type(self), name)}")
         if self.smollm2_calibration_samples < 1 or self.smollm2_calibration_chars < 64:
             raise ConfigError(f"smollm2_calibration_samples={self.smollm2_calibration_samples} must be at least 1 "
                               f"and smollm2_calibration_chars={self.smollm2_calibration_chars} at least 64; "
@@ -179,6 +208,16 @@ class Settings:
         if not sep or not user.strip() or not password:
             return None
         return user.strip(), password
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """``allowed_origins`` as a tuple of ``scheme://host[:port]`` strings (no trailing slash)."""
+        return tuple(o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip())
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """``allowed_hosts`` as a tuple of lower-case host names (``"*"``: any)."""
+        return tuple(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
 
     @property
     def store_dir(self) -> Path:

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Mapping
 
-SourceKind = Literal["pdf", "wikipedia", "text"]
+SourceKind = Literal["pdf", "wikipedia", "text", "docx", "html"]
 
 
 @dataclass(frozen=True)

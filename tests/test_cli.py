@@ -78,7 +78,7 @@ def test_user_mistakes_get_one_sentence_and_no_traceback(tmp_path: Path) -> None
     assert "chunk_tokens=9000 is out of range; choose 16..254" in bad.stderr
 
     empty = rag("ingest")
-    assert empty.returncode == 2 and "Give PDF paths or --wikipedia TITLE" in empty.stderr
+    assert empty.returncode == 2 and "Give file paths or --wikipedia TITLE" in empty.stderr
 
     too_many = rag("search", "anything", "-k", "101")
     assert too_many.returncode == 2 and "101 is not in the range 1<=x<=100" in too_many.stderr
@@ -86,3 +86,41 @@ def test_user_mistakes_get_one_sentence_and_no_traceback(tmp_path: Path) -> None
     missing = rag("ingest", str(tmp_path / "nope.pdf"), "--no-progress")
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert "No file at" in missing.stdout
+
+
+def test_ingest_a_folder_of_every_format_by_content(embedder, tmp_path: Path) -> None:
+    from tests.docgen import make_docx
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    make_docx(folder / "nordic.docx")
+    (folder / "page.htm").write_text("<html><body><h2>Rivers</h2><p>The Rhine reaches the North Sea.</p></body></html>",
+                                     encoding="utf-8")
+    (folder / "notes.md").write_text("# Plans\n\nWe meet on Tuesdays.\n", encoding="utf-8")
+    (folder / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)  # not a format: left out of the folder walk
+    picture = tmp_path / "diagram.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)
+    result = _run("ingest", str(folder), str(picture), "--json", data_dir=tmp_path / "store")
+    assert result.exit_code == 1  # the picture named on the command line is refused
+    report = json.loads(result.stdout)
+    assert sorted(report["added"]) == ["nordic.docx", "notes.md", "page.htm"]
+    assert list(report["skipped"]) == ["diagram.png"]
+    assert "diagram.png is not a PDF, a Word document" in report["skipped"]["diagram.png"]
+    result = _run("search", "capital of Denmark", "-k", "1", "--json", data_dir=tmp_path / "store")
+    hit = json.loads(result.stdout)["hits"][0]
+    assert (hit["source"], hit["kind"], hit["section"]) == ("nordic.docx", "docx", "Capitals")
+
+
+def test_ray_without_its_extra_or_cluster_is_one_line(embedder, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Plans\n\nWe meet on Tuesdays.\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["--data-dir", str(tmp_path / "store"), "ingest", str(notes),
+                                       "--ray", f"127.0.0.1:{port}"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1
+    assert "ray" in result.output.lower()

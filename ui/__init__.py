@@ -1,5 +1,5 @@
-"""The browser chat: a Gradio page and HTTP API over the ``RAG`` facade (``rag serve``).
+"""The browser chat: the Gradio page over the ``RAG`` facade (``ui.app``) and its markdown (``ui.render``).
 
 Gradio is an optional dependency (``pip install -e '.[ui]'``); importing this package is
-cheap, ``ui.app`` imports Gradio.
+cheap, ``ui.app`` imports Gradio. The server that mounts the page is ``rag.http.app``.
 """

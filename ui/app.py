@@ -1,9 +1,9 @@
-"""The browser chat and its HTTP API: Gradio Blocks over the ``RAG`` facade, served by FastAPI.
+"""The browser chat: Gradio Blocks over the ``RAG`` facade (served by ``rag.http.app``).
 
 Run it with ``rag serve`` (http://127.0.0.1:7860), or from Python::
 
     from rag import RAG
-    from ui.app import create_server
+    from rag.http.app import create_server
     server = create_server(RAG(), "127.0.0.1", 7860).start()   # background thread
     ...
     server.stop()
@@ -16,14 +16,17 @@ delete sources) and settings (number of sources k, the generator and its notice)
 
 API (usable from ``gradio_client``; listed at ``/?view=api``, "Use via API" in the footer)
 --------------------------------------------------------------------------------------
-With ``RAG_AUTH=user:password`` set, connect with ``Client(url, auth=(user, password))``.
+With ``RAG_AUTH=user:password`` set, connect with ``Client(url, auth=(user, password))``; with
+only ``RAG_API_KEY`` set, ``Client(url, auth=("any name", key))``.
 Errors come back as ``gradio_client.exceptions.AppError`` whose message is one sentence
 (the library's own, or a generic one for unexpected failures, which the server logs).
 
 ``/ask`` — ``question: str, history: list[[str, str]] | None = None, k: int | None = None,
 sources: list[str] | None = None`` → dict. ``history`` is the earlier turns as
 ``[question, answer]`` pairs, oldest first; ``k`` how many chunks to retrieve (default the
-server's ``RAG_TOP_K``); ``sources`` restricts retrieval to those source names. It streams:
+server's ``RAG_TOP_K``); ``sources`` restricts retrieval to those source names. Each is bounded as the REST API bounds
+it (``RAG_MAX_QUESTION_CHARS``, ``RAG_MAX_HISTORY_TURNS``, ``RAG_MAX_TURN_CHARS``,
+``RAG_MAX_SOURCE_FILTERS``). It streams:
 with ``client.submit`` every update but the last is ``{"done": false, "answer": "<text so
 far>"}``; the last one, which ``client.predict`` returns, is ``Answer.to_dict()`` plus links
 and markdown::
@@ -48,7 +51,9 @@ or ``refused`` (``message`` says why in one sentence). A file is checked by cont
 (``%PDF-``, not its extension), stored under ``DATA_DIR/files`` under a sanitized name
 (its base name, odd characters replaced), which is also its source name, and served at
 ``/files/<source>``. A refused file is not stored; ``needs_password`` is true for an
-encrypted PDF: send it again with its ``password``.
+encrypted PDF: send it again with its ``password``. Files go to ``/gradio_api/upload``, which
+keeps them under ``DATA_DIR/.gradio`` (not Gradio's machine-wide temp dir) until they are
+ingested, then removes them.
 
 ``/add_wikipedia`` — ``titles: list[str]`` (exact titles; redirects followed) →
 ``{"pages": [{"title", "status", "chunks", "message"}]}``.
@@ -79,28 +84,27 @@ Example::
     client.predict("paper.pdf", api_name="/delete")
 """
 
-import ipaddress
 import logging
+import os
 import re
-import socket
-import threading
-import time
+import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from rag.errors import EncryptedPDFError, RagError
+from rag.errors import EncryptedPDFError, RagError, user_message
+from rag.http.app import ASK_CONCURRENCY
 from rag.service import RAG
-from rag.types import Answer, Hit
-from ingest import uploads
+from rag.settings import MAX_TOP_K, Settings
+from rag.types import Answer, Hit, IngestReport
+from ingest import files as stored_files
 from ui import render
 
 log = logging.getLogger(__name__)
 
-GENERIC_ERROR = "Something went wrong on the server (it was logged); please try again."
-MAX_K = 20
-ASK_CONCURRENCY = 4
+# What the file picker offers: every extension a stored file may have (content still decides).
+UPLOAD_SUFFIXES = tuple(x for suffixes in stored_files.KIND_SUFFIXES.values() for x in suffixes)
 
 CSS = """
 #sources-panel blockquote { font-size: 0.9em; margin: 0.2em 0 0.8em 0; }
@@ -108,12 +112,40 @@ CSS = """
 """
 
 
-def user_message(exc: BaseException) -> str:
-    """The one sentence a person sees for an error: the library's own, or a generic one (logged)."""
-    if isinstance(exc, (RagError, uploads.NotAPDFError)):
-        return str(exc)
-    log.error("Unexpected error in the UI", exc_info=exc)
-    return GENERIC_ERROR
+def upload_dir(settings: Settings) -> Path:
+    """Where the page's uploads wait to be ingested: under the store's own data directory."""
+    return Path(settings.data_dir) / ".gradio"
+
+
+def request_problem(settings: Settings, question: str, history: list[tuple[str, str]], k: Any,
+                    sources: list[str] | None) -> str | None:
+    """What is wrong with a question sent to the page's API, in one sentence, or None.
+
+    The same bounds as the REST API's request models (``rag.settings``), so neither door
+    takes more work than the other.
+    """
+    if not question:
+        return "The question is empty; send some text."
+    if len(question) > settings.max_question_chars:
+        return (f"The question is over {settings.max_question_chars} characters; shorten it, or raise "
+                "RAG_MAX_QUESTION_CHARS.")
+    if k is not None:
+        try:
+            k_value = float(k)
+        except (TypeError, ValueError):
+            return f"k={str(k)[:20]} is not a number; choose 1 to {MAX_TOP_K}."
+        if not (1 <= k_value <= MAX_TOP_K and k_value == int(k_value)):
+            return f"k={str(k)[:20]} is out of range; choose 1 to {MAX_TOP_K}."
+    if len(history) > settings.max_history_turns:
+        return (f"history has {len(history)} turns, over the {settings.max_history_turns} allowed; send the "
+                "latest ones, or raise RAG_MAX_HISTORY_TURNS.")
+    if any(len(q) > settings.max_turn_chars or len(a) > settings.max_turn_chars for q, a in history):
+        return (f"A turn of history is over {settings.max_turn_chars} characters; shorten it, or raise "
+                "RAG_MAX_TURN_CHARS.")
+    if sources and (len(sources) > settings.max_source_filters or any(len(str(x)) > 500 for x in sources)):
+        return (f"sources names {len(sources)} sources; name at most {settings.max_source_filters} (each under "
+                "500 characters), or raise RAG_MAX_SOURCE_FILTERS.")
+    return None
 
 
 class Actions:
@@ -125,10 +157,11 @@ class Actions:
 
     # -- helpers ---------------------------------------------------------------------------
     def link(self, hit: Hit) -> str | None:
-        """Where a citation points: the stored PDF at its page, or the source's own URL."""
-        if hit.chunk.kind == "pdf":
-            return uploads.file_url(self.files_dir, hit.source, hit.page) or hit.url
-        return hit.url
+        """Where a citation points: the stored file (a PDF at its page), or the source's own URL."""
+        if hit.chunk.kind == "wikipedia":
+            return hit.url
+        page = hit.page if hit.chunk.kind == "pdf" else None
+        return stored_files.file_url(self.files_dir, hit.source, page) or hit.url
 
     def generator_name(self) -> str:
         try:
@@ -170,27 +203,21 @@ class Actions:
         return {"files": results}
 
     def _upload_one(self, path: str, original: str, password: str | None) -> dict[str, Any]:
-        result: dict[str, Any] = {"file": original, "source": uploads.safe_name(original), "status": "refused",
+        name = stored_files.safe_name(original)
+        result: dict[str, Any] = {"file": original, "source": name, "status": "refused",
                                   "chunks": 0, "message": "", "needs_password": False}
         try:
-            staged = uploads.stage_upload(self.files_dir, path, original)
+            report: IngestReport = self.rag.upload(path, name=original, password=password)
         except Exception as exc:
             result["message"] = user_message(exc)
             return result
-        try:
-            report = self.rag.add_pdfs([staged.path], password=password)
-        except Exception as exc:
-            staged.discard()
-            result["message"] = user_message(exc)
-            return result
-        name = staged.name
+        # The content decides the stored name's extension (a .docx stays .docx): read it back.
+        name = next(iter({**report.added, **report.replaced, **report.unchanged, **report.skipped}), name)
+        result["source"] = name
         if name in report.skipped:
-            staged.discard()
-            error = report.errors.get(name)
-            result["needs_password"] = isinstance(error, EncryptedPDFError)
+            result["needs_password"] = isinstance(report.errors.get(name), EncryptedPDFError)
             result["message"] = report.skipped[name]
             return result
-        staged.commit()
         for status in ("added", "replaced", "unchanged"):
             if name in getattr(report, status):
                 chunks = getattr(report, status)[name]
@@ -227,9 +254,7 @@ class Actions:
         source = (source or "").strip()
         if not source:
             raise RagError("Choose a source to delete")
-        chunks = self.rag.delete(source)
-        uploads.remove_file(self.files_dir, source)
-        return {"source": source, "chunks": chunks}
+        return {"source": source, "chunks": self.rag.delete(source)}
 
 
 # ---------------------------------------------------------------------------------- the page
@@ -256,12 +281,21 @@ def _results_markdown(items: list[dict[str, Any]], key: str) -> str:
     return "\n".join(lines)
 
 
-def _in_upload_folder(path: str | Path) -> bool:
-    """Whether ``path`` is a file Gradio received as an upload (inside its upload folder)."""
-    from gradio.utils import get_upload_folder
+def _in_folder(path: str | Path, folder: Path) -> bool:
+    """Whether ``path`` is a file inside ``folder`` (where the page's uploads land)."""
+    return folder.resolve() in Path(str(path)).resolve().parents
 
-    folder = Path(get_upload_folder()).resolve()
-    return folder in Path(str(path)).resolve().parents
+
+def _forget_upload(path: str | Path, folder: Path) -> None:
+    """Remove a received upload (and the folder Gradio made for it) once it has been ingested."""
+    path = Path(str(path)).resolve()
+    root = folder.resolve()
+    if root not in path.parents:
+        return
+    path.unlink(missing_ok=True)
+    parent = path.parent
+    if parent != root:
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def _notice_markdown(notice: str | None) -> str:
@@ -279,12 +313,20 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
         The Blocks, with its queue configured.
     """
     actions = Actions(rag)
+    settings = rag.settings
     generator = actions.generator_name()
     notice = actions.generator_notice()
-    default_k = min(rag.settings.top_k, MAX_K)
+    received = upload_dir(settings)
+    received.mkdir(parents=True, exist_ok=True)
+    # Gradio checks received files against GRADIO_TEMP_DIR (read at each check): point it at this
+    # store's folder. Process-wide, so one page per process (what `rag serve` runs).
+    os.environ["GRADIO_TEMP_DIR"] = str(received)
 
     with gr.Blocks(title="rag — ask your documents", analytics_enabled=False,
                    delete_cache=(3600, 3600)) as demo:
+        # Files this page caches stay under the store's data directory too (Gradio's default is
+        # a machine-wide temp dir that every Gradio server on the machine serves from).
+        demo.GRADIO_CACHE = str(received)
         gr.Markdown("## Ask your documents")
         gr.Markdown(_notice_markdown(notice), elem_id="generator-notice", visible=bool(notice))
         turns = gr.State([])
@@ -304,7 +346,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                     sources_panel = gr.Markdown("_The sources of the latest answer appear here._",
                                                 elem_id="sources-panel")
                     with gr.Accordion("Settings", open=False):
-                        k_slider = gr.Slider(1, MAX_K, value=default_k, step=1, label="Number of sources (k)",
+                        k_slider = gr.Slider(1, MAX_TOP_K, value=settings.top_k, step=1, label="Number of sources (k)",
                                              elem_id="k")
                         only_sources = gr.Dropdown(choices=[], value=[], multiselect=True,
                                                    label="Only search these sources (empty: all)")
@@ -313,11 +355,11 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
         with gr.Tab("Documents", id="documents"):
             with gr.Row():
                 with gr.Column():
-                    pdfs = gr.File(file_count="multiple", file_types=[".pdf"], label="PDF files",
-                                   elem_id="pdf-files")
+                    pdfs = gr.File(file_count="multiple", file_types=list(UPLOAD_SUFFIXES),
+                                   label="Files: PDF, Word (.docx), HTML, Markdown or text", elem_id="pdf-files")
                     password = gr.Textbox(label="Password (for encrypted PDFs)", type="password",
                                           elem_id="pdf-password")
-                    upload_btn = gr.Button("Add PDFs", variant="primary", elem_id="upload-button")
+                    upload_btn = gr.Button("Add files", variant="primary", elem_id="upload-button")
                     upload_md = gr.Markdown(elem_id="upload-results")
                     upload_json = gr.JSON(visible=False)
                 with gr.Column():
@@ -347,6 +389,10 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             text = (text or "").strip()
             if not text:
                 gr.Warning("Type a question first.")
+                yield gr.update(), gr.update(), history, gr.update()
+                return
+            if problem := request_problem(settings, text, [], None, restrict):
+                gr.Warning(problem)
                 yield gr.update(), gr.update(), history, gr.update()
                 return
             pairs = [(t["question"], t["answer"]) for t in history]
@@ -382,7 +428,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             items = (result or {}).get("files", [])
             text = _results_markdown(items, "file")
             if any(i.get("needs_password") for i in items):
-                text += "\n\nEnter the password above and click **Add PDFs** again to retry."
+                text += "\n\nEnter the password above and click **Add files** again to retry."
             return text
 
         def add_wiki_ui(text: str):
@@ -403,37 +449,42 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
 
         # -- public API endpoints (documented above) ----------------------------------------
         def upload(files: list[dict] | None, password: str | None, progress=gr.Progress()) -> dict[str, Any]:
-            """Store and ingest PDFs; one result per file."""
+            """Store and ingest uploaded files (any format we read); one result per file."""
             # preprocess=False: ``files`` are the FileData dicts the client sent (with their
             # orig_name), already checked by Gradio to be in its upload folder (see create_app);
             # checked again here in case that ever changes.
             if isinstance(files, dict):
                 files = [files]
             if not files:
-                gr.Warning("Choose one or more PDF files first.")
+                gr.Warning("Choose one or more files first.")
                 return {"files": []}
             items = []
             for f in files:
                 path = f.get("path") if isinstance(f, dict) else f
                 name = (f.get("orig_name") if isinstance(f, dict) else None) or Path(str(path)).name
-                if not path or not _in_upload_folder(path):
-                    raise gr.Error(f"{uploads.safe_name(str(name))} was not uploaded to this server; "
+                if not path or not _in_folder(path, received):
+                    raise gr.Error(f"{stored_files.safe_name(str(name))} was not uploaded to this server; "
                                    "upload the file itself.")
                 items.append((str(path), str(name)))
-            return actions.upload(items, password, progress=lambda frac, desc: progress(frac, desc=desc))
+            try:
+                return actions.upload(items, password, progress=lambda frac, desc: progress(frac, desc=desc))
+            finally:
+                for path, _ in items:  # stored (or refused) now: the received copy has done its job
+                    _forget_upload(path, received)
 
         def ask(question: str, history: list[list[str]] | None = None, k: int | None = None,
                 sources: list[str] | None = None) -> Iterator[dict]:
             """Answer a question from the indexed documents, streaming; the last update has the citations."""
             question = (question or "").strip()
-            if not question:
-                raise gr.Error("The question is empty; send some text.")
-            if k is not None and not 1 <= int(k) <= 100:
-                raise gr.Error(f"k={k} is out of range; choose 1 to 100.")
             try:
                 pairs = [(str(q), str(a)) for q, a in (history or [])]
             except (TypeError, ValueError):
                 raise gr.Error("history must be a list of [question, answer] pairs.") from None
+            if isinstance(sources, str):
+                sources = [sources]
+            problem = request_problem(settings, question, pairs, k, sources)
+            if problem:
+                raise gr.Error(problem)
             pieces: list[str] = []
             try:
                 for item in actions.ask_stream(question, pairs, int(k) if k else None, sources):
@@ -495,181 +546,3 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
 
     demo.queue(default_concurrency_limit=ask_concurrency)
     return demo
-
-
-# ------------------------------------------------------------------------------ the server
-def create_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY, blocks: gr.Blocks | None = None,
-               routers: Sequence[Any] = ()):
-    """A FastAPI app: the REST and OpenAI-compatible API (``rag.server``), ``GET /files/{name}`` for
-    uploaded PDFs, and the Gradio page and its API at ``/``.
-
-    Args:
-        rag: the facade to serve.
-        ask_concurrency: how many questions are answered at once.
-        blocks: the page (default: ``build_app(rag)``).
-        routers: more FastAPI ``APIRouter``s to serve beside the page (e.g. a REST API);
-            their routes win over the page's, and are listed at ``/docs``.
-    """
-    from fastapi import FastAPI
-
-    from rag.auth import RequireLogin
-    from rag.server import build_api
-
-    app = FastAPI(title="rag", docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
-    app.include_router(build_api(rag))
-    # Routes added before the mount at "/" win over it.
-    uploads.add_files_route(app, rag.settings.files_dir)
-    for router in routers:
-        app.include_router(router)
-    blocks = blocks or build_app(rag, ask_concurrency=ask_concurrency)
-    login = rag.settings.login
-    app = gr.mount_gradio_app(app, blocks, path="/", show_error=False, max_file_size=rag.settings.max_pdf_bytes,
-                              footer_links=["api"], css=CSS, auth=login,
-                              auth_message="Log in with the user name and password of the server's RAG_AUTH."
-                              if login else None)
-    # Gradio's login guards only its own routes; /api, /v1 and /files need the API key, the
-    # login as HTTP Basic, or (for /files, opened from the chat's citations) the page's login cookie.
-    app.add_middleware(RequireLogin, settings=rag.settings, session_user=_gradio_session_user(app))
-    # Gradio refuses file inputs that name a server path outside its upload folder only once
-    # the Blocks "has launched", which mount_gradio_app never marks; without this, a client
-    # could have any readable server file copied into the cache and ingested.
-    blocks.has_launched = True
-    return app
-
-
-def _gradio_session_user(app: Any) -> Callable[[dict[str, str]], str | None]:
-    """Given a request's cookies, the user logged in on the mounted Gradio page, or None.
-
-    Reads Gradio's own session store (``App.tokens``, keyed by the ``access-token-<cookie_id>``
-    cookie its ``/login`` sets), found on the mount at ``/``; a test logs in through the page's
-    ``/login`` and opens ``/files`` with the cookie, so a Gradio change that breaks this shows.
-    """
-    from starlette.routing import Mount
-
-    def user(cookies: dict[str, str]) -> str | None:
-        for route in app.routes:
-            gradio_app = route.app if isinstance(route, Mount) else None
-            if gradio_app is not None and hasattr(gradio_app, "tokens") and hasattr(gradio_app, "cookie_id"):
-                cid = gradio_app.cookie_id
-                token = cookies.get(f"access-token-{cid}") or cookies.get(f"access-token-unsecure-{cid}")
-                return gradio_app.tokens.get(token) if token else None
-        return None
-
-    return user
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def warm_up(rag: RAG) -> None:
-    """Load MiniLM, the store and the generator now, before the first (possibly concurrent) request."""
-    rag.retriever  # noqa: B018 (cached properties: loading is the point)
-    rag.indexer  # noqa: B018
-    rag.embedder.warm_up()  # the ONNX query path is exported and checked here, once
-    try:
-        rag.generator  # noqa: B018
-        rag.answerer  # noqa: B018
-    except Exception as exc:
-        log.warning("The generator did not load: %s", exc)
-
-
-class UIServer:
-    """The app on a uvicorn server bound to ``host:port`` (port 0: a free one).
-
-    ``start()`` serves from a background thread (tests); ``serve_forever()`` blocks and
-    stops on Ctrl-C (the CLI).
-    """
-
-    def __init__(self, rag: RAG, host: str = "127.0.0.1", port: int = 7860, *,
-                 ask_concurrency: int = ASK_CONCURRENCY, routers: Sequence[Any] = (),
-                 log_level: str = "warning") -> None:
-        import uvicorn
-
-        self.rag = rag
-        self.host = host
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self.port = self._sock.getsockname()[1]
-        self.blocks = build_app(rag, ask_concurrency=ask_concurrency)
-        self.app = create_app(rag, blocks=self.blocks, routers=routers)
-        config = uvicorn.Config(self.app, log_level=log_level, timeout_graceful_shutdown=2,
-                                ws="none", lifespan="on")
-        self._server = uvicorn.Server(config)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
-
-    def start(self, timeout: float = 60) -> "UIServer":
-        """Serve in a background thread; returns once the server accepts connections."""
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
-                                        name="rag-ui", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the UI server did not start on {self.url}")
-            time.sleep(0.05)
-        return self
-
-    def serve_forever(self, on_started: Callable[[], None] | None = None) -> None:
-        """Serve in this thread until interrupted.
-
-        Args:
-            on_started: called (from another thread) once the server accepts connections.
-        """
-        finished = threading.Event()
-        if on_started is not None:
-            def wait_then_call() -> None:
-                while not self._server.started:
-                    if finished.is_set() or self._server.should_exit:
-                        return
-                    time.sleep(0.05)
-                on_started()
-
-            threading.Thread(target=wait_then_call, name="rag-started", daemon=True).start()
-        try:
-            self._server.run(sockets=[self._sock])
-        finally:
-            finished.set()
-
-    def stop(self, timeout: float = 10) -> None:
-        """Stop serving and wait for the thread to end."""
-        from starlette.routing import Mount
-
-        # End the sessions' heartbeat streams (as Blocks.close does), else shutdown waits for them.
-        for route in self.app.routes:
-            if isinstance(route, Mount) and hasattr(route.app, "stop_event"):
-                route.app.stop_event.set()
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                self._server.force_exit = True
-                self._thread.join(timeout)
-        queue = getattr(self.blocks, "_queue", None)
-        if queue is not None:
-            queue.close()
-        self._sock.close()
-
-    def __enter__(self) -> "UIServer":
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-
-def create_server(rag: RAG, host: str = "127.0.0.1", port: int = 7860, **kwargs: Any) -> UIServer:
-    """A server for the app over ``rag`` bound to ``host:port`` (call ``.start()`` or ``.serve_forever()``)."""
-    return UIServer(rag, host, port, **kwargs)

@@ -18,12 +18,20 @@ LinkFn = Callable[[Hit], "str | None"]
 PASSAGE_CHARS = 600
 # Characters that would turn document or model text into markdown/HTML structure.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")
+# The character of each autolink trigger to backslash-escape: the ":" of "://", the "." of "www.",
+# and "@" (CommonMark lets any ASCII punctuation be escaped; an escaped one is plain text).
+_AUTOLINK = re.compile(r"(?<=[A-Za-z0-9]):(?=//)|(?<=\bwww)\.|@", re.IGNORECASE)
 _ESCAPED_CITATION = re.compile(r"\\\[(\d{1,3})\\\]")
 
 
 def escape_md(text: str) -> str:
-    """Escape markdown and HTML syntax so text from documents shows as written."""
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    """Escape markdown and HTML syntax so text from documents shows as written, as text.
+
+    Besides markup, this breaks what the page's markdown renderer would turn into links by
+    itself (GFM autolinks: ``scheme://…``, ``www.…``, ``name@host``), so a URL in a document
+    is shown, never made clickable; only the links we build (citations) are links.
+    """
+    return _AUTOLINK.sub(lambda m: "\\" + m.group(0), _MD_SPECIAL.sub(r"\\\1", text))
 
 
 def md_url(url: str) -> str:

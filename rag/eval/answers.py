@@ -56,58 +56,130 @@ def _extractive_answerer(rag: Any, settings: Settings):
     return Answerer(rag.retriever, ExtractiveGenerator(rag.embedder), settings, rag.embedder)
 
 
+def _product_answerer(rag: Any, settings: Settings):
+    """The answerer of ``settings.llm``: the extractive generator, or the configured language model."""
+    from rag.answer import Answerer
+    from rag.generate import make_generator, parse_llm
+
+    kind, _ = parse_llm(settings.llm, settings)
+    if kind == "extractive":
+        return _extractive_answerer(rag, settings)
+    return Answerer(rag.retriever, make_generator(settings), settings, rag.embedder)
+
+
+def answer_text(text: str) -> str:
+    """What a reader gets as the answer: citation markers and the ``From the documents:`` prefix removed."""
+    from rag.cite import MARKER, WORD_JOINER
+    from rag.generate.extractive import EXTRACT_PREFIX
+
+    text = MARKER.sub(" ", text.replace(WORD_JOINER, "")).strip()
+    if text.startswith(EXTRACT_PREFIX):
+        text = text[len(EXTRACT_PREFIX):]
+    return " ".join(text.split())
+
+
+def _spread(questions: list[Question], max_questions: int | None) -> list[Question]:
+    """At most ``max_questions`` questions, spread evenly over the file (all when None)."""
+    if max_questions is None or max_questions >= len(questions):
+        return questions
+    step = len(questions) / max_questions
+    return [questions[int(i * step)] for i in range(max_questions)]
+
+
 def evaluate_extract(
     squad_file: str | Path,
     *,
     settings: Settings | None = None,
     progress: bool = False,
     limit_articles: int | None = None,
+    max_questions: int | None = None,
     rag: Any = None,
 ) -> dict[str, Any]:
-    """Ask every SQuAD question and check whether the extract contains a gold answer.
+    """Ask SQuAD questions and score the answers against the gold answers.
+
+    With the extractive generator (the default) the extract is scored as it would be shown
+    without the refusal; with a language model (``settings.llm``) the product's whole answer
+    (retrieve, refuse, prompt, generate, cite).
 
     Args:
         squad_file: a SQuAD v1.1 JSON file.
-        settings: chunking, embedding and ``refuse_below`` (environment and defaults when None).
+        settings: chunking, embedding, ``llm`` and ``refuse_below`` (environment and defaults when None).
         progress: progress bars on stderr.
         limit_articles: only the first N articles and their questions.
+        max_questions: ask only this many questions, spread evenly over the file (the store
+            still holds every article).
         rag: a facade whose store already holds exactly these articles (skips ingestion).
 
     Returns:
-        ``extract_contains_answer``, ``answer_contains_answer``, ``refused``,
-        ``retrieved_contains_answer``, ``n``, ``seconds`` and the settings used.
+        ``extract_contains_answer`` (a gold answer is in the answer text),
+        ``answer_contains_answer`` (and it was not refused), ``refused``,
+        ``retrieved_contains_answer`` (the ceiling), ``f1`` and ``em`` (official SQuAD v1.1
+        token F1 / exact match of the answer text, markers and prefix removed, max over the gold
+        answers), ``answer_words`` (median), ``sentence_precision`` (share of answer sentences
+        taken from, or citing, a chunk of the gold article that holds a gold answer),
+        ``n``, ``seconds`` and the settings used.
     """
+    from statistics import median
+
     from rag.answer import EXTRACT_DEPTH
+    from rag.cite import split_sentences
+    from rag.eval.metrics import squad_em, squad_f1
 
     s = resolve_settings(settings)
     started = time.perf_counter()
     data = load_squad(squad_file, limit_articles=limit_articles)
+    questions = _spread(data.questions, max_questions)
     extract = answered = refused = ceiling = 0
+    f1 = em = 0.0
+    words: list[int] = []
+    sentences = precise = 0
     with squad_rag(data, s, progress=progress, rag=rag) as r:
-        answerer = _extractive_answerer(r, s)
+        answerer = _product_answerer(r, s)
         gen = answerer.generator
-        for q in iter_progress(data.questions, total=len(data.questions), desc="Extracting", unit="question",
+        for q in iter_progress(questions, total=len(questions), desc="Answering", unit="question",
                                enabled=progress):
-            found = answerer.retrieve(q.text)
-            text = " ".join(x.text for x in gen.select(q.text, found.hits, question_vector=answerer.vector(q.text)))
-            hit = _contains(text, q.answers)
-            refuse = answerer.should_refuse(found)
+            if answerer.extractive:
+                found = answerer.retrieve(q.text)
+                picked = gen.select(q.text, found.hits, question_vector=answerer.vector(q.text))
+                text = answer_text(gen.compose(picked))
+                refuse = answerer.should_refuse(found)
+                from_gold = [is_hit(found.hits[x.hit], q) for x in picked]
+                hits = found.hits
+            else:
+                answer = answerer.ask(q.text)
+                refuse = answer.refused
+                text = "" if refuse else answer_text(answer.text)
+                cited = {c.number: c.hit for c in answer.citations}
+                from_gold = [] if refuse else [any(n in cited and is_hit(cited[n], q) for n in numbers)
+                                               for _, numbers in split_sentences(answer.text)]
+                hits = answer.sources
+            hit = bool(text) and _contains(text, q.answers)
             extract += hit
             answered += hit and not refuse
             refused += refuse
-            ceiling += _contains(" ".join(h.text for h in found.hits), q.answers)
-    n = len(data.questions)
+            ceiling += _contains(" ".join(h.text for h in hits), q.answers)
+            f1 += squad_f1(text, q.answers)
+            em += squad_em(text, q.answers)
+            words.append(len(text.split()))
+            sentences += len(from_gold)
+            precise += sum(from_gold)
+    n = len(questions)
     return {
         "eval": "answers",
         "dataset": data.name,
+        "generator": gen.name,
         "extract_contains_answer": extract / n,
         "answer_contains_answer": answered / n,
         "refused": refused / n,
         "retrieved_contains_answer": ceiling / n,
+        "f1": f1 / n,
+        "em": em / n,
+        "answer_words": median(words) if words else 0,
+        "sentence_precision": precise / max(sentences, 1),
         "n": n,
         "seconds": round(time.perf_counter() - started, 1),
         "k": EXTRACT_DEPTH,
-        "max_sentences": gen.max_sentences,
+        "max_sentences": getattr(gen, "max_sentences", None),
         "refuse_below": s.refuse_below,
         "chunk_tokens": s.chunk_tokens,
         "chunk_overlap": s.chunk_overlap,

@@ -124,16 +124,24 @@ def squad_command(file: Path, limit_articles: int | None, as_json: bool, no_prog
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--limit-articles", type=click.IntRange(min=1), default=None,
               help="Only the first N articles and their questions (a quick check).")
+@click.option("--max-questions", type=click.IntRange(min=1), default=None,
+              help="Ask only this many questions, spread over the file (every article stays indexed).")
 @_common_options
-def answers_command(file: Path, limit_articles: int | None, as_json: bool, no_progress: bool,
-                    **setting_options: Any) -> None:
-    """Ask every question of a SQuAD FILE and check the extract (best 1-3 sentences) for a gold answer."""
+def answers_command(file: Path, limit_articles: int | None, max_questions: int | None, as_json: bool,
+                    no_progress: bool, **setting_options: Any) -> None:
+    """Ask the questions of a SQuAD FILE and score the answers (RAG_LLM's generator; the extract by default).
+
+    Reports how often the answer contains a gold answer, SQuAD token F1 and exact match,
+    the median answer length in words, and the share of answer sentences from a chunk that
+    holds a gold answer.
+    """
     from rag.eval.answers import evaluate_extract
 
     result = evaluate_extract(file, settings=_settings(**setting_options), progress=not no_progress,
-                              limit_articles=limit_articles)
-    _report(result, as_json=as_json, title=f"Extractive answers, {result['dataset']}",
-            metrics=["extract_contains_answer", "answer_contains_answer", "refused", "retrieved_contains_answer"])
+                              limit_articles=limit_articles, max_questions=max_questions)
+    _report(result, as_json=as_json, title=f"Answers ({result['generator']}), {result['dataset']}",
+            metrics=["extract_contains_answer", "answer_contains_answer", "refused", "retrieved_contains_answer",
+                     "f1", "em", "answer_words", "sentence_precision"])
 
 
 @eval_group.command("refusals", short_help="Refusal rates on unanswerable vs answerable SQuAD questions.")

@@ -119,3 +119,39 @@ def ranking_scores(
         for k in sorted(set(ks)):
             out[f"{name}@{k}"] = mean_over_queries(qrels, rankings, fn, k)
     return out
+
+
+# -- SQuAD v1.1 answer metrics (the official evaluate-v1.1.py definitions) ----------------------
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalisation: lower-case, drop punctuation, the articles a/an/the and extra whitespace."""
+    import re
+    import string
+
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def squad_f1(prediction: str, golds: Sequence[str]) -> float:
+    """Token F1 of ``prediction`` against the best-matching gold answer (official SQuAD v1.1)."""
+    from collections import Counter
+
+    pred = normalize_answer(prediction).split()
+    best = 0.0
+    for gold in golds:
+        ref = normalize_answer(gold).split()
+        common = Counter(pred) & Counter(ref)
+        same = sum(common.values())
+        if same == 0:
+            continue
+        precision, recall = same / len(pred), same / len(ref)
+        best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def squad_em(prediction: str, golds: Sequence[str]) -> float:
+    """1.0 when ``prediction`` equals a gold answer after :func:`normalize_answer`, else 0.0."""
+    pred = normalize_answer(prediction)
+    return float(any(pred == normalize_answer(g) for g in golds))

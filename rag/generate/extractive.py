@@ -31,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.cite import PassageVectors
+from rag.cite import PassageVectors, neutralize_brackets
 from rag.protocols import Embedder
 from rag.text import IdfOverlap, content_words, words as _words
 from rag.types import Hit
@@ -181,10 +181,14 @@ class ExtractiveGenerator:
 
     @staticmethod
     def compose(sentences: Sequence[Sentence]) -> str:
-        """The answer text: the prefix, then each sentence followed by ``[n]`` (n = its hit's 1-based position)."""
+        """The answer text: the prefix, then each sentence followed by ``[n]`` (n = its hit's 1-based position).
+
+        Bracketed numbers of the documents' own (``[0, 1]``, ``[2][3]``) are neutralised, so
+        only the markers added here cite.
+        """
         if not sentences:
             return ""
-        return " ".join([EXTRACT_PREFIX, *(f"{s.text} [{s.hit + 1}]" for s in sentences)])
+        return " ".join([EXTRACT_PREFIX, *(f"{neutralize_brackets(s.text)} [{s.hit + 1}]" for s in sentences)])
 
     def answer(self, question: str, hits: Sequence[Hit]) -> str:
         """The extract for ``question`` from ``hits`` (citations numbered by position in ``hits``)."""

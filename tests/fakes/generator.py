@@ -15,7 +15,8 @@ from typing import Iterator
 from rag.prompt import NO_ANSWER
 from rag.text import content_words, sentence_spans
 
-_BLOCK = re.compile(r"^\[(\d+)\] [^\n]*\n<<<\n(.*?)\n>>>", re.S | re.M)
+# A source block: "[n] title", then the text between "<<<CODE" and "CODE>>>" (rag.prompt's fence).
+_BLOCK = re.compile(r"^\[(\d+)\] [^\n]*\n<<<(?P<code>\w+)\n(.*?)\n(?P=code)>>>", re.S | re.M)
 _QUESTION = re.compile(r"^Question: (.*)$", re.M)
 _LAST = re.compile(r"^Last question: (.*)$", re.M)
 _PIECE = re.compile(r"\w+|[^\w\s]")
@@ -45,7 +46,7 @@ class ReadingGenerator:
         wanted = content_words(questions[-1]) if questions else set()
         best: tuple[int, str, str] | None = None
         for m in _BLOCK.finditer(prompt):
-            text = m.group(2)
+            text = m.group(3)
             for s, e in sentence_spans(text):
                 sentence = " ".join(text[s:e].split())
                 shared = len(wanted & content_words(sentence))

@@ -152,8 +152,8 @@ def _scripted(server: FakeServer, reply_for) -> None:
 
 
 def _number_of(user: str, needle: str) -> int:
-    for m in re.finditer(r"^\[(\d+)\] [^\n]*\n<<<\n(.*?)\n>>>", user, re.S | re.M):
-        if needle in m.group(2):
+    for m in re.finditer(r"^\[(\d+)\] [^\n]*\n<<<(\w+)\n(.*?)\n\2>>>", user, re.S | re.M):
+        if needle in m.group(3):
             return int(m.group(1))
     raise AssertionError(f"{needle!r} is in no source of the prompt")
 

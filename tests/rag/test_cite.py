@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from rag.cite import PassageVectors, cite, renumber, source_label, source_link, split_sentences
+from rag.cite import (
+    WORD_JOINER,
+    PassageVectors,
+    cite,
+    neutralize_brackets,
+    renumber,
+    source_label,
+    source_link,
+    split_sentences,
+)
 from rag.settings import SUPPORT_BELOW
 from rag.types import Chunk, Hit, chunk_id
 
@@ -102,3 +113,165 @@ def test_passage_vectors_are_cached_by_chunk(embedder) -> None:
 def test_empty_answer(text: str) -> None:
     result = cite(text, HITS)
     assert result.citations == [] and result.sentences == []
+
+
+# -- document brackets never cite; sentences without markers get the source that supports them ----
+def test_neutralized_brackets_read_the_same_and_cite_nothing() -> None:
+    quoted = neutralize_brackets("A map γ : [0, 1] → X was approved in 2024 [2][3].")
+    assert quoted.replace(WORD_JOINER, "") == "A map γ : [0, 1] → X was approved in 2024 [2][3]."
+    assert neutralize_brackets(quoted) == quoted
+    result = cite(quoted + " [1]", HITS)
+    assert result.text == quoted + " [1]"
+    assert [(c.number, c.hit.title) for c in result.citations] == [(1, "T1")]
+    assert neutralize_brackets("[x, y] and [a]") == "[x, y] and [a]"  # not marker-like: untouched
+
+
+def test_a_sentence_without_a_marker_gets_the_source_that_supports_it(embedder) -> None:
+    answer = ("The Denver Broncos defeated the Carolina Panthers to win Super Bowl 50. "
+              "Oxygen gas makes up 20.8% of the Earth's atmosphere. I hope this helps you!")
+    result = cite(answer, [OXYGEN, BRONCOS], embedder=embedder, attach=True)
+    assert result.text == ("The Denver Broncos defeated the Carolina Panthers to win Super Bowl 50 [1]. "
+                           "Oxygen gas makes up 20.8% of the Earth's atmosphere [2]. I hope this helps you!")
+    assert [(c.number, c.hit.title, c.supported) for c in result.citations] == [
+        (1, "Super Bowl 50", True), (2, "Oxygen", True)]
+    assert [s.text for s in result.uncited] == ["I hope this helps you!"]  # nothing supports it: left uncited
+    assert cite(answer, [OXYGEN, BRONCOS], embedder=embedder).citations == []  # attach is asked for
+
+
+def test_wrong_markers_are_replaced_only_by_support_and_never_invent_it(embedder) -> None:
+    answer = ("The Denver Broncos defeated the Carolina Panthers [7]. "
+              "Oxygen gas makes up 20.8% of the Earth's atmosphere [1].")
+    result = cite(answer, [BRONCOS, OXYGEN], embedder=embedder, attach=True)
+    # [7] points nowhere: dropped, and the sentence gets the source that supports it; the model's
+    # own [1] under the oxygen sentence stays, flagged as not supported.
+    assert result.text == ("The Denver Broncos defeated the Carolina Panthers [1]. "
+                           "Oxygen gas makes up 20.8% of the Earth's atmosphere [1].")
+    assert [(c.number, c.hit.title, c.supported) for c in result.citations] == [(1, "Super Bowl 50", False)]
+    assert [s.supported for s in result.sentences] == [(True,), (False,)]
+    unrelated = cite("Bananas are yellow and sweet.", [BRONCOS, OXYGEN], embedder=embedder, attach=True)
+    assert unrelated.citations == [] and unrelated.text == "Bananas are yellow and sweet."
+
+
+HARBOUR = ("In topology, a path in a space X is a continuous map γ : [0, 1] → X from the unit interval. "
+           "The harbour council approved the new lighthouse budget in 2024 [2][3] after a long debate. "
+           "The budget pays for a new lamp and a granite wall around the lighthouse.")
+OTHERS = {
+    "glacier.txt": "The Zentara glacier lost forty meters of ice thickness between 1980 and 2020. "
+                   "Scientists have measured the Zentara glacier every summer since 1980.",
+    "risotto.txt": "Chef Ottavio Brenn invented the saffron pumpkin risotto at his restaurant in Bergamo. "
+                   "Brenn opened his Bergamo restaurant in 1975.",
+    "tunnel.txt": "The Halvard railway tunnel under the mountain pass is nine kilometers long. "
+                  "Construction of the Halvard tunnel took eleven years.",
+}
+
+
+def bracket_store(rag) -> None:
+    """A document with an interval and footnote-like brackets, and three sources [2] and [3] could point at."""
+    rag.add_text(HARBOUR, name="harbour.txt")
+    for name, text in OTHERS.items():
+        rag.add_text(text, name=name)
+
+
+def check_bracket_answers(path_answer: dict, budget_answer: dict) -> None:
+    """Shared by every surface: the answers as ``Answer.to_dict()`` for the two bracket questions."""
+    for answer in (path_answer, budget_answer):
+        assert not answer["refused"], answer
+        assert [c["source"] for c in answer["citations"]] == ["harbour.txt"]
+        assert set(re.findall(r"\[(\d+)\]", answer["answer"])) == {"1"}  # only the extract's own marker
+    assert "γ : [0, 1] → X" in path_answer["answer"].replace(WORD_JOINER, "")
+    assert "in 2024 [2][3] after" in budget_answer["answer"].replace(WORD_JOINER, "")
+
+
+PATH_Q = "What is a path in a topological space X?"
+BUDGET_Q = "When did the harbour council approve the lighthouse budget?"
+
+
+def test_document_brackets_never_cite_python_api(rag) -> None:
+    from ui.render import answer_markdown
+
+    bracket_store(rag)
+    path, budget = rag.ask(PATH_Q), rag.ask(BUDGET_Q)
+    check_bracket_answers(path.to_dict(), budget.to_dict())
+    shown = answer_markdown(path).replace(WORD_JOINER, "").replace("\\", "")
+    assert "γ : [0, 1] → X" in shown and "γ : [1]" not in shown
+
+
+def test_document_brackets_never_cite_cli_json(rag) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from rag.cli import main
+
+    bracket_store(rag)
+    data_dir = str(rag.settings.data_dir)
+    out = []
+    for question in (PATH_Q, BUDGET_Q):
+        result = CliRunner().invoke(main, ["--data-dir", data_dir, "ask", question, "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        out.append(json.loads(result.stdout))
+    check_bracket_answers(*out)
+
+
+class ScriptedModel:
+    """A language model that answers with a scripted function of its prompt (stands in for a real one)."""
+
+    name = "scripted"
+    prompt_format = "stablebeluga"
+    context_window = 4096
+    warning = None
+    render_chat_template = None  # a fixed prompt format
+
+    def __init__(self, reply) -> None:
+        self.reply = reply
+        self.prompts: list[str] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def stream(self, prompt: str, *, max_new_tokens: int):
+        self.prompts.append(prompt)
+        for word in self.reply(prompt).split(" "):
+            yield word + " "
+
+
+def _block(prompt: str, needle: str) -> tuple[int, str]:
+    for m in re.finditer(r"^\[(\d+)\] [^\n]*\n<<<(\w+)\n(.*?)\n\2>>>", prompt, re.S | re.M):
+        if needle in m.group(3):
+            return int(m.group(1)), m.group(3)
+    raise AssertionError(f"{needle!r} is in no source of the prompt")
+
+
+def _answerer(rag, model):
+    from rag.answer import Answerer
+
+    return Answerer(rag.retriever, model, rag.settings, rag.embedder)
+
+
+def test_a_model_copying_document_brackets_cites_only_with_its_own_markers(rag) -> None:
+    bracket_store(rag)
+
+    def reply(prompt: str) -> str:
+        n, text = _block(prompt, "lighthouse budget")
+        copied = next(s for s in text.split(". ") if "approved" in s)  # verbatim, brackets and all
+        return f"{copied} [{n}]."
+
+    answer = _answerer(rag, ScriptedModel(reply)).ask(BUDGET_Q)
+    assert [c.hit.source for c in answer.citations] == ["harbour.txt"] and answer.citations[0].supported
+    assert answer.text.replace(WORD_JOINER, "") == \
+        "The harbour council approved the new lighthouse budget in 2024 [2][3] after a long debate [1]."
+
+
+def test_a_model_that_writes_no_markers_or_wrong_ones(rag) -> None:
+    bracket_store(rag)
+    model = ScriptedModel(lambda prompt: (
+        "The harbour council approved the new lighthouse budget in 2024. "
+        "The Zentara glacier lost forty meters of ice thickness [9]. "
+        f"The Halvard railway tunnel is nine kilometers long [{_block(prompt, 'Zentara')[0]}]. "
+        "Bananas are yellow and sweet."))
+    answer = _answerer(rag, model).ask(BUDGET_Q)
+    assert not answer.refused
+    sentences = split_sentences(answer.text)
+    assert [n for _, n in sentences] == [(1,), (2,), (2,), ()]
+    assert [(c.hit.source, c.supported) for c in answer.citations] == [("harbour.txt", True), ("glacier.txt", False)]
+    assert answer.text.endswith("Bananas are yellow and sweet.")

@@ -163,3 +163,16 @@ def test_no_history_is_the_question_alone(squad_store) -> None:
     found = fused_search(search, question, [], 3)
     assert found.method == "question" and found.query == question
     assert [x.chunk.id for x in found.hits] == [x.chunk.id for x in search(question, 3)]
+
+
+def test_a_question_that_stands_alone_is_retrieved_alone(squad_store) -> None:
+    """No word refers back and the history finds nothing clearly closer: the history is not fused."""
+    search = squad_store.retriever.search
+    question = "In which county does Jacksonville reside?"
+    history = [("Wie hoch war die Bevölkerung von Fresno im Jahr 2010?", ""), ("Und die Fläche von Fresno?", "")]
+    found = fused_search(search, question, history, 5)
+    assert found.method == "question" and found.query == question
+    assert [x.chunk.id for x in found.hits] == [x.chunk.id for x in search(question, 5)]
+    # A question that refers back, or is elliptical, still uses the conversation.
+    assert fused_search(search, "What was its population in 2010?", history, 5).method == "fused"
+    assert fused_search(search, "And in 2000?", history, 5).method == "fused"

@@ -7,6 +7,8 @@ The built-in backends are checked against the same Protocols.
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -72,7 +74,7 @@ class FirstSourceModel:
         if "Rewrite the last question" in prompt:
             yield prompt.split("Last question: ", 1)[1].split("\n", 1)[0]
             return
-        first = prompt.split("<<<\n", 1)[1].split(". ", 1)[0]
+        first = re.search(r"^<<<\w+\n(.*?)\. ", prompt, re.S | re.M).group(1)
         yield first
         yield " [1]."
 

@@ -1,9 +1,12 @@
-"""Fixtures for the UI: the real app on a free loopback port, gradio_client sessions, test PDFs."""
+"""Fixtures for the page: the real app with Gradio on a free loopback port, gradio_client sessions."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -12,58 +15,13 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-# One topic per page: a fact, the question that finds it, a word only that page has; two more
-# sentences on the same topic, so an extract quotes only that page.
-FACTS = [
-    ("The lighthouse keeper Marta Velasquez painted the lighthouse tower bright red in 1911.",
-     "Who painted the lighthouse tower red?", "Velasquez"),
-    ("The Zentara glacier lost forty meters of ice thickness between 1980 and 2020.",
-     "How much ice thickness did the Zentara glacier lose?", "Zentara"),
-    ("Chef Ottavio Brenn invented the saffron pumpkin risotto at his restaurant in Bergamo.",
-     "Who invented the saffron pumpkin risotto?", "Brenn"),
-    ("The Corvid-9 satellite was launched from Kourou to map the salinity of the oceans.",
-     "What does the Corvid-9 satellite map?", "Corvid"),
-    ("The chess prodigy Ilse Marnow won the regional chess championship at the age of eleven.",
-     "At what age did Ilse Marnow win the chess championship?", "Marnow"),
-    ("Beekeepers in the valley of Oressa harvest their lavender honey every August.",
-     "When do the beekeepers of Oressa harvest lavender honey?", "Oressa"),
-    ("The violin maker Tomas Greeve carved his violins from maple wood seasoned for thirty years.",
-     "What wood did the violin maker Tomas Greeve use?", "Greeve"),
-    ("The Halvard railway tunnel under the mountain pass is nine kilometers long.",
-     "How long is the Halvard railway tunnel?", "Halvard"),
-]
-MORE = [
-    "The Velasquez lighthouse stands on a granite cliff above the harbour. Velasquez kept its lamp lit for forty years.",
-    "Scientists have measured the Zentara glacier every summer since 1980. The Zentara ice now ends in a lake.",
-    "Brenn opened his Bergamo restaurant in 1975. Brenn cooks the risotto with pumpkin from his own garden.",
-    "Corvid-9 weighs two tonnes and carries a microwave radiometer. The Corvid-9 mission is planned to last seven years.",
-    "Marnow learned chess from her grandfather in Graz. Marnow later became an international master.",
-    "The Oressa valley has more than two hundred hives. Oressa honey is sold at the market in the spring.",
-    "Greeve worked in a small workshop in Cremona. A Greeve violin takes about three months to make.",
-    "Construction of the Halvard tunnel took eleven years. Halvard trains cross the pass in six minutes.",
-]
-
-
-def fact_pages() -> list[str]:
-    """The text of each page of ``facts.pdf``."""
-    return [f"{fact} {more}" for (fact, _, _), more in zip(FACTS, MORE)]
-
-
-@pytest.fixture
-def facts_pdf(tmp_path: Path) -> Path:
-    """``facts.pdf``: page N holds FACTS[N-1] and nothing else."""
-    from tests.pdfgen import make_pdf
-
-    path = tmp_path / "upload" / "facts.pdf"
-    path.parent.mkdir()
-    make_pdf(fact_pages(), path, title="Facts")
-    return path
+from tests.rag.http.conftest import FACTS, MORE, fact_pages, facts_pdf  # noqa: E402,F401  (facts_pdf: a fixture)
 
 
 @pytest.fixture
 def ui_server(rag):
     """The real app (FastAPI + Gradio + /files) over a fresh store, on a free 127.0.0.1 port."""
-    from ui.app import create_server
+    from rag.http.app import create_server
 
     server = create_server(rag, "127.0.0.1", 0).start()
     yield server
@@ -109,3 +67,54 @@ def raw_call(base_url: str, api_name: str, data: list[Any], timeout: float = 120
                     except json.JSONDecodeError:
                         return event, payload
     raise AssertionError(f"no result from {api_name}")
+
+
+# -- headless Chromium (the browser tests) ---------------------------------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path(shutil.which("chromedriver") or "/usr/bin/chromedriver")
+
+
+def _require(ok: bool, reason: str) -> None:
+    if not ok:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + " (CI must have it)")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def browser():
+    _require(CHROMIUM.exists(), f"{CHROMIUM} is absent (apt-get install chromium chromium-driver)")
+    _require(CHROMEDRIVER.exists(), f"{CHROMEDRIVER} is absent (apt-get install chromium-driver)")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _require(False, "the selenium package is not installed (pip install selenium)")
+    os.environ.setdefault("SE_AVOID_STATS", "true")  # Selenium Manager: no telemetry
+    profile = tempfile.mkdtemp(prefix="rag-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
+                f"--user-data-dir={profile}", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait(predicate, timeout: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception:  # the page is still rendering
+            value = None
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")

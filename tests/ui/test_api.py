@@ -64,9 +64,11 @@ def test_streaming_and_history(client, facts_pdf: Path) -> None:
     updates = list(job)
     assert updates[-1]["done"] is True and all(u["done"] is False for u in updates[:-1])
     first = updates[-1]
-    follow_up = client.predict(FACTS[2][1], [[FACTS[0][1], first["answer"]]], 2, None, api_name="/ask")
+    # A follow-up that refers back ("his"); one that stands alone is retrieved alone (rag.conversation).
+    question = FACTS[2][1].replace("?", " at his restaurant?")
+    follow_up = client.predict(question, [[FACTS[0][1], first["answer"]]], 2, None, api_name="/ask")
     assert follow_up["done"] is True and follow_up["citations"][0]["page"] == 3
-    assert follow_up["query"] != FACTS[2][1]  # the follow-up's retrieval used the history
+    assert follow_up["query"] != question  # the follow-up's retrieval used the history
     assert len(follow_up["sources"]) <= max(2, len(follow_up["citations"]))  # k=2 reached the facade
     restricted = client.predict(FACTS[2][1], None, None, ["no-such-source.pdf"], api_name="/ask")
     assert restricted["citations"] == []
@@ -172,7 +174,7 @@ def test_errors_are_one_sentence_and_the_server_keeps_serving(client, facts_pdf:
 
 def test_wikipedia_pages_link_to_their_section(embedder, mediawiki_server, tmp_path: Path) -> None:
     from rag import RAG
-    from ui.app import create_server
+    from rag.http.app import create_server
     from tests.ui.conftest import _client
 
     rag = RAG(tmp_path / "wiki-data", wikipedia_api_url=mediawiki_server.api_url)

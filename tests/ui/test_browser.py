@@ -7,67 +7,17 @@ Screenshots go to ``artifacts/`` (gitignored).
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from tests.conftest import ROOT
-from tests.ui.conftest import FACTS
+from tests.rag.http.conftest import FACTS
+from tests.ui.conftest import wait as _wait
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path(shutil.which("chromedriver") or "/usr/bin/chromedriver")
 ARTIFACTS = ROOT / "artifacts"
-
-
-def _require(ok: bool, reason: str) -> None:
-    if not ok:
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " (CI must have it)")
-        pytest.skip(reason)
-
-
-@pytest.fixture
-def browser():
-    _require(CHROMIUM.exists(), f"{CHROMIUM} is absent (apt-get install chromium chromium-driver)")
-    _require(CHROMEDRIVER.exists(), f"{CHROMEDRIVER} is absent (apt-get install chromium-driver)")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        _require(False, "the selenium package is not installed (pip install selenium)")
-    os.environ.setdefault("SE_AVOID_STATS", "true")  # Selenium Manager: no telemetry
-    profile = tempfile.mkdtemp(prefix="rag-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}", "--window-size=1400,1000"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(60)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def _wait(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception:  # the page is still rendering
-            value = None
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_upload_ask_and_open_the_cited_page_in_the_browser(browser, ui_server, facts_pdf: Path) -> None:

@@ -69,7 +69,19 @@ def test_refusal_lists_retrieved_passages() -> None:
 
 
 def test_document_text_cannot_inject_markup() -> None:
-    assert escape_md("<script>x</script> [a](http://evil)") == "\\<script\\>x\\</script\\> \\[a\\](http://evil)"
+    # (the URL's ":" is escaped too now: see the next test)
+    assert escape_md("<script>x</script> [a](http://evil)") == "\\<script\\>x\\</script\\> \\[a\\](http\\://evil)"
+
+
+def test_urls_in_document_text_are_shown_as_text_not_links() -> None:
+    text = "See http://evil.example/x, HTTPS://evil.example, www.evil.example or mail bob@evil.example."
+    escaped = escape_md(text)
+    assert escaped == ("See http\\://evil.example/x, HTTPS\\://evil.example, www\\.evil.example or mail "
+                       "bob\\@evil.example.")
+    hit = _hit(id="t1", source="notes.txt", kind="text", title="notes.txt", text=text, page=None)
+    answer = _answer(text=f"{text} [1]", citations=[Citation(number=1, hit=hit, supported=True)], sources=[hit])
+    for md in (answer_markdown(answer, "q", link=lambda h: None), sources_markdown(answer, link=lambda h: None)):
+        assert "p://" not in md and "S://" not in md and "www.e" not in md and "b@e" not in md
 
 
 def test_payload_adds_links_and_markdown() -> None:

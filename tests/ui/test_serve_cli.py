@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ui.app import is_loopback
+from rag.http.app import is_loopback
 
 
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
@@ -29,12 +29,12 @@ def test_is_loopback(host: str, loopback: bool) -> None:
     ("0.0.0.0", {}, "Warning: listening on 0.0.0.0, not loopback, with no login: anyone who can reach this machine "
                     "can read and change your documents. Set RAG_AUTH=user:password (the chat page) and "
                     "RAG_API_KEY=<key> (programs), or use --host 127.0.0.1."),
-    ("192.168.1.5", {"RAG_API_KEY": "k"}, "Warning: listening on 192.168.1.5, not loopback: RAG_API_KEY guards /api, "
-                                          "/v1 and /files, but the browser chat and its Gradio API have no login"),
+    # The key now locks the page and its Gradio API too (its login takes the key as the password).
+    ("192.168.1.5", {"RAG_API_KEY": "k"}, None),
 ])
 def test_exposure_warning_names_the_fix(host: str, env: dict, expected: str | None) -> None:
     from rag.settings import Settings
-    from ui.serve import exposure_warning
+    from rag.cli import exposure_warning
 
     warning = exposure_warning(host, Settings.from_env(env))
     if expected is None:

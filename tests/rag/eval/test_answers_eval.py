@@ -48,6 +48,20 @@ def test_extract_contains_the_answer_for_most_questions(embedder, small_squad: P
     assert result["retrieved_contains_answer"] >= result["extract_contains_answer"]
     assert result["answer_contains_answer"] <= result["extract_contains_answer"]
     assert 0 <= result["refused"] < 0.2
+    # Answer-text metrics: an extract quotes whole sentences, so F1 is low but positive, EM ~0.
+    assert 0 < result["f1"] < 1 and 0 <= result["em"] <= result["f1"]
+    assert 10 <= result["answer_words"] <= 150 and 0 < result["sentence_precision"] <= 1
+    assert result["generator"] == "extractive"
+    few = evaluate_extract(small_squad, max_questions=5)
+    assert few["n"] == 5
+
+
+def test_answer_text_drops_markers_and_the_prefix() -> None:
+    from rag.eval.answers import answer_text
+
+    assert answer_text("From the documents: Denver won [1]. In [0, 1] it rained [2][3].") == \
+        "Denver won . In it rained ."
+    assert answer_text("Copenhagen [1].") == "Copenhagen ."
 
 
 def test_followups_fusion_beats_the_question_alone_and_cli_keys(embedder, small_squad: Path,

@@ -105,3 +105,15 @@ def test_ranking_scores_keys_and_values() -> None:
     assert scores["recall@10"] == pytest.approx((1 + 0.5) / 2)
     assert scores["mrr@10"] == pytest.approx((0.5 + 1) / 2)
     assert scores["ndcg@10"] == pytest.approx((1 / LOG2_3 + 1 / (1 + 1 / LOG2_3)) / 2)
+
+
+def test_squad_f1_and_em_as_the_official_script() -> None:
+    from rag.eval.metrics import normalize_answer, squad_em, squad_f1
+
+    assert normalize_answer("The  Denver Broncos!") == "denver broncos"
+    assert squad_em("the Denver Broncos.", ["Denver Broncos", "Broncos"]) == 1.0
+    assert squad_em("Denver", ["Denver Broncos"]) == 0.0
+    # pred "denver broncos won" vs gold "denver broncos": precision 2/3, recall 1 -> F1 0.8
+    assert squad_f1("Denver Broncos won", ["Denver Broncos"]) == pytest.approx(0.8)
+    assert squad_f1("Denver Broncos won", ["Carolina", "Broncos"]) == pytest.approx(0.5)  # max over golds
+    assert squad_f1("", ["x"]) == 0.0 and squad_f1("nothing shared", ["x"]) == 0.0

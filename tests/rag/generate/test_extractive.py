@@ -105,3 +105,16 @@ def test_matches_type() -> None:
     assert matches_type("place", "The game was played at Levi's Stadium.", {"where", "game"})
     assert not matches_type("place", "The game was played by the Broncos.", {"where", "game"})
     assert not matches_type("person", "The prize went to Rollo.", {"rollo"})  # the question already names him
+
+
+def test_a_table_answers_with_its_matching_row_and_header(embedder, pdf_dir) -> None:
+    """"What is the capital of Denmark?" over the two-column table PDF: the row, not the whole table."""
+    from ingest.chunk import chunk_documents
+    from ingest.pdf import read_pdf
+    from rag.types import Hit
+
+    chunks = chunk_documents(read_pdf(next(pdf_dir.rglob("026-*.pdf"))), embedder.token_offsets)
+    hits = [Hit(c, 0.5 if c.page == 3 else 0.1) for c in chunks]
+    best = ExtractiveGenerator(embedder).select("What is the capital of Denmark?", hits)[0]
+    assert best.text == ("Country Population (millions) Area (km2) Capital Official Language: "
+                         "Denmark 5.8 42,951 Copenhagen Danish")

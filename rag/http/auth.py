@@ -1,16 +1,19 @@
-"""Optional login for ``rag serve``: which requests may use the API, and what a client sends.
+"""Optional login for ``rag serve``: which requests may use the server, and what a client sends.
 
 Two settings turn it on (both empty by default, see ``rag.settings``):
 
 - ``auth`` (``RAG_AUTH=user:password``): Gradio's login page guards the browser chat and its
-  Gradio API; the same login is accepted as HTTP Basic on the routes below.
+  Gradio API; the same login is accepted as HTTP Basic everywhere.
 - ``api_key`` (``RAG_API_KEY``): a bearer token, ``Authorization: Bearer <key>``, which is what
-  OpenAI clients send as their ``api_key``.
+  OpenAI clients send as their ``api_key``. With a key but no ``auth``, the page's login takes
+  any user name and the key as the password (``page_login``), so the page is locked too.
 
-When either is set, every request under ``/api/``, ``/v1/`` and ``/files/`` needs the key, the
-login, or (for ``/files/``, which the chat's citation links open in the browser) the browser's
-login cookie; anything else gets a 401 with a JSON error in the API's shape. Secrets are
-compared in constant time and never appear in messages or logs.
+When either is set, every route of the app needs the key, the login, or the page's login
+cookie (the cookie only where the page itself goes: its Gradio routes and ``GET /files/``,
+which the chat's citation links open; never ``/api/`` or ``/v1/``), except the few in
+:data:`PUBLIC_PATHS`: the login page and its static assets, and the API schema. Anything else
+gets a 401 with a JSON error in the API's shape. Secrets are compared in constant time and
+never appear in messages or logs.
 """
 
 from __future__ import annotations
@@ -23,7 +26,16 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from rag.settings import Settings
 
-PROTECTED_PREFIXES = ("/api/", "/v1/", "/files/")
+# Open without a login, and why: "/" is the login form while nobody is logged in (Gradio serves
+# the page's shell and no data); /login takes the credentials; /logout only ends a session; the
+# rest are the page's static files (scripts, styles, icons: the same for every install) and the
+# HTTP API's schema (route shapes, no data). Everything else, found or not, needs credentials.
+PUBLIC_PATHS = frozenset({"/", "/login", "/login/", "/logout", "/favicon.ico", "/theme.css", "/robots.txt",
+                          "/manifest.json", "/pwa_icon", "/gradio_api/theme.css", "/openapi.json", "/docs",
+                          "/docs/oauth2-redirect"})
+PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/pwa_icon/")
+# Where a browser session (the page's login cookie) is not enough: programs send the key or Basic.
+API_PREFIXES = ("/api/", "/v1/")
 
 
 def login_required(settings: Settings) -> bool:
@@ -62,6 +74,25 @@ def check_authorization(header: str | None, settings: Settings) -> bool:
     return False
 
 
+def page_login(settings: Settings) -> Callable[[str, str], bool] | tuple[str, str] | None:
+    """What the page's login accepts: ``auth``'s user and password, else any user with the API key.
+
+    Returns:
+        Gradio's ``auth`` argument: a (user, password) pair, a check function, or None (no login).
+    """
+    if settings.login:
+        return settings.login
+    if settings.api_key:
+        key = settings.api_key.encode("utf-8")
+        return lambda _user, password: hmac.compare_digest(str(password).encode("utf-8"), key)
+    return None
+
+
+def is_public(path: str) -> bool:
+    """Whether ``path`` is open without a login (see :data:`PUBLIC_PATHS`)."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
 def client_headers(settings: Settings) -> dict[str, str]:
     """The ``Authorization`` header a client (the CLI) sends: the API key, else the login, else none."""
     if settings.api_key:
@@ -92,40 +123,35 @@ def refusal_message(settings: Settings, *, sent: bool) -> str:
 
 
 class RequireLogin:
-    """ASGI middleware: refuses requests under ``prefixes`` that lack valid credentials (401, JSON).
+    """ASGI middleware: refuses every request but the public ones without valid credentials (401, JSON).
 
     Args:
         app: the ASGI app to guard.
         settings: the server's settings; with neither ``auth`` nor ``api_key`` set, everything passes.
-        prefixes: the URL path prefixes that need credentials.
         session_user: given the request's cookies, the logged-in user of a browser session or None
-            (lets the chat's links to ``/files/`` work for a user who logged in on the page).
-        session_prefixes: where a session cookie is enough; only GETs of files, so a page on another
-            site cannot make a logged-in browser call the API.
+            (the page's own routes and its links to ``/files/`` work for a user who logged in).
     """
 
-    def __init__(self, app: Any, settings: Settings, prefixes: tuple[str, ...] = PROTECTED_PREFIXES,
-                 session_user: Callable[[Mapping[str, str]], str | None] | None = None,
-                 session_prefixes: tuple[str, ...] = ("/files/",)) -> None:
+    def __init__(self, app: Any, settings: Settings,
+                 session_user: Callable[[Mapping[str, str]], str | None] | None = None) -> None:
         self.app = app
         self.settings = settings
-        self.prefixes = prefixes
         self.session_user = session_user
-        self.session_prefixes = session_prefixes
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
                        send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        if (scope["type"] != "http" or not login_required(self.settings)
-                or not str(scope.get("path", "")).startswith(self.prefixes)):
+        path = str(scope.get("path", ""))
+        if scope["type"] not in ("http", "websocket") or not login_required(self.settings) or is_public(path):
             await self.app(scope, receive, send)
             return
-        path = str(scope["path"])
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         header = headers.get("authorization")
-        session_ok = (scope.get("method") in ("GET", "HEAD") and path.startswith(self.session_prefixes)
-                      and self._has_session(headers.get("cookie")))
+        session_ok = not path.startswith(API_PREFIXES) and self._has_session(headers.get("cookie"))
         if check_authorization(header, self.settings) or session_ok:
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
             return
         body = json.dumps({"error": {"message": refusal_message(self.settings, sent=bool(header)),
                                      "type": "authentication_error"}}).encode("utf-8")

@@ -4,7 +4,7 @@ Chroma's embedded store (``PersistentClient``) belongs to one process: a running
 its HNSW index in memory and never sees another process's writes, and two processes writing
 the same directory can corrupt it. So ``rag serve`` records itself in ``DATA_DIR/server.json``
 (its URL and pid; removed when it stops), and the CLI, finding a live server there, sends its
-commands to that server's HTTP API (``rag.server``) through :class:`RemoteRAG`.
+commands to that server's HTTP API (``rag.http.api``) through :class:`RemoteRAG`.
 
 A server file is stale, and ignored, when its process is gone or nothing listens at its URL.
 A process that accepts the connection but does not answer is *not* ignored (opening the store
@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import httpx
 
-from rag.auth import client_headers
+from rag.http.auth import client_headers
 from rag.errors import NotFoundError, RemoteError
 from rag.settings import Settings
 from rag.types import Answer, Hit, IngestReport, SourceInfo
@@ -170,7 +170,9 @@ class RemoteRAG:
         self.settings = settings
         self.pid = pid
         self.server_generator: str | None = None  # the server's generator name, once its health was read
-        self._http = httpx.Client(base_url=self.url, headers=client_headers(settings),
+        # X-Requested-With: the server refuses form-encoded writes without it (a page of another
+        # site cannot send it), and uploads are multipart.
+        self._http = httpx.Client(base_url=self.url, headers={**client_headers(settings), "X-Requested-With": "rag"},
                                   timeout=httpx.Timeout(REQUEST_TIMEOUT, connect=5.0))
 
     def close(self) -> None:

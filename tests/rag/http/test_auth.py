@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from rag.auth import check_authorization, client_headers, login_required, refusal_message
+from rag.http.auth import check_authorization, client_headers, login_required, refusal_message
 from rag.errors import ConfigError
 from rag.settings import Settings
 

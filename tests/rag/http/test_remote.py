@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from rag.cli import main
-from rag.remote import pid_alive, read_server_file, remove_server_file, server_file, write_server_file
+from rag.http.remote import pid_alive, read_server_file, remove_server_file, server_file, write_server_file
 from tests.conftest import ROOT
 
 API_KEY = "test-key-7f3a9c"
@@ -37,12 +37,23 @@ def _cli(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
                           env=_env(**extra_env), timeout=300)
 
 
+def no_gradio_path(tmp_path: Path) -> str:
+    """A PYTHONPATH under which ``import gradio`` fails, as on a machine without the ``ui`` extra."""
+    blocker = tmp_path / "no-gradio" / "gradio"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text('raise ImportError("gradio is not installed here", name="gradio")\n')
+    return os.pathsep.join([str(blocker.parent), str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+
+
 @pytest.fixture
-def served(_isolated_data_dir: Path):
-    """`rag serve --port 0` as its own process on this test's RAG_DATA_DIR, with an API key."""
-    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", "0"], cwd=ROOT, text=True,
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            env=_env(RAG_API_KEY=API_KEY, RAG_INGEST_BATCH="8"))
+def served(_isolated_data_dir: Path, tmp_path: Path):
+    """`rag serve --headless --port 0` as its own process on this test's RAG_DATA_DIR, with an API key.
+
+    Gradio cannot be imported in it: the API, /files and the CLI's use of the server work without it.
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", "0", "--headless"], cwd=ROOT,
+                            text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            env=_env(RAG_API_KEY=API_KEY, RAG_INGEST_BATCH="8", PYTHONPATH=no_gradio_path(tmp_path)))
     lines: list[str] = []
     url = None
     deadline = time.monotonic() + 300

@@ -17,20 +17,21 @@ from rag.errors import RagError
 
 @pytest.fixture
 def server(embedder, tmp_path: Path, mediawiki_server, monkeypatch):
-    from ui.app import create_server
+    from rag.http.app import create_server
 
     monkeypatch.setenv("RAG_WIKIPEDIA_API_URL", mediawiki_server.api_url)
     monkeypatch.setenv("RAG_WIKIPEDIA_TIMEOUT", "2")
     rag = RAG(tmp_path / "served")
-    with create_server(rag, "127.0.0.1", 0) as srv:
+    with create_server(rag, "127.0.0.1", 0, headless=True) as srv:
         yield srv
 
 
 def _upload(base: str, path: Path, password: str | None = None) -> httpx.Response:
     with path.open("rb") as fh:
         data = {"password": password} if password else {}
+        # X-Requested-With: a multipart write needs it (a page of another site cannot send it).
         return httpx.post(f"{base}api/ingest/file", files={"file": (path.name, fh, "application/pdf")},
-                          data=data, timeout=120)
+                          data=data, timeout=120, headers={"X-Requested-With": "test"})
 
 
 def test_rest_routes_ingest_search_ask_list_and_delete(server, pdf_dir: Path, tmp_path: Path) -> None:
@@ -164,16 +165,16 @@ def test_chat_completions_take_k_and_sources_like_api_ask(server, pdf_dir: Path)
 def test_remote_client_streams_a_language_model_answer_as_it_is_written(server, pdf_dir: Path,
                                                                          tmp_path: Path) -> None:
     """A server whose generator streams (an OpenAI-compatible LLM: here the first server's /v1)."""
-    from rag.remote import RemoteRAG
+    from rag.http.remote import RemoteRAG
     from rag.settings import Settings
     from rag.types import Answer
-    from ui.app import create_server
+    from rag.http.app import create_server
 
     crazy = pdf_dir / "pypdf-resources" / "crazyones.pdf"
     _upload(server.url, crazy)
     front = RAG(tmp_path / "front", llm=f"openai:{server.url}v1#rag")
     front.add_pdf(crazy)
-    with create_server(front, "127.0.0.1", 0) as srv:
+    with create_server(front, "127.0.0.1", 0, headless=True) as srv:
         client = RemoteRAG(srv.url, Settings.from_env())
         events = list(client.ask_stream("Who does the text say are the crazy ones?"))
         pieces = [e for e in events if isinstance(e, str)]
@@ -202,3 +203,38 @@ def test_a_generator_failing_midway_ends_both_streams_with_one_sentence(server, 
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert text == "The crazy ones are\n\nThe language model server stopped answering midway; ask again"
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and sse.rstrip().endswith("data: [DONE]")
+
+
+def test_files_of_every_format_upload_and_are_served_as_what_they_are(rag, tmp_path) -> None:
+    """A .docx, an HTML page and Markdown through /api/ingest/file; /files serves each safely by its content."""
+    import httpx
+
+    from rag.http.app import create_server
+    from tests.docgen import make_docx
+
+    page = tmp_path / "page.html"
+    page.write_text("<html><body><h2>Rivers</h2><p>The Rhine reaches the North Sea.</p>"
+                    "<script>fetch('/api/sources')</script></body></html>", encoding="utf-8")
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Plans\n\nWe meet on Tuesdays.\n", encoding="utf-8")
+    with create_server(rag, "127.0.0.1", 0, headless=True) as server:
+        client = httpx.Client(base_url=server.url, headers={"X-Requested-With": "test"}, timeout=120)
+        for path, name in ((make_docx(tmp_path / "n.docx"), "nordic.docx"), (page, "page.html"),
+                           (notes, "notes.md"), (make_docx(tmp_path / "m.docx"), "minutes")):
+            with path.open("rb") as f:
+                response = client.post("/api/ingest/file", files={"file": (name, f)})
+            assert response.status_code == 200, response.text
+        assert sorted(s["source"] for s in client.get("/api/sources").json()) == [
+            "minutes.docx", "nordic.docx", "notes.md", "page.html"]
+        served = client.get("/files/page.html")
+        assert served.status_code == 200 and served.headers["content-type"].startswith("text/html")
+        assert "sandbox" in served.headers["content-security-policy"]
+        md = client.get("/files/notes.md")
+        assert md.headers["content-type"].startswith("text/plain") and "Tuesdays" in md.text
+        word = client.get("/files/nordic.docx")
+        assert word.headers["content-disposition"].startswith("attachment")
+        assert word.content == (tmp_path / "n.docx").read_bytes()
+        with page.open("rb") as f:  # the name promises a PDF, the content is HTML: refused, nothing stored
+            lying = client.post("/api/ingest/file", files={"file": ("report.pdf", f)})
+        assert "report.pdf is not a PDF (its content is an HTML page)" in lying.text
+        assert client.get("/files/report.pdf").status_code == 404

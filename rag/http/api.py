@@ -1,8 +1,8 @@
-"""The headless HTTP API: REST routes and an OpenAI-compatible chat endpoint over the facade.
+"""The HTTP API: REST routes, an OpenAI-compatible chat endpoint and the stored uploads, over the facade.
 
-Mounted in the same FastAPI app as the Gradio UI (``ui/app.py``), so one
-``rag serve`` process answers browsers, scripts and OpenAI clients alike. The
-schema is published at ``/openapi.json`` (browsable at ``/docs``).
+Served by ``rag.http.app`` beside the Gradio page (or alone, ``rag serve --headless``), so
+one process answers browsers, scripts and OpenAI clients alike. The schema is published at
+``/openapi.json`` (browsable at ``/docs``).
 
 Routes:
     GET    /api/health                 status, chunk count, generator, pid
@@ -10,7 +10,7 @@ Routes:
     POST   /api/ask                    {"question", "history"?, "k"?, "sources"?, "stream"?} -> Answer
                                        (stream: NDJSON lines {"delta"}..., then {"answer"})
     GET    /api/sources                [SourceInfo]
-    DELETE /api/sources/{source}       {"deleted": n}
+    DELETE /api/sources/{source}       {"deleted": n} (an uploaded PDF's stored file goes too)
     POST   /api/ingest/file            multipart: file (PDF), password? -> IngestReport
     POST   /api/ingest/wikipedia       {"titles": [...]} -> IngestReport
     POST   /api/ingest/text            {"name", "text"} -> IngestReport (what `rag ingest notes.md` sends)
@@ -18,9 +18,12 @@ Routes:
     POST   /v1/chat/completions        OpenAI chat completions (stream or not); answers carry
                                        "sources" and "citations" as extra fields; the request
                                        may add "k" and "sources" as /api/ask takes them
+    GET    /files/{name}               an uploaded PDF, inline (404 for anything that is not one)
 
-When ``RAG_API_KEY`` or ``RAG_AUTH`` is set, ``ui.app.create_app`` guards these routes with
-``rag.auth.RequireLogin`` (401 with the same JSON error shape otherwise).
+Every field is bounded by ``rag.settings`` (question, turns and their length, sources named,
+text size; bodies are capped before this code runs, by ``rag.http.guard``). Errors are JSON,
+``{"error": {"message": <one sentence>, "type": ...}}``: 400 for what the library refuses,
+404 for an unknown source, 422 for a malformed request, 413 for one too big.
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the routes' annotations at runtime,
@@ -30,18 +33,58 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Annotated, Any, Callable, Iterator, Literal
 
-from rag.errors import NotFoundError, RagError
+from rag.errors import NotFoundError, RagError, user_message
 from rag.settings import MAX_TOP_K
 
 log = logging.getLogger(__name__)
 
 MODEL_ID = "rag"
+NAME_CHARS = 500  # a source name, title, file name or password
+
+
+def install_error_handlers(app: Any) -> None:
+    """Make FastAPI's own refusals one sentence in the API's error shape.
+
+    A malformed request (a missing field, ``{"k": 1e400}``, a list over its limit) is a 422
+    naming the field and the rule, never echoing the value (FastAPI's default echoes it, and
+    an infinite number there made its JSON encoder fail with a plain-text 500).
+    """
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    def body(message: str, kind: str) -> dict[str, Any]:
+        return {"error": {"message": message, "type": kind}}
+
+    async def invalid(_request: Any, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(body(validation_message(exc.errors()), "invalid_request_error"), status_code=422)
+
+    async def http_error(_request: Any, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else f"HTTP {exc.status_code}"
+        return JSONResponse(body(message, "not_found" if exc.status_code == 404 else "invalid_request_error"),
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def validation_message(errors: Any) -> str:
+    """One sentence for pydantic's validation errors: where, and which rule (never the value sent)."""
+    errors = list(errors or [])
+    if not errors:
+        return "The request is malformed; check it against /openapi.json"
+    first = errors[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form"))
+    rule = str(first.get("msg", "is invalid")).rstrip(".")
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return f"The request's {where or 'body'} is invalid: {rule}{more}; fix it and send again (see /openapi.json)"
 
 
 def build_api(rag: Any):
@@ -53,44 +96,53 @@ def build_api(rag: Any):
     Returns:
         A ``fastapi.APIRouter``.
     """
-    from fastapi import APIRouter, File, Form, UploadFile
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+    from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
     from pydantic import BaseModel, Field
 
+    from ingest.files import FILES_ROUTE, stored_file
+
+    s = rag.settings
+    Question = Annotated[str, Field(min_length=1, max_length=s.max_question_chars)]
+    Turn = Annotated[str, Field(max_length=s.max_turn_chars)]
+    Name = Annotated[str, Field(min_length=1, max_length=NAME_CHARS)]
+    Sources = Annotated[list[Name] | None, Field(default=None, max_length=s.max_source_filters)]
+
     class SearchRequest(BaseModel):
-        query: str = Field(min_length=1, max_length=100_000)
+        query: Question
         k: int | None = Field(default=None, ge=1, le=MAX_TOP_K)
-        sources: list[str] | None = None
+        sources: Sources = None
 
     class AskRequest(BaseModel):
-        question: str = Field(min_length=1, max_length=100_000)
-        history: list[tuple[str, str]] = Field(default_factory=list, max_length=50)
+        question: Question
+        history: list[tuple[Turn, Turn]] = Field(default_factory=list, max_length=s.max_history_turns)
         k: int | None = Field(default=None, ge=1, le=MAX_TOP_K)
-        sources: list[str] | None = None
+        sources: Sources = None
         # true: newline-delimited JSON, {"delta": text} as the generator writes, then {"answer": ...}.
         stream: bool = False
 
     class WikipediaRequest(BaseModel):
-        titles: list[str] = Field(min_length=1, max_length=50)
+        titles: list[Name] = Field(min_length=1, max_length=50)
 
     class TextRequest(BaseModel):
-        name: str = Field(min_length=1, max_length=500)
+        name: Name
         text: str
 
     class Message(BaseModel):
         role: Literal["system", "user", "assistant", "developer", "tool"]
-        content: str | list[dict[str, Any]] | None = None
+        content: Turn | Annotated[list[dict[str, Any]], Field(max_length=64)] | None = None
 
     class ChatRequest(BaseModel):
-        model: str = MODEL_ID
-        messages: list[Message] = Field(min_length=1, max_length=100)
+        model: str = Field(default=MODEL_ID, max_length=NAME_CHARS)
+        # The earlier turns as user/assistant pairs, plus a few system messages and the question.
+        messages: list[Message] = Field(min_length=1, max_length=2 * s.max_history_turns + 8)
         stream: bool = False
         max_tokens: int | None = Field(default=None, ge=1)
         temperature: float | None = None
         # Extensions (the openai package sends them with extra_body=...): chunks to retrieve, and
         # the sources to search, as /api/ask takes them.
         k: int | None = Field(default=None, ge=1, le=MAX_TOP_K)
-        sources: list[str] | None = None
+        sources: Sources = None
 
     router = APIRouter()
 
@@ -109,16 +161,15 @@ def build_api(rag: Any):
         return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
 
     def guarded(fn):
-        """Run a route; the project's errors become a 4xx with their one sentence."""
+        """Run a route; the project's errors become a 4xx with their one sentence (rag.errors.user_message)."""
         try:
             return fn()
         except NotFoundError as exc:
-            return error(404, str(exc), "not_found")
+            return error(404, user_message(exc), "not_found")
         except RagError as exc:
-            return error(400, str(exc))
-        except Exception:  # the server keeps serving; the details go to the log, not the client
-            log.exception("request failed")
-            return error(500, "The server could not complete this request; see its log for details.", "server_error")
+            return error(400, user_message(exc))
+        except Exception as exc:  # the server keeps serving; the details go to the log, not the client
+            return error(500, user_message(exc), "server_error")
 
     @router.get("/api/health", tags=["service"])
     def health() -> Any:
@@ -147,14 +198,7 @@ def build_api(rag: Any):
 
     @router.delete("/api/sources/{source:path}", tags=["sources"])
     def delete(source: str) -> Any:
-        def run() -> dict[str, Any]:
-            from ingest.uploads import remove_file
-
-            deleted = rag.delete(source)
-            remove_file(rag.settings.files_dir, source)  # an uploaded PDF's stored copy goes with it
-            return {"deleted": deleted}
-
-        return guarded(run)
+        return guarded(lambda: {"deleted": rag.delete(source)})
 
     @router.post("/api/ingest/wikipedia", tags=["sources"])
     def ingest_wikipedia(req: WikipediaRequest) -> Any:
@@ -162,53 +206,35 @@ def build_api(rag: Any):
 
     @router.post("/api/ingest/text", tags=["sources"])
     def ingest_text(req: TextRequest) -> Any:
-        def run() -> dict[str, Any]:
-            from ingest.index import SourceJob
-            from rag.types import Document
-
-            limit = rag.settings.max_pdf_bytes
-            if len(req.text.encode("utf-8")) > limit:
-                raise RagError(f"{req.name} is over the {limit / 2**20:.0f} MB upload limit; "
-                               "split it or raise RAG_MAX_PDF_BYTES")
-            doc = Document(source=req.name, text=req.text, kind="text", title=req.name)
-            return rag.ingest([SourceJob(req.name, lambda: [doc])]).to_dict()
-
-        return guarded(run)
+        if len(req.text.encode("utf-8")) > s.max_text_bytes:
+            return error(413, f"{req.name} is over the {s.max_text_bytes / 2**20:.0f} MB limit for a text; "
+                              "split it or raise RAG_MAX_TEXT_BYTES", "request_too_large")
+        return guarded(lambda: rag.add_text(req.text, name=req.name).to_dict())
 
     @router.post("/api/ingest/file", tags=["sources"])
-    def ingest_file(file: UploadFile = File(...), password: str | None = Form(default=None)) -> Any:
+    def ingest_file(file: UploadFile = File(...), password: str | None = Form(default=None, max_length=NAME_CHARS)
+                    ) -> Any:
         def run() -> dict[str, Any]:
-            from ingest.uploads import NotAPDFError, stage_upload
-
-            with tempfile.TemporaryDirectory() as tmp:
+            # The body was capped at the edge; copy the received file out of the web server's
+            # spool so the facade can stage it (RAG.upload: stage, ingest, commit, one lock).
+            s.data_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=".upload-", dir=s.data_dir) as tmp:
                 raw = Path(tmp) / "upload.pdf"
-                limit = rag.settings.max_pdf_bytes
-                size = 0
                 with raw.open("wb") as out:
-                    while block := file.file.read(1 << 20):
-                        size += len(block)
-                        if size > limit:
-                            raise RagError(f"{file.filename} is over the {limit / 2**20:.0f} MB upload limit; "
-                                           "split it or raise RAG_MAX_PDF_BYTES")
-                        out.write(block)
-                try:
-                    staged = stage_upload(rag.settings.files_dir, raw, file.filename or "upload.pdf")
-                except NotAPDFError as exc:
-                    raise RagError(str(exc)) from None
-            # Keep the file (so citations link to it) only when it was ingested; a refused upload
-            # must not replace a good copy stored before.
-            try:
-                report = rag.ingest([rag.pdf_job(staged.path, password=password or None, name=staged.name)])
-            except BaseException:
-                staged.discard()
-                raise
-            if staged.name in report.skipped:
-                staged.discard()
-            else:
-                staged.commit()
-            return report.to_dict()
+                    shutil.copyfileobj(file.file, out, 1 << 20)
+                return rag.upload(raw, name=file.filename or "upload", password=password or None).to_dict()
 
         return guarded(run)
+
+    @router.get(FILES_ROUTE + "/{name}", include_in_schema=False)
+    def serve_file(name: str) -> FileResponse:
+        path = stored_file(s.files_dir, name)
+        kind = _stored_kind(path, name) if path is not None else None
+        if kind is None:
+            raise HTTPException(status_code=404, detail="No such file")
+        media_type, disposition, extra = _SERVED[kind]
+        return FileResponse(path, media_type=media_type, content_disposition_type=disposition, filename=path.name,
+                            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache", **extra})
 
     @router.get("/v1/models", tags=["openai"])
     def models() -> Any:
@@ -219,6 +245,9 @@ def build_api(rag: Any):
         turns = [(m.role, _text(m.content)) for m in req.messages if m.role in ("user", "assistant")]
         if not turns or turns[-1][0] != "user" or not turns[-1][1].strip():
             return error(400, "The last message must be a non-empty user message: the question to answer.")
+        if len(turns[-1][1]) > s.max_question_chars:
+            return error(422, f"The question (the last user message) is over {s.max_question_chars} characters; "
+                              "shorten it, or raise RAG_MAX_QUESTION_CHARS")
         question, history = turns[-1][1], _pairs(turns[:-1])
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
@@ -238,6 +267,31 @@ def build_api(rag: Any):
                              question, history or None, req.k, req.sources)
 
     return router
+
+
+# How each kind of stored file is served. An uploaded HTML page is a stranger's markup on our
+# origin: it opens sandboxed (its own origin, no scripts), so it can show its sections but
+# never reach the API with the user's cookie. Word files are downloads; text is shown as text.
+_SERVED: dict[str, tuple[str, str, dict[str, str]]] = {
+    "pdf": ("application/pdf", "inline", {}),
+    "html": ("text/html; charset=utf-8", "inline",
+             {"Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"}),
+    "text": ("text/plain; charset=utf-8", "inline", {}),
+    "docx": ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "attachment", {}),
+}
+
+
+def _stored_kind(path: Path, name: str) -> str | None:
+    """The kind of a stored file when its content is what its name says, else None (never served)."""
+    from ingest.files import name_kind
+    from ingest.formats import sniff
+    from rag.errors import SourceError
+
+    try:
+        kind = sniff(path)
+    except SourceError:
+        return None
+    return kind if kind == name_kind(name) else None
 
 
 def _sse(completion_id: str, created: int, model: str, events: Iterator[Any]) -> Iterator[str]:
