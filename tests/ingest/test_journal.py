@@ -26,9 +26,9 @@ from ingest.files import STAGING, stage_upload
 from ingest.journal import Journal
 from rag import RAG
 from tests.conftest import ROOT
-from tests.ingest.test_index import TEXT_V1
 
 NAME = "lecture.pdf"
+TEXT_V1 = " ".join(f"Paragraph {i} says the river Thames flows through town {i}." for i in range(120))
 TEXT_V2 = TEXT_V1.replace("Thames", "Severn")  # every chunk changes
 
 
