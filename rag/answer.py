@@ -179,7 +179,7 @@ class Answerer:
         for piece in gen.stream(packed.text, max_new_tokens=self.settings.max_new_tokens):
             pieces.append(piece)
             yield piece
-        text = "".join(pieces).strip()
+        text = packed.clean_reply("".join(pieces))
         if is_refusal(text):
             yield self._refusal(found, packed.hits_used)
             return

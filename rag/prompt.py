@@ -244,6 +244,21 @@ class PackedPrompt:
     hits_used: list[Hit] = field(default_factory=list)
     hits_dropped: list[Hit] = field(default_factory=list)
     tokens: int = 0
+    boundary: str = ""
+
+    def clean_reply(self, reply: str) -> str:
+        """A model's reply without the fence: small models echo the fence code or its marks.
+
+        Args:
+            reply: the generated text.
+
+        Returns:
+            The text with every occurrence of this prompt's code and of ``<<<``/``>>>`` removed.
+        """
+        if self.boundary:
+            reply = reply.replace(f"<<<{self.boundary}", "").replace(f"{self.boundary}>>>", "")
+            reply = reply.replace(self.boundary, "")
+        return re.sub(r"[ \t]{2,}", " ", reply.replace("<<<", "").replace(">>>", "")).strip()
 
 
 def pack_prompt(
@@ -302,4 +317,5 @@ def pack_prompt(
             f"{budget} after max_new_tokens={max_new_tokens}; lower RAG_MAX_NEW_TOKENS or "
             "RAG_CHUNK_TOKENS, or ask a shorter question"
         )
-    return PackedPrompt(text=text, hits_used=list(hits[:k]), hits_dropped=list(hits[k:]), tokens=tokens)
+    return PackedPrompt(text=text, hits_used=list(hits[:k]), hits_dropped=list(hits[k:]), tokens=tokens,
+                        boundary=boundary)

@@ -275,3 +275,16 @@ def test_a_model_that_writes_no_markers_or_wrong_ones(rag) -> None:
     assert [n for _, n in sentences] == [(1,), (2,), (2,), ()]
     assert [(c.hit.source, c.supported) for c in answer.citations] == [("harbour.txt", True), ("glacier.txt", False)]
     assert answer.text.endswith("Bananas are yellow and sweet.")
+
+
+def test_a_model_echoing_the_fence_code_shows_none_of_it(rag) -> None:
+    bracket_store(rag)
+
+    def reply(prompt: str) -> str:
+        n, _ = _block(prompt, "lighthouse budget")
+        code = re.search(r"^Fence code: (\w+)$", prompt, re.M).group(1)
+        return f"{code} The harbour council approved the new lighthouse budget in 2024 [{n}]. {code}>>>"
+
+    answer = _answerer(rag, ScriptedModel(reply)).ask(BUDGET_Q)
+    assert answer.text == "The harbour council approved the new lighthouse budget in 2024 [1]."
+    assert [(c.hit.source, c.supported) for c in answer.citations] == [("harbour.txt", True)]
