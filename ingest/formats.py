@@ -58,6 +58,8 @@ def sniff(path: str | Path) -> FileKind:
             what it seems to be and the fix).
     """
     path = Path(path)
+    if not path.is_file():
+        raise UnreadableSourceError(path.name, f"No file at '{path}'; check the path")
     try:
         with path.open("rb") as f:
             head = f.read(_SNIFF_BYTES)

@@ -60,8 +60,17 @@ def frequencies_for(store: Store, sources: Sequence[str] | None = None) -> Frequ
     return lambda words: counter(words, sources)
 
 
+# Below this many chunks, document frequencies say little about how rare a word is: in a
+# one-document library every word of it is in "every chunk", so BM25's IDF would give the
+# question's matching words almost no weight against the ones the text lacks, and refuse
+# almost everything. The scope counts as at least this large (the calibration stores are
+# larger, so their evidence does not change).
+MIN_IDF_SCOPE = 1000
+
+
 def _idf(chunks: int, df: int) -> float:
     # BM25's IDF: positive however common the word; a word the scope lacks gets the most weight.
+    chunks = max(chunks, MIN_IDF_SCOPE)
     return math.log((chunks - df + 0.5) / (df + 0.5) + 1.0)
 
 
