@@ -27,6 +27,7 @@ import re
 from collections import Counter
 from typing import Sequence
 
+from rag.text import trim_span
 from rag.types import Document
 
 MIN_PAGES_FOR_HEADERS = 3
@@ -46,16 +47,8 @@ _EDGE_NUMBER = re.compile(r"^(\d{1,4})\s+\S.*$|^.*\S\s+(\d{1,4})$")
 
 def line_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of each non-blank line of ``text``, surrounding whitespace excluded."""
-    spans = []
-    for m in re.finditer(r"[^\n]+", text):
-        s, e = m.start(), m.end()
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if e > s:
-            spans.append((s, e))
-    return spans
+    spans = (trim_span(text, m.start(), m.end()) for m in re.finditer(r"[^\n]+", text))
+    return [(s, e) for s, e in spans if e > s]
 
 
 def is_noise_line(line: str) -> bool:

@@ -131,7 +131,7 @@ class RAG:
             return EXTRACTIVE_NOTICE
         loaded = self.__dict__.get("generator")
         if loaded is not None:
-            return getattr(loaded, "warning", None)
+            return loaded.warning
         return notice(self.settings)
 
     # -- answering --------------------------------------------------------------------------

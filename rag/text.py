@@ -67,15 +67,16 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
         spans.append((start, end))
         start = end
     spans.append((start, len(text)))
-    out = []
-    for s, e in spans:
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if e > s:
-            out.append((s, e))
-    return out
+    return [span for span in (trim_span(text, s, e) for s, e in spans) if span[1] > span[0]]
+
+
+def trim_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """``(start, end)`` narrowed past the whitespace at both ends of ``text[start:end]``."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
 
 
 def _is_abbreviation(sentence: str) -> bool:

@@ -51,6 +51,23 @@ def make_pdf(pages: list[str], path: str | Path | None = None, *, title: str = "
     catalog = add(b"<< /Type /Catalog /Pages %d 0 R >>" % pages_id)
     info = add(b"<< /Title (%s) /Producer (rag tests) >>" % _escape(title).encode("latin-1", errors="replace"))
 
+    data = pdf_file(objects, root=catalog, info=info)
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data
+
+
+def pdf_file(objects: list[bytes], *, root: int, info: int | None = None) -> bytes:
+    """A PDF file of numbered objects (object n is ``objects[n - 1]``) with its cross-reference table.
+
+    Args:
+        objects: the bodies of objects 1, 2, ...
+        root: the number of the catalog object.
+        info: the number of the document information object, if any.
+
+    Returns:
+        The PDF bytes.
+    """
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for number, body in enumerate(objects, 1):
@@ -59,9 +76,7 @@ def make_pdf(pages: list[str], path: str | Path | None = None, *, title: str = "
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root %d 0 R /Info %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, catalog, info, xref)
-    data = bytes(out)
-    if path is not None:
-        Path(path).write_bytes(data)
-    return data
+    info_ref = b" /Info %d 0 R" % info if info is not None else b""
+    out += b"trailer\n<< /Size %d /Root %d 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1, root, info_ref, xref)
+    return bytes(out)

@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from rag.eval.common import EvalDataError, iter_progress, read_json, resolve_settings, temporary_rag
+from rag.eval.common import (EvalDataError, extractive_answerer, iter_progress, read_json, resolve_settings,
+                              spread_questions, temporary_rag)
 from rag.eval.squad import Question, SquadData, is_hit, load_squad
 from rag.settings import Settings
 
@@ -49,13 +50,6 @@ def _contains(text: str, answers: Sequence[str]) -> bool:
     return any(a.casefold() in folded for a in answers)
 
 
-def _extractive_answerer(rag: Any, settings: Settings):
-    from rag.answer import Answerer
-    from rag.generate.extractive import ExtractiveGenerator
-
-    return Answerer(rag.retriever, ExtractiveGenerator(rag.embedder), settings, rag.embedder)
-
-
 def _product_answerer(rag: Any, settings: Settings):
     """The answerer of ``settings.llm``: the extractive generator, or the configured language model."""
     from rag.answer import Answerer
@@ -63,7 +57,7 @@ def _product_answerer(rag: Any, settings: Settings):
 
     kind, _ = parse_llm(settings.llm, settings)
     if kind == "extractive":
-        return _extractive_answerer(rag, settings)
+        return extractive_answerer(rag, settings)
     return Answerer(rag.retriever, make_generator(settings), settings, rag.embedder)
 
 
@@ -76,14 +70,6 @@ def answer_text(text: str) -> str:
     if text.startswith(EXTRACT_PREFIX):
         text = text[len(EXTRACT_PREFIX):]
     return " ".join(text.split())
-
-
-def _spread(questions: list[Question], max_questions: int | None) -> list[Question]:
-    """At most ``max_questions`` questions, spread evenly over the file (all when None)."""
-    if max_questions is None or max_questions >= len(questions):
-        return questions
-    step = len(questions) / max_questions
-    return [questions[int(i * step)] for i in range(max_questions)]
 
 
 def evaluate_extract(
@@ -128,7 +114,7 @@ def evaluate_extract(
     s = resolve_settings(settings)
     started = time.perf_counter()
     data = load_squad(squad_file, limit_articles=limit_articles)
-    questions = _spread(data.questions, max_questions)
+    questions = spread_questions(data.questions, max_questions)
     extract = answered = refused = ceiling = 0
     f1 = em = 0.0
     words: list[int] = []

@@ -98,3 +98,19 @@ def _fmt(key: str, value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     return str(value)
+
+
+def spread_questions(questions: list, max_questions: int | None) -> list:
+    """At most ``max_questions`` of ``questions``, spread evenly over them (all when None)."""
+    if max_questions is None or max_questions >= len(questions):
+        return questions
+    step = len(questions) / max_questions
+    return [questions[int(i * step)] for i in range(max_questions)]
+
+
+def extractive_answerer(rag: Any, settings: Any):
+    """An Answerer with the offline extractive generator over ``rag``'s retriever and embedder."""
+    from rag.answer import Answerer
+    from rag.generate.extractive import ExtractiveGenerator
+
+    return Answerer(rag.retriever, ExtractiveGenerator(rag.embedder), settings, rag.embedder)

@@ -26,7 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from rag.eval.common import EvalDataError, iter_progress, resolve_settings, temporary_rag
+from rag.eval.common import (EvalDataError, extractive_answerer, iter_progress, resolve_settings,
+                              spread_questions, temporary_rag)
 from rag.eval.distractors import load_distractors
 from rag.eval.squad import is_hit, load_squad
 from rag.settings import Settings
@@ -119,9 +120,6 @@ def evaluate_refusals(
         ``refused_answerable_retrievable`` (answerable questions whose retrieved chunks hold
         the answer); the fitted threshold and its rates on held-out articles; ``n``, ``seconds``.
     """
-    from rag.answer import Answerer
-    from rag.generate.extractive import ExtractiveGenerator
-
     s = resolve_settings(settings)
     started = time.perf_counter()
     data = load_squad(squad_file, limit_articles=limit_articles)
@@ -130,16 +128,13 @@ def evaluate_refusals(
         raise EvalDataError(f"{squad_file} has {len(sources)} article(s); refusals need at least two")
     extra = load_distractors(distractors, limit=distractor_limit) if distractors else None
     scope = sources + (extra.sources if extra else [])
-    questions = data.questions
-    if max_questions is not None and max_questions < len(questions):
-        step = len(questions) / max_questions
-        questions = [questions[int(i * step)] for i in range(max_questions)]
+    questions = spread_questions(data.questions, max_questions)
     rows: list[tuple[str, float, float, bool]] = []  # (source, answerable ev, unanswerable ev, retrievable)
     out = open(dump, "w", encoding="utf-8") if dump else None  # noqa: SIM115 (closed below)
     documents = list(data.documents) + (extra.documents if extra else [])
     try:
         with refusal_rag(documents, s, store=store, progress=progress, rag=rag) as r:
-            answerer = Answerer(r.retriever, ExtractiveGenerator(r.embedder), s, r.embedder)
+            answerer = extractive_answerer(r, s)
             everywhere = scope if store is not None else None
             for q in iter_progress(questions, total=len(questions), desc="Asking twice", unit="question",
                                    enabled=progress):

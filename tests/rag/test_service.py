@@ -12,7 +12,7 @@ import pytest
 
 from rag import RAG
 from rag.errors import InvalidNameError, NameConflictError, UnreadableSourceError
-from tests.pdfgen import make_pdf
+from tests.pdfgen import make_pdf, pdf_file
 
 
 def text_bomb(path: Path, megabytes: float) -> Path:
@@ -32,16 +32,7 @@ def text_bomb(path: Path, megabytes: float) -> Path:
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
         b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, obj in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + obj + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    path.write_bytes(bytes(out))
+    path.write_bytes(pdf_file(objects, root=1))
     return path
 
 
