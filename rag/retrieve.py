@@ -117,13 +117,16 @@ class Retriever:
         self.keyword_weight = keyword_weight
         self.candidates = candidates
 
-    def search(self, query: str, k: int = Settings.top_k, *, sources: Sequence[str] | None = None) -> list[Hit]:
+    def search(self, query: str, k: int = Settings.top_k, *, sources: Sequence[str] | None = None,
+               collections: Sequence[str] | None = None) -> list[Hit]:
         """The ``k`` best chunks for ``query``, best first.
 
         Args:
             query: the question or search text.
             k: how many hits to return.
             sources: only search these sources (names as listed by ``sources()``).
+            collections: only search these collections; both lists restrict the stores' own
+                searches, so nothing outside them is ever read.
 
         Returns:
             Hits carrying text, cosine score and source details.
@@ -136,16 +139,16 @@ class Retriever:
             raise RagError(f"k={k} must be at least 1")
         query = query[:MAX_QUERY_CHARS]
         if self.mode == "dense":
-            return self.store.query(self.embedder.embed([query])[0], k, sources=sources)
+            return self.store.query(self.embedder.embed([query])[0], k, sources=sources, collections=collections)
         depth = max(self.candidates, k)
         # BM25 needs no vector: it runs on a worker thread while the query is embedded and
         # searched densely (SQLite and torch both release the GIL), so hybrid costs little more
         # than the slower of the two instead of their sum.
-        pending = _keyword_pool().submit(self.store.keyword_query, query, depth, sources)
+        pending = _keyword_pool().submit(self.store.keyword_query, query, depth, sources, collections)
         vector = self.embedder.embed([query])[0]
         if self.mode == "keyword":
             return self._hits([i for i, _ in pending.result()][:k], vector, {})
-        dense = {h.chunk.id: h for h in self.store.query(vector, depth, sources=sources)}
+        dense = {h.chunk.id: h for h in self.store.query(vector, depth, sources=sources, collections=collections)}
         keyword = dict(pending.result())
         if self.fusion == "rrf":
             fused = reciprocal_rank_fusion([list(dense), list(keyword)], [1.0, self.keyword_weight])
