@@ -92,6 +92,8 @@ class ChromaStore:
             self._max_batch = _FALLBACK_MAX_BATCH
         self._sources_cache: list[SourceInfo] | None = None
         self._lock = threading.Lock()
+        if not self.migrated and self.count() == 0:
+            self._mark_migrated()  # a new store: every chunk it will hold carries its collection
 
     def count(self) -> int:
         """Number of chunks stored."""
