@@ -338,7 +338,9 @@ def serve(ctx: click.Context, host: str, port: int, concurrency: int, headless: 
         except OSError as exc:
             click.echo(f"Warning: cannot write {settings.data_dir}/server.json ({exc.strerror}): `rag` commands "
                        "run meanwhile will not find this server; do not ingest from the CLI while it runs.", err=True)
-        login = " (login required)" if settings.login or settings.api_key else ""
+        from rag.http.auth import login_required
+
+        login = " (login required)" if login_required(settings) else ""
         what = " (headless: the API only, no chat page)" if headless else ""
         click.echo(f"Serving on {server.url}{login}{what} (Ctrl-C to stop); data in {settings.data_dir}", err=True)
 
@@ -362,8 +364,9 @@ def exposure_warning(host: str, settings: Any) -> str | None:
         One warning line for stderr, or None.
     """
     from rag.http.app import is_loopback
+    from rag.http.auth import login_required
 
-    if is_loopback(host) or settings.login or settings.api_key:
+    if is_loopback(host) or login_required(settings):
         return None
     return (f"Warning: listening on {host}, not loopback, with no login: anyone who can reach this machine can "
             "read and change your documents. Set RAG_AUTH=user:password (the chat page) and RAG_API_KEY=<key> "

@@ -287,7 +287,16 @@ def build_api(rag: Any):
 
     @router.delete("/api/collections/{name}", tags=["sources"])
     def delete_collection(name: str, request: Request) -> Any:
-        return guarded(lambda: {"deleted": rag.delete_collection(write_scope(request, check_name(name, s))).to_dict()})
+        def run() -> dict[str, Any]:
+            where = write_scope(request, check_name(name, s))
+            bound = allowed(request)
+            if bound is not None:  # a bound key is told only of its own collections
+                existing = {i.collection for i in rag.store.sources()}
+                if where not in existing:
+                    raise UnknownCollectionError(unknown_message(where, [n for n in bound if n in existing]))
+            return {"deleted": rag.delete_collection(where).to_dict()}
+
+        return guarded(run)
 
     @router.delete("/api/sources/{source:path}", tags=["sources"])
     def delete(source: str, request: Request, collection: Annotated[CollectionName | None, Query()] = None) -> Any:

@@ -164,3 +164,21 @@ def test_uploads_of_one_file_into_two_collections_are_two_files(embedder, tmp_pa
     gone = rag.delete_collection("team-a")
     assert (gone.name, gone.sources, gone.chunks) == ("team-a", 1, 1)
     assert rag.sources() == [] and not (files / "team-a" / "plan.pdf").exists()
+
+
+def test_a_crashed_write_in_one_collection_is_repaired_without_touching_the_other(teams: RAG) -> None:
+    from rag.types import Document
+
+    store, journal = teams.store, teams.journal
+    a, b = _ids(teams, "team-a"), _ids(teams, "team-b")
+    doc = Document(source="handbook.md", text=HANDBOOK.format(deadline="November 2"), kind="text", title="Handbook",
+                   collection="team-b")
+    chunks = teams.indexer.chunk([doc])
+    entry = journal.begin(store, "handbook.md", old=b, new={c.id for c in chunks}, collection="team-b")
+    new = [c for c in chunks if c.id not in b]
+    store.add(new[:1], teams.embedder.embed([new[0].text]))  # the process dies after its first chunk...
+    journal._close(entry)  # ...and its manifest lock goes with it
+    assert journal.recover(store) == ["handbook.md"]
+    # Rolled back: team-b is its old version again, and team-a's copy of the same name was never touched.
+    assert _ids(teams, "team-b") == b and _ids(teams, "team-a") == a
+    assert "November 2" not in " ".join(h.text for h in teams.search("Orion deadline", k=20))
