@@ -125,7 +125,7 @@ def test_a_bad_collection_name_is_one_sentence_naming_it_and_the_rule(teams: RAG
             call()
         message = str(info.value)
         assert repr(name if len(name) <= 40 else name[:37] + "...") in message
-        assert "lower-case letters, digits" in message and message.count(". ") == 0
+        assert "lower-case letters, digits" in message and "\n" not in message and message.endswith("(e.g. team-a)")
     assert {c.name for c in teams.collections()} == {DEFAULT_COLLECTION, "team-a", "team-b"}
 
 
@@ -171,11 +171,14 @@ def test_a_crashed_write_in_one_collection_is_repaired_without_touching_the_othe
 
     store, journal = teams.store, teams.journal
     a, b = _ids(teams, "team-a"), _ids(teams, "team-b")
-    doc = Document(source="handbook.md", text=HANDBOOK.format(deadline="November 2"), kind="text", title="Handbook",
-                   collection="team-b")
-    chunks = teams.indexer.chunk([doc])
+    # The new version: two sections, so two new chunks, of which the crash leaves one written.
+    text = HANDBOOK.format(deadline="November 2").replace("six hours", "four hours")
+    docs = [Document(source="handbook.md", text=part, kind="text", title="Handbook", section=f"part {i}",
+                     collection="team-b") for i, part in enumerate(text.split("# Travel"))]
+    chunks = teams.indexer.chunk(docs)
     entry = journal.begin(store, "handbook.md", old=b, new={c.id for c in chunks}, collection="team-b")
     new = [c for c in chunks if c.id not in b]
+    assert len(new) >= 2
     store.add(new[:1], teams.embedder.embed([new[0].text]))  # the process dies after its first chunk...
     journal._close(entry)  # ...and its manifest lock goes with it
     assert journal.recover(store) == ["handbook.md"]

@@ -72,7 +72,7 @@ def test_rest_search_and_ask_stay_inside_the_asked_collection(server) -> None:
             final = json.loads(follow.text.strip().splitlines()[-1])["answer"]
             assert "Dana Whit" in final["answer"] and _collections_of(final) == {team}
         assert _collections_of(http.post("/api/search", json={"query": "Orion deadline", "k": 50}).json()) == \
-            {"team-a", "team-b"}
+            {"team-a", "team-b", "default"}  # no collection: every one
 
 
 def test_v1_chat_completions_takes_the_collection_from_extra_body(server) -> None:
