@@ -74,6 +74,25 @@ def _idf(chunks: int, df: int) -> float:
     return math.log((chunks - df + 0.5) / (df + 0.5) + 1.0)
 
 
+def word_weights(qwords: dict[str, str], frequencies: Frequencies | None,
+                 sentences: Sequence[set[str]] = ()) -> dict[str, float]:
+    """Each question word's weight: its BM25 IDF over the searched scope.
+
+    Args:
+        qwords: :func:`question_words` of the question.
+        frequencies: document frequencies of the searched scope; without them, IDF is taken
+            over ``sentences`` (each a candidate sentence's content words).
+        sentences: the candidate sentences' content words (used only without ``frequencies``).
+
+    Returns:
+        ``{stem: weight}`` for every question word.
+    """
+    if frequencies is not None and qwords:
+        chunks, df = frequencies(list(qwords.values()))
+        return {x: _idf(chunks, df.get(raw, 0)) for x, raw in qwords.items()}
+    return IdfOverlap(set(qwords), sentences).idf
+
+
 def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None = None) -> Evidence:
     """How strongly the best retrieved chunks bear on ``question`` (see the module docstring).
 
@@ -93,11 +112,7 @@ def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None =
         return Evidence(score=float("-inf"), chunk=0.0, coverage=0.0)
     qwords = question_words(question)
     sentences = [content_words(t) & qwords.keys() for h in hits for t in chunk_sentences(h.text)]
-    if frequencies is not None and qwords:
-        chunks, df = frequencies(list(qwords.values()))
-        idf = {x: _idf(chunks, df.get(raw, 0)) for x, raw in qwords.items()}
-    else:
-        idf = IdfOverlap(set(qwords), sentences).idf
+    idf = word_weights(qwords, frequencies, sentences)
     total = sum(idf.values()) or 1.0
     coverage = max((sum(idf[x] for x in s) / total for s in sentences), default=0.0) if qwords else 1.0
     top = max(h.score for h in hits)
