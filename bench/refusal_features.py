@@ -9,7 +9,9 @@ restricts retrieval to its own sources (SQuAD + its distractors), so the store i
 once for all of them. Each line holds, per configuration and case (``NAME/a`` answerable,
 ``NAME/u`` own article left out): the hit cosines and sources, the question words each
 top-5 sentence and each chunk holds, the words' document frequencies in the configuration's
-sources, and (without --no-sentences, slow on a busy CPU) the sentences' cosines.
+sources, the chunk ids and BM25's own top 5 in that scope, the question's gold answers (for
+``rag.eval.refusals.answered_elsewhere``), and (without --no-sentences, slow on a busy CPU) the
+sentences' cosines, which the product's evidence reads.
 ``python -m bench.fit_refusals OUT.jsonl ...`` scores rules on them; the product's rule
 (:func:`rag.refuse.assess`) gives the same scores as ``rag eval refusals --dump``.
 """
