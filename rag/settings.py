@@ -21,12 +21,13 @@ EMBEDDER_MAX_TOKENS = 254
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# refuse_below: the rag.refuse evidence score (best chunk cosine + 0.5 * IDF-weighted word
-# coverage of the best sentence) under which an answer is refused. Fitted with hybrid retrieval
-# on SQuAD half-a alone and with distractor text (`rag eval refusals --distractors`): the
-# threshold that refuses at most 5% of questions whose article is indexed in every store
-# configuration (README, Answers, for the figures and the held-out check).
-REFUSE_BELOW = 0.65
+# refuse_below: the rag.refuse evidence score (best sentence cosine + 0.5 * best chunk cosine
+# + 0.5 * IDF-weighted word coverage of the best sentence + 0.25 * that of the best chunk) under
+# which an answer is refused. Fitted with hybrid retrieval on SQuAD half-a alone and with
+# distractor text (`python -m bench.fit_refusals`): the threshold that refuses at most 5% of
+# questions whose article is indexed in every store configuration (docs/answers.md for the
+# figures and the held-out check).
+REFUSE_BELOW = 1.084
 # support_below is calibrated on SQuAD half-a with `rag eval support` (rag.eval.answers).
 # support_below: MiniLM cosine under which a cited chunk does not support its sentence; 0.50
 # flags 3% of right citations and 93% of citations of another article's nearest chunk.
