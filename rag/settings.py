@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from rag.errors import ConfigError
+from rag.errors import ConfigError, RagError
 
 # MiniLM reads at most 256 word pieces including [CLS] and [SEP]; the rest is silently dropped.
 EMBEDDER_MAX_TOKENS = 254
@@ -256,7 +256,10 @@ class Settings:
             if key == self.api_key:
                 raise ConfigError("A key in RAG_COLLECTION_KEYS is the same as RAG_API_KEY (which sees every "
                                   "collection); give each bound key its own value")
-            out[key] = tuple(dict.fromkeys(check_name(str(n), self) for n in names))
+            try:
+                out[key] = tuple(dict.fromkeys(check_name(str(n), self) for n in names))
+            except RagError as exc:
+                raise ConfigError(f"RAG_COLLECTION_KEYS binds a key to a bad name: {exc}") from None
         return out
 
     @property
