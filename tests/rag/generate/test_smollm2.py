@@ -213,7 +213,7 @@ def test_answers_over_an_ingested_pdf_through_the_gptq_loader(gptq_rag: RAG) -> 
     # marker the model wrote on its own line, "Denmark\n\n[2] Copenhagen", pointing to no source,
     # is dropped from the answer with its line break kept); every marker points to a source
     def words(text: str) -> list[str]:
-        return MARKERS.sub(" ", text).split()
+        return MARKERS.sub("", text).split()
 
     assert words(answer.text) == words("".join(pieces))
     assert {int(n) for n in re.findall(r"\[(\d+)", answer.text)} == {c.number for c in answer.citations}
