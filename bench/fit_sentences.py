@@ -107,7 +107,7 @@ def pick(r: dict, p: np.ndarray, rule: str, t: float | None) -> list[int]:
     return take
 
 
-RULES = [("top1", None)] + [(k, t) for k in ("add", "same", "mass") for t in (0.15, 0.2, 0.25, 0.35, 0.5, 0.7)]
+RULES = [("top1", None)] + [(k, t) for k in ("add", "same", "mass") for t in (0.1, 0.15, 0.2, 0.25, 0.35)]
 
 
 def figures(rows: list[dict], w: np.ndarray, rules=RULES) -> dict:
@@ -151,6 +151,11 @@ def main() -> None:
           f"ceiling (a candidate holds an answer) {np.mean([r['has'].any() for r in rows]):.3f}")
     base = figures(rows, old * 30, [("top1", None), ("top3", None)])
     print("old weights (the product before: its best three), all questions:", json.dumps(base))
+    from rag.generate.extractive import WEIGHTS
+
+    now = np.array([WEIGHTS.get(f, 0.0) for f in FEATURES]) * keep
+    print("the product's weights now, all questions:", json.dumps({k: v for k, v in figures(rows, now).items()
+                                                                   if k in ("top1", "add@0.2", "add@0.25")}))
     held: dict[str, list] = {}
     for fold in (0, 1):
         train = [r for r in rows if parity[r["source"]] == fold]

@@ -33,36 +33,35 @@ EXTRACT_PREFIX = "From the documents:"
 MAX_SENTENCES = 3
 
 # A listwise ranker over rag.generate.sentence_features.FEATURES, fitted by bench/fit_sentences.py
-# on the dump of bench/sentence_features.py (SQuAD half-a, product retrieval): a softmax over each
-# question's candidate sentences, maximising the probability of those that hold a gold answer,
-# checked by a two-fold cross-fit. The dump it was fitted on covers the first articles of half-a
-# only (the spread's questions in file order), so the folds split questions, not articles; refit
-# on a longer dump (and with --by-article folds) after changing a feature.
+# (--l2 0.1) on the dump of bench/sentence_features.py (SQuAD half-a, product retrieval): a softmax
+# over each question's candidate sentences, maximising the probability of those that hold a gold
+# answer, checked by a two-fold cross-fit by article (even/odd). Refit with those two scripts after
+# changing a feature.
 WEIGHTS = {
-    "cosine": 9.7242,
-    "pair_cosine": 3.7877,
-    "prev_cosine": -1.3647,
-    "next_cosine": -0.2046,
-    "context": 5.1490,
-    "centrality": -2.3600,
-    "overlap": 12.0131,
-    "prev_overlap": 3.1083,
-    "next_overlap": 1.7820,
-    "chunk_overlap": 2.2423,
-    "chunk_score": 2.1597,
-    "chunk_gap": -3.2672,
-    "chunk_rank": 0.9274,
-    "first": -0.7955,
-    "position": 1.1124,
-    "type_match": 2.4370,
-    "date_match": 0.5705,
-    "number_match": 0.7920,
-    "person_match": 2.5643,
-    "bigrams": -1.3219,
-    "log_words": -0.5632,
-    "short": -1.8187,
-    "novelty": 7.9958,
-    "copies": 0.5005,
+    "cosine": 3.8495,
+    "pair_cosine": 2.7069,
+    "prev_cosine": -0.4435,
+    "next_cosine": -0.0486,
+    "context": -0.3259,
+    "centrality": -3.7203,
+    "overlap": 5.8892,
+    "prev_overlap": 3.1197,
+    "next_overlap": 0.1055,
+    "chunk_overlap": 0.9730,
+    "chunk_score": 0.8844,
+    "chunk_gap": -1.6536,
+    "chunk_rank": 2.1401,
+    "first": -0.0988,
+    "position": -0.1889,
+    "type_match": 0.6630,
+    "date_match": 0.5384,
+    "number_match": 0.3400,
+    "person_match": 0.3653,
+    "bigrams": 1.5276,
+    "log_words": 0.0070,
+    "short": -0.6687,
+    "novelty": -2.6793,
+    "copies": -0.0835,
 }
 # A sentence after the best one is added only while its own probability is at least this
 # (chosen with the same fit: it buys answers the best sentence misses at few extra words).
