@@ -65,7 +65,7 @@ WEIGHTS = {
 }
 # A sentence after the best one is added only while its own probability is at least this
 # (chosen with the same fit: it buys answers the best sentence misses at few extra words).
-ADD_SENTENCE = 0.2
+ADD_SENTENCE = 0.15
 
 @dataclass(frozen=True)
 class Sentence:
