@@ -208,6 +208,10 @@ class Answerer:
 
     def _extract(self, question: str, found: Retrieved, k: int) -> Iterator[str | Answer]:
         gen = self.generator
+        # A fused follow-up ("Who was their leader?") is answered for the question with the
+        # previous turns, as it was retrieved: the turns say whose leader.
+        if found.method == "fused" and len(found.queries) > 1:
+            question = found.queries[-1]
         sentences = gen.select(question, found.hits, question_vector=self.vector(question))
         if not sentences:
             yield NO_ANSWER
