@@ -14,10 +14,9 @@ Two strategies, chosen by the generator:
   this, there, ...), the history ranking counts half. Whether to fuse at all is
   :func:`needs_history`: a question that stands alone is retrieved alone.
 
-Measured with MiniLM on ``data/eval/followups-squad-half-a.json`` (43 conversations, turn-2
-hit@5, ``rag eval followups``): question alone 0.70, question + previous turn 0.93, fusion
-0.98. On 300 SQuAD questions asked after a question about another article (a topic switch),
-hit@5 is 0.84 alone, 0.38 concatenated and 0.82 fused.
+``rag eval followups`` measures both sides of the rule: turn-2 hit@5 on two-turn
+conversations (``data/eval/followups-squad-half-a.json``), and hit@5 of SQuAD questions asked
+after a question about another article, against the same questions asked alone (docs/answers.md).
 
 The retrieval query reported in ``Answer.query`` is the standalone question, or for fusion
 ``"<question> [+ previous turn: <turn>]"``.
