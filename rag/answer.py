@@ -184,7 +184,7 @@ class Answerer:
             yield self._refusal(found, found.hits[:shown])
             return
         if self.extractive:
-            yield from self._extract(question, found, shown)
+            yield from self._extract(question, found, shown, said=[a for _, a in turns if a])
             return
 
         packed = pack_prompt(
@@ -206,13 +206,14 @@ class Answerer:
         yield Answer(text=cited.text, citations=cited.citations, sources=_ordered(cited.citations, packed.hits_used),
                      query=found.query, generator=gen.name, prompt_format=fmt, refused=False)
 
-    def _extract(self, question: str, found: Retrieved, k: int) -> Iterator[str | Answer]:
+    def _extract(self, question: str, found: Retrieved, k: int, *, said: Sequence[str] = ()) -> Iterator[str | Answer]:
         gen = self.generator
         # A fused follow-up ("Who was their leader?") is answered for the question with the
-        # previous turns, as it was retrieved: the turns say whose leader.
+        # previous turns, as it was retrieved: the turns say whose leader. Those turns also pull
+        # toward the sentence that answered them, so a sentence already said is not said again.
         if found.method == "fused" and len(found.queries) > 1:
             question = found.queries[-1]
-        sentences = gen.select(question, found.hits, question_vector=self.vector(question))
+        sentences = gen.select(question, found.hits, question_vector=self.vector(question), exclude=said)
         if not sentences:
             yield NO_ANSWER
             yield self._refusal(found, found.hits[:k])

@@ -215,10 +215,12 @@ class Extractor(Protocol):
     warning: str | None
     passages: "PassageVectors"
 
-    def select(self, question: str, hits: Sequence[Hit], *, question_vector: np.ndarray | None = None) -> Sequence[Any]:
+    def select(self, question: str, hits: Sequence[Hit], *, question_vector: np.ndarray | None = None,
+               exclude: Sequence[str] = ()) -> Sequence[Any]:
         """The passages that answer ``question``, best first; empty when none does.
 
-        The items are opaque to the caller, which only passes them to :meth:`compose`.
+        ``exclude`` holds the conversation's earlier answers: a passage they already say is not
+        chosen again. The items are opaque to the caller, which only passes them to :meth:`compose`.
         """
         ...
 

@@ -16,6 +16,7 @@ repeated in overlapping chunks count once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -150,13 +151,26 @@ class ExtractiveGenerator:
         out = [Sentence(c.text, c.hit, float(x), c.cosine, float(q)) for c, x, q in zip(candidates, scores, p)]
         return sorted(out, key=lambda s: -s.score)
 
-    def select(self, question: str, hits: Sequence[Hit], *, question_vector: np.ndarray | None = None) -> list[Sentence]:
+    def select(self, question: str, hits: Sequence[Hit], *, question_vector: np.ndarray | None = None,
+               exclude: Sequence[str] = ()) -> list[Sentence]:
         """The best sentence for ``question``, then the next ones while each is probable enough.
 
         A runner-up joins while its probability is at least :data:`ADD_SENTENCE`, up to
         ``max_sentences`` in all.
+
+        Args:
+            question: what to answer.
+            hits: the retrieved chunks.
+            question_vector: the question's MiniLM vector, when already embedded.
+            exclude: earlier answers of the conversation: a sentence they already hold is not chosen.
+
+        Returns:
+            The chosen sentences, best first.
         """
         ranked = self.rank(question, hits, question_vector=question_vector)
+        if exclude:
+            said = [f" {_plain(t)} " for t in exclude]
+            ranked = [s for s in ranked if not any(f" {_plain(s.text)} " in t for t in said)]
         picked = ranked[:1]
         for s in ranked[1: self.max_sentences]:
             if s.probability < self.add_sentence:
@@ -178,3 +192,8 @@ class ExtractiveGenerator:
     def answer(self, question: str, hits: Sequence[Hit]) -> str:
         """The extract for ``question`` from ``hits`` (citations numbered by position in ``hits``)."""
         return self.compose(self.select(question, hits))
+
+
+def _plain(text: str) -> str:
+    """Lower-case words only, so a sentence is found in an answer whatever its markers and spacing."""
+    return " ".join(re.findall(r"\w+", text.lower()))

@@ -63,13 +63,14 @@ def test_upload_ask_cites_the_page_and_the_link_serves_the_pdf(client, ui_server
 
 def test_streaming_and_history(client, facts_pdf: Path) -> None:
     _upload(client, facts_pdf)
-    job = client.submit(FACTS[0][1], api_name="/ask")
+    job = client.submit(FACTS[2][1], api_name="/ask")
     updates = list(job)
     assert updates[-1]["done"] is True and all(u["done"] is False for u in updates[:-1])
     first = updates[-1]
-    # A follow-up that refers back ("his"); one that stands alone is retrieved alone (rag.conversation).
-    question = FACTS[2][1].replace("?", " at his restaurant?")
-    follow_up = client.predict(question, [[FACTS[0][1], first["answer"]]], 2, None, api_name="/ask")
+    # A follow-up that refers back ("his" is the chef of the previous turn); one that stands alone
+    # is retrieved alone (rag.conversation).
+    question = "In which city is his restaurant?"
+    follow_up = client.predict(question, [[FACTS[2][1], first["answer"]]], 2, None, api_name="/ask")
     assert follow_up["done"] is True and follow_up["citations"][0]["page"] == 3
     assert follow_up["query"] != question  # the follow-up's retrieval used the history
     assert len(follow_up["sources"]) <= max(2, len(follow_up["citations"]))  # k=2 reached the facade
