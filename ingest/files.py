@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from rag.errors import InvalidNameError, UnreadableSourceError
+from rag.errors import InvalidNameError, SourceError, UnreadableSourceError
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +286,24 @@ def stored_file(files_dir: str | Path, name: str) -> Path | None:
     if resolved.parent != root or not resolved.is_file():
         return None
     return resolved
+
+
+def stored_kind(files_dir: str | Path, name: str) -> tuple[Path, str] | None:
+    """The stored file called ``name`` and its kind, when its content is what its name says; else None.
+
+    What ``/files`` and the viewer serve: a file whose bytes are not what its extension
+    promises is never served as that (nor at all).
+    """
+    from ingest.formats import sniff
+
+    path = stored_file(files_dir, name)
+    if path is None:
+        return None
+    try:
+        kind = sniff(path)
+    except SourceError:
+        return None
+    return (path, kind) if kind == name_kind(name) else None
 
 
 def file_url(files_dir: str | Path, source: str, page: int | None = None) -> str | None:

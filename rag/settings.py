@@ -149,6 +149,14 @@ class Settings:
     max_history_turns: int = 20
     max_turn_chars: int = 16000
     max_source_filters: int = 256
+    # The page (ui/, rag.http.viewer): a cited PDF page is drawn at view_dpi (fewer pixels when
+    # a page is so large that it would exceed view_max_pixels). Saved conversations
+    # (rag.conversations_store): at most this many per user (the oldest go first), each of at
+    # most max_history_turns turns; a title is cut to conversation_title_chars.
+    view_dpi: int = 120
+    view_max_pixels: int = 16_000_000
+    max_conversations: int = 200
+    conversation_title_chars: int = 120
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -190,7 +198,7 @@ class Settings:
             raise ConfigError("RAG_API_KEY must not contain spaces at its ends or line breaks (it is sent in an "
                               "HTTP header); choose another key")
         for name in ("max_request_bytes", "max_text_bytes", "max_question_chars", "max_history_turns",
-                     "max_turn_chars", "max_source_filters"):
+                     "max_turn_chars", "max_source_filters", "max_conversations", "conversation_title_chars"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1; e.g. RAG_{name.upper()}="
                                   f"{getattr(type(self), name)}")
@@ -198,6 +206,9 @@ class Settings:
             raise ConfigError(f"smollm2_calibration_samples={self.smollm2_calibration_samples} must be at least 1 "
                               f"and smollm2_calibration_chars={self.smollm2_calibration_chars} at least 64; "
                               "e.g. RAG_SMOLLM2_CALIBRATION_SAMPLES=8 RAG_SMOLLM2_CALIBRATION_CHARS=1000")
+        if not 36 <= self.view_dpi <= 600 or self.view_max_pixels < 100_000:
+            raise ConfigError(f"view_dpi={self.view_dpi} must be 36..600 and view_max_pixels={self.view_max_pixels} "
+                              "at least 100000; e.g. RAG_VIEW_DPI=120")
         if not 3 <= len(self.collection) <= 512:
             raise ConfigError(f"collection={self.collection!r} must be 3 to 512 characters long")
 

@@ -287,3 +287,17 @@ class Evidence:
 
     def as_dict(self) -> dict[str, float]:
         return {"score": self.score, "chunk": self.chunk, "coverage": self.coverage}
+
+
+@dataclass(frozen=True)
+class PageRect:
+    """A rectangle on a displayed page, as fractions of its width and height from the top left (0..1).
+
+    The viewer (``rag.http.viewer``) draws a cited passage's highlight with these, so the
+    boxes fit the page image at any size.
+    """
+
+    left: float
+    top: float
+    width: float
+    height: float

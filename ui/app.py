@@ -95,6 +95,7 @@ import gradio as gr
 
 from rag.errors import EncryptedPDFError, RagError, user_message
 from rag.http.app import ASK_CONCURRENCY
+from rag.links import citation_link
 from rag.service import RAG
 from rag.settings import MAX_TOP_K, Settings
 from rag.types import Answer, Hit, IngestReport
@@ -157,11 +158,8 @@ class Actions:
 
     # -- helpers ---------------------------------------------------------------------------
     def link(self, hit: Hit) -> str | None:
-        """Where a citation points: the stored file (a PDF at its page), or the source's own URL."""
-        if hit.chunk.kind == "wikipedia":
-            return hit.url
-        page = hit.page if hit.chunk.kind == "pdf" else None
-        return stored_files.file_url(self.files_dir, hit.source, page) or hit.url
+        """Where a citation points: the viewer at the highlighted passage, the Wikipedia section, or its URL."""
+        return citation_link(hit, self.files_dir)
 
     def generator_name(self) -> str:
         try:
