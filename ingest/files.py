@@ -224,6 +224,37 @@ def stage_upload(files_dir: str | Path, upload_path: str | Path, name: str | Non
     return StagedFile(name=name, path=target, files_dir=files_dir, digest=file_digest(target) or "", _lock_fd=fd)
 
 
+def keep_copy(files_dir: str | Path, path: str | Path, name: str) -> StagedFile | None:
+    """Stage a copy of a local file (``rag ingest file.pdf``, ``RAG.add_pdf``) so citations can open it.
+
+    The copy is committed into ``files_dir`` with the source's chunks, as an upload is. A file
+    whose source name is not already a safe stored name (``Café.pdf``), or whose content is not
+    what its name says, is not kept (its citations then show the path it was read from); this
+    never makes the ingestion itself fail.
+
+    Args:
+        files_dir: where stored files are kept.
+        path: the file that was read.
+        name: its source name.
+
+    Returns:
+        The staged copy, or None when it is not kept.
+    """
+    kind = name_kind(name)
+    if kind is None or safe_name(name, kind) != name:
+        log.info("not keeping a copy of %s: its name is not a safe stored name", name)
+        return None
+    try:
+        staged = stage_upload(files_dir, path, name)
+    except (SourceError, OSError) as exc:
+        log.info("not keeping a copy of %s: %s", name, exc)
+        return None
+    if staged.name != name:
+        staged.discard()
+        return None
+    return staged
+
+
 def staged_in(files_dir: str | Path, path: str | Path) -> StagedFile | None:
     """The staged upload at ``path`` when it lies in ``files_dir``'s staging area, else None.
 

@@ -39,12 +39,15 @@ class SourceJob:
     """A named source and how to read it (reading may raise SourceError).
 
     ``file`` is a staged upload (``ingest.files.stage_upload``) that is moved into
-    ``files_dir`` in the same transaction as the source's chunks.
+    ``files_dir`` in the same transaction as the source's chunks; ``keep``, when there is no
+    ``file``, stages one once the source has been read (``ingest.files.keep_copy``: a copy of a
+    local file, so its citations can open it), or returns None to keep nothing.
     """
 
     name: str
     load: Loader
     file: "StagedFile | None" = None
+    keep: "Callable[[], StagedFile | None] | None" = None
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,8 @@ class Indexer:
             if not chunks:
                 report.skipped[name] = f"{name} has no text to index"
                 continue
-            out.append(LoadedSource(name, docs[0].kind, chunks, job.file))
+            file = job.file if job.file is not None or job.keep is None else job.keep()
+            out.append(LoadedSource(name, docs[0].kind, chunks, file))
         return out
 
     def write(self, loaded: Sequence[LoadedSource], report: IngestReport | None = None, *,

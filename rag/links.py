@@ -15,21 +15,13 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from ingest.files import stored_file
+from rag.cite import source_link
 from rag.types import Answer, Hit
 
 VIEW_ROUTE = "/view"
 # The anchor of the highlight on the viewer's page, so the browser scrolls to it.
 CITED_ANCHOR = "cited"
 CHUNK_ID = re.compile(r"[0-9a-f]{32}")
-
-
-def wikipedia_link(hit: Hit) -> str | None:
-    """``URL#Section`` for a Wikipedia section (its heading, spaces as underscores), else the hit's URL."""
-    if not hit.url:
-        return None
-    if hit.section and "#" not in hit.url:
-        return f"{hit.url}#{hit.section.strip().replace(' ', '_')}"
-    return hit.url
 
 
 def view_link(source: str, *, page: int | None = None, chunk: str | None = None) -> str:
@@ -51,9 +43,9 @@ def citation_link(hit: Hit, files_dir: str | Path) -> str | None:
         else the source's own URL (or None).
     """
     if hit.kind == "wikipedia":
-        return wikipedia_link(hit)
+        return source_link(hit)
     if stored_file(files_dir, hit.source) is None:
-        return wikipedia_link(hit)
+        return source_link(hit)
     return view_link(hit.source, page=hit.page, chunk=hit.chunk.id)
 
 
@@ -61,7 +53,7 @@ def local_link(hit: Hit, files_dir: str | Path) -> str | None:
     """A ``file://`` URL of the stored copy (at its page for a PDF), or the hit's own link; for the CLI."""
     path = stored_file(files_dir, hit.source) if hit.kind != "wikipedia" else None
     if path is None:
-        return wikipedia_link(hit)
+        return source_link(hit)
     return path.as_uri() + (f"#page={hit.page}" if hit.page else "")
 
 

@@ -7,7 +7,7 @@ import logging
 import threading
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from rag.errors import NotFoundError, SourceError
 from rag.settings import Settings
@@ -175,8 +175,13 @@ class RAG:
 
         report = Report()
         loaded = self.indexer.load(jobs, report)
-        with self._write_lock:
-            return self.indexer.write(loaded, report, progress=progress)
+        try:
+            with self._write_lock:
+                return self.indexer.write(loaded, report, progress=progress)
+        finally:
+            for item in loaded:  # a copy kept but not committed (a name conflict, a failure) goes
+                if item.file is not None:
+                    item.file.discard()
 
     def pdf_job(self, path: str | Path, *, password: str | None = None, name: str | None = None,
                 file=None):
@@ -195,7 +200,8 @@ class RAG:
 
         s, path = self.settings, Path(path)
         file = file if file is not None else staged_in(s.files_dir, path)
-        return SourceJob(name or path.name, lambda: read_pdf(path, password=password, name=name, settings=s), file=file)
+        return SourceJob(name or path.name, lambda: read_pdf(path, password=password, name=name, settings=s), file=file,
+                         keep=self._keeper(path, name or path.name, file))
 
     def file_job(self, path: str | Path, *, password: str | None = None, name: str | None = None, file=None):
         """A source job for any file we read: PDF, Word, HTML, Markdown or text, told apart by content.
@@ -219,7 +225,15 @@ class RAG:
                 return read_pdf(path, password=password, name=name, settings=s)
             return read_file(path, name=name, max_bytes=s.max_pdf_bytes)
 
-        return SourceJob(name or path.name, load, file=file)
+        return SourceJob(name or path.name, load, file=file, keep=self._keeper(path, name or path.name, file))
+
+    def _keeper(self, path: Path, name: str, file) -> "Callable[[], object] | None":
+        """How a job keeps a copy of a local file it reads (``settings.keep_files``), or None."""
+        if file is not None or not self.settings.keep_files:
+            return None
+        from ingest.files import keep_copy
+
+        return lambda: keep_copy(self.settings.files_dir, path, name)
 
     def wikipedia_job(self, title: str):
         """A source job that fetches one Wikipedia page from the configured MediaWiki API."""
@@ -378,11 +392,12 @@ class RAG:
                 if ids:
                     kind = next((i.kind for i in store.sources() if i.source == name), None)
                     # Chunks and the stored upload go as one unit: a crash midway finishes the deletion.
+                    kept = kind != "wikipedia"  # any file we read may have a stored copy
                     entry = self.journal.begin(store, name, old=ids, new=set(), delete=True,
-                                               remove=name if kind == "pdf" else None)
+                                               remove=name if kept else None)
                     try:
                         store.delete_ids(sorted(ids))
-                        if kind == "pdf":
+                        if kept:
                             from ingest.files import remove_file
 
                             remove_file(self.settings.files_dir, name)

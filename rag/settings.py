@@ -153,6 +153,9 @@ class Settings:
     # a page is so large that it would exceed view_max_pixels). Saved conversations
     # (rag.conversations_store): at most this many per user (the oldest go first), each of at
     # most max_history_turns turns; a title is cut to conversation_title_chars.
+    # A file read from disk (rag ingest, RAG.add_pdf) is copied into files_dir, as an upload is, so
+    # its citations open in the viewer; false keeps no copies (citations then name the path read).
+    keep_files: bool = True
     view_dpi: int = 120
     view_max_pixels: int = 16_000_000
     max_conversations: int = 200
@@ -302,4 +305,9 @@ def _parse(name: str, raw: str, type_name: Any) -> Any:
         raise ConfigError(f"RAG_{name.upper()}={raw!r} is not a {kind}; set it to a number") from None
     if kind == "Path":
         return Path(raw)
+    if kind == "bool":
+        word = raw.strip().lower()
+        if word in ("1", "true", "yes", "on") or word in ("0", "false", "no", "off"):
+            return word in ("1", "true", "yes", "on")
+        raise ConfigError(f"RAG_{name.upper()}={raw!r} is not a yes/no value; set it to 1 or 0")
     return raw
