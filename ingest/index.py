@@ -22,7 +22,7 @@ from rag.errors import NameConflictError, SourceError
 from rag.progress import progress_bar
 from rag.protocols import Embedder, Store
 from rag.settings import Settings
-from rag.types import Chunk, Document, IngestReport
+from rag.types import Chunk, Document, IngestReport, Progress
 
 if TYPE_CHECKING:
     from ingest.files import StagedFile
@@ -140,13 +140,15 @@ class Indexer:
         return out
 
     def write(self, loaded: Sequence[LoadedSource], report: IngestReport | None = None, *,
-              progress: bool = False) -> IngestReport:
+              progress: bool = False, on_progress: Callable[[Progress], None] | None = None) -> IngestReport:
         """Write loaded sources: each changed one as a journaled unit (the caller serializes writers).
 
         Args:
             loaded: from :meth:`load`.
             report: the report to complete (a new one when omitted).
             progress: show a progress bar (on stderr) while embedding.
+            on_progress: called after each batch with the chunks embedded so far (``embedding``);
+                its source is the one being written, or ``""`` when several are.
 
         Returns:
             The report.
@@ -185,9 +187,14 @@ class Indexer:
             parts = [todo[lo : lo + self.write_batch] for lo in range(0, len(todo), self.write_batch)]
             vectors = self.embed_batches([[c.text for c in part] for part in parts])
             bar = progress_bar(len(todo), desc="Embedding", unit="chunk", enabled=progress)
+            source = plans[0][0].name if len(plans) == 1 else ""
+            done = 0
             for part, embedded in zip(parts, vectors, strict=True):
                 self.store.add(part, embedded)
                 bar.update(len(part))
+                done += len(part)
+                if on_progress is not None:
+                    on_progress(Progress(source, "embedding", done, len(todo)))
             bar.close()
             for i, (item, _, _, stale) in enumerate(plans):
                 if item.file is not None:

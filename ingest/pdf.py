@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import unicodedata
+from typing import Callable
 from pathlib import Path
 
 from rag.errors import EncryptedPDFError, NoTextError, SourceError, UnreadableSourceError
@@ -60,6 +61,7 @@ def read_pdf(
     max_seconds: float | None = None,
     max_page_bytes: int | None = None,
     settings: Settings | None = None,
+    on_page: Callable[[int, int], None] | None = None,
 ) -> list[Document]:
     """Read a PDF into one Document per page that has text, in a worker process under hard limits.
 
@@ -79,6 +81,7 @@ def read_pdf(
         max_seconds: give up on files whose text takes longer to extract (``RAG_MAX_PDF_SECONDS``).
         max_page_bytes: refuse pages with more decompressed content (``RAG_MAX_PDF_PAGE_BYTES``).
         settings: where the limits not given come from.
+        on_page: called with (page being read, pages in the file) as the worker goes.
 
     Returns:
         Documents with ``page`` set (1-based), in page order.
@@ -109,7 +112,8 @@ def read_pdf(
     if not is_pdf(path):
         raise UnreadableSourceError(name, f"{name} is not a PDF (its content does not start with %PDF-)")
     ocr_languages = limits.ocr_languages if limits.ocr == "auto" else None
-    pages = _in_worker(name, max_seconds, (str(path), password, name, max_pages, max_page_bytes, ocr_languages))
+    pages = _in_worker(name, max_seconds, (str(path), password, name, max_pages, max_page_bytes, ocr_languages),
+                       on_page=on_page)
     return [Document(source=name, text=text, kind="pdf", title=name, page=number) for number, text in pages]
 
 
@@ -149,7 +153,8 @@ _idle: list[_Worker] = []
 _idle_lock = threading.Lock()
 
 
-def _in_worker(name: str, max_seconds: float, args: tuple) -> list[tuple[int, str]]:
+def _in_worker(name: str, max_seconds: float, args: tuple,
+               on_page: Callable[[int, int], None] | None = None) -> list[tuple[int, str]]:
     with _idle_lock:
         worker = _idle.pop() if _idle else None
     if worker is None or worker.proc.poll() is not None:
@@ -170,6 +175,8 @@ def _in_worker(name: str, max_seconds: float, args: tuple) -> list[tuple[int, st
             kind = message[0]
             if kind == "page":
                 at = message[1:]
+                if on_page is not None:
+                    on_page(*at)
                 continue
             done = True
             if kind == "ok":

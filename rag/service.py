@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from rag.errors import NotFoundError, SourceError
 from rag.settings import Settings
-from rag.types import Document, Hit, IngestReport, SourceInfo
+from rag.types import Document, Hit, IngestReport, Progress, SourceInfo
 
 if TYPE_CHECKING:
     from rag.types import Answer
@@ -164,12 +164,19 @@ class RAG:
         return self.answerer.stream(question, history, k=k, sources=sources)
 
     # -- ingestion -------------------------------------------------------------------------
-    def ingest(self, jobs: Iterable, *, progress: bool = False) -> IngestReport:
+    def ingest(self, jobs: Iterable, *, progress: bool = False,
+               on_progress: "Callable[[Progress], None] | None" = None) -> IngestReport:
         """Ingest prepared source jobs (see ``ingest.index.SourceJob``); failures are reported, not raised.
 
         Sources are read (PDF extraction, Wikipedia fetches) and chunked without the write
         lock, so a slow source holds no other write up; the store is compared and written under
         it, so two ingestions of one source that run at once end as one version.
+
+        Args:
+            jobs: the sources (``file_job``, ``wikipedia_job``, ...).
+            progress: show a progress bar on stderr while embedding.
+            on_progress: called as chunks are embedded (``rag.types.Progress``); reading progress
+                comes from the jobs (``file_job(on_progress=...)``).
         """
         from rag.types import IngestReport as Report
 
@@ -177,7 +184,7 @@ class RAG:
         loaded = self.indexer.load(jobs, report)
         try:
             with self._write_lock:
-                return self.indexer.write(loaded, report, progress=progress)
+                return self.indexer.write(loaded, report, progress=progress, on_progress=on_progress)
         finally:
             for item in loaded:  # a copy kept but not committed (a name conflict, a failure) goes
                 if item.file is not None:
@@ -203,7 +210,8 @@ class RAG:
         return SourceJob(name or path.name, lambda: read_pdf(path, password=password, name=name, settings=s), file=file,
                          keep=self._keeper(path, name or path.name, file))
 
-    def file_job(self, path: str | Path, *, password: str | None = None, name: str | None = None, file=None):
+    def file_job(self, path: str | Path, *, password: str | None = None, name: str | None = None, file=None,
+                 on_progress: "Callable[[Progress], None] | None" = None):
         """A source job for any file we read: PDF, Word, HTML, Markdown or text, told apart by content.
 
         Args:
@@ -211,6 +219,7 @@ class RAG:
             password: tried on an encrypted PDF.
             name: the source name (default: the file name).
             file: the staged upload at ``path`` (see :meth:`pdf_job`).
+            on_progress: called as a PDF's pages are read (``rag.types.Progress``, ``reading``).
         """
         from ingest.files import staged_in
         from ingest.formats import read_file, sniff
@@ -220,9 +229,12 @@ class RAG:
         s, path = self.settings, Path(path)
         file = file if file is not None else staged_in(s.files_dir, path)
 
+        source = name or path.name
+        on_page = (lambda done, total: on_progress(Progress(source, "reading", done, total))) if on_progress else None
+
         def load() -> list[Document]:
             if sniff(path) == "pdf":
-                return read_pdf(path, password=password, name=name, settings=s)
+                return read_pdf(path, password=password, name=name, settings=s, on_page=on_page)
             return read_file(path, name=name, max_bytes=s.max_pdf_bytes)
 
         return SourceJob(name or path.name, load, file=file, keep=self._keeper(path, name or path.name, file))
@@ -300,7 +312,8 @@ class RAG:
         report = self.ingest(jobs, progress=progress)
         return _raise_skipped(report) if len(titles) == 1 else report
 
-    def upload(self, path: str | Path, *, name: str | None = None, password: str | None = None) -> IngestReport:
+    def upload(self, path: str | Path, *, name: str | None = None, password: str | None = None,
+               on_progress: "Callable[[Progress], None] | None" = None) -> IngestReport:
         """Store and ingest a file a client sent: the one write path of the page and the HTTP API.
 
         The file is staged under a safe name and read without the write lock; its chunks and
@@ -313,6 +326,7 @@ class RAG:
             name: the name the client gave it (default: ``path``'s name); its safe form
                 (``ingest.files.upload_name``) is the source name.
             password: tried on an encrypted PDF.
+            on_progress: called as pages are read and chunks embedded (``rag.types.Progress``).
 
         Returns:
             The ingestion report, keyed by the source name; a refused file is in ``skipped``.
@@ -326,7 +340,8 @@ class RAG:
 
         staged = stage_upload(self.settings.files_dir, path, name if name is not None else Path(path).name)
         try:
-            return self.ingest([self.file_job(staged.path, password=password, name=staged.name, file=staged)])
+            return self.ingest([self.file_job(staged.path, password=password, name=staged.name, file=staged,
+                                              on_progress=on_progress)], on_progress=on_progress)
         finally:
             staged.discard()  # nothing left after a commit; a refused or failed upload leaves no copy
 

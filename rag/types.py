@@ -301,3 +301,17 @@ class PageRect:
     top: float
     width: float
     height: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far the ingestion of a source has come, for a caller that shows it (the page's upload bar).
+
+    ``stage`` is ``reading`` (``done`` of ``total`` pages of a PDF read) or ``embedding``
+    (``done`` of ``total`` chunks embedded and written).
+    """
+
+    source: str
+    stage: Literal["reading", "embedding"]
+    done: int
+    total: int

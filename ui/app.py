@@ -98,7 +98,7 @@ from rag.http.app import ASK_CONCURRENCY
 from rag.links import citation_link
 from rag.service import RAG
 from rag.settings import MAX_TOP_K, Settings
-from rag.types import Answer, Hit, IngestReport
+from rag.types import Answer, Hit, IngestReport, Progress
 from ingest import files as stored_files
 from ui import render
 
@@ -111,6 +111,9 @@ CSS = """
 #sources-panel blockquote { font-size: 0.9em; margin: 0.2em 0 0.8em 0; }
 #generator-notice { border-left: 4px solid #f59e0b; padding-left: 0.6em; }
 """
+
+
+SEARCHING = "_Searching the documents…_"
 
 
 def upload_dir(settings: Settings) -> Path:
@@ -191,21 +194,24 @@ class Actions:
             progress: called with (fraction done, description).
         """
         results = []
+        n = max(len(files), 1)
         for i, (path, original) in enumerate(files):
             original = re.split(r"[\\/]", original)[-1] or Path(path).name
             if progress:
-                progress(i / max(len(files), 1), f"Ingesting {original} ({i + 1} of {len(files)})")
-            results.append(self._upload_one(path, original, password or None))
+                progress(i / n, f"{original} ({i + 1} of {len(files)}): reading")
+            step = upload_progress(progress, original, i, len(files)) if progress else None
+            results.append(self._upload_one(path, original, password or None, step))
         if progress:
             progress(1.0, "Done")
         return {"files": results}
 
-    def _upload_one(self, path: str, original: str, password: str | None) -> dict[str, Any]:
+    def _upload_one(self, path: str, original: str, password: str | None,
+                    on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
         name = stored_files.safe_name(original)
         result: dict[str, Any] = {"file": original, "source": name, "status": "refused",
                                   "chunks": 0, "message": "", "needs_password": False}
         try:
-            report: IngestReport = self.rag.upload(path, name=original, password=password)
+            report: IngestReport = self.rag.upload(path, name=original, password=password, on_progress=on_progress)
         except Exception as exc:
             result["message"] = user_message(exc)
             return result
@@ -253,6 +259,27 @@ class Actions:
         if not source:
             raise RagError("Choose a source to delete")
         return {"source": source, "chunks": self.rag.delete(source)}
+
+
+def upload_progress(progress: Callable[[float, str], None], original: str, index: int,
+                    count: int) -> Callable[[Progress], None]:
+    """Turn one file's ingestion progress into the page's bar: reading is its first half, embedding the second.
+
+    Args:
+        progress: the bar (fraction of all files done, description).
+        original: the file's name as the user chose it.
+        index: its position among the files uploaded together (0-based).
+        count: how many there are.
+    """
+    def step(event: Progress) -> None:
+        part = event.done / max(event.total, 1)
+        if event.stage == "reading":
+            fraction, what = part / 2, f"read page {event.done} of {event.total}"
+        else:
+            fraction, what = 0.5 + part / 2, f"embedded {event.done} of {event.total} chunks"
+        progress((index + fraction) / max(count, 1), f"{original} ({index + 1} of {count}): {what}")
+
+    return step
 
 
 # ---------------------------------------------------------------------------------- the page
@@ -396,7 +423,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             pairs = [(t["question"], t["answer"]) for t in history]
             current = {"question": text, "answer": "", "markdown": "…"}
             shown = _chat_messages([*history, current])
-            yield shown, gr.update(), history, ""
+            yield shown, SEARCHING, history, ""
             pieces: list[str] = []
             try:
                 for item in actions.ask_stream(text, pairs, int(k), restrict):
@@ -523,15 +550,28 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
         ask_limits = {"concurrency_id": "ask", "concurrency_limit": ask_concurrency}
         write_limits = {"concurrency_id": "write", "concurrency_limit": 1}
 
+        # While a question is answered or files are ingested, the buttons that start more work are
+        # off, and the previous result is cleared so it is never mistaken for the new one.
+        buttons = [ask_btn, upload_btn]
+
+        def busy():
+            return [gr.update(interactive=False)] * len(buttons)
+
+        def idle():
+            return [gr.update(interactive=True)] * len(buttons)
+
         chat_io = {"fn": chat, "inputs": [question, turns, k_slider, only_sources],
                    "outputs": [chatbot, sources_panel, turns, question], **ask_limits, **private}
-        question.submit(**chat_io)
-        ask_btn.click(**chat_io)
+        for start in (question.submit, ask_btn.click):
+            start(busy, None, buttons, queue=False, **private).then(**chat_io).then(
+                idle, None, buttons, queue=False, **private)
         clear_btn.click(clear, None, [chatbot, sources_panel, turns], **private)
 
-        upload_btn.click(upload, [pdfs, password], [upload_json], api_name="upload", preprocess=False,
-                         show_progress_on=[upload_md], **write_limits
-                         ).then(show_upload, [upload_json], [upload_md], **private).then(**after_change)
+        upload_btn.click(lambda: (*busy(), ""), None, [*buttons, upload_md], queue=False, **private).then(
+            upload, [pdfs, password], [upload_json], api_name="upload", preprocess=False,
+            show_progress_on=[upload_md], **write_limits
+        ).then(show_upload, [upload_json], [upload_md], **private).then(
+            idle, None, buttons, queue=False, **private).then(**after_change)
         wiki_btn.click(add_wiki_ui, [wiki_titles], [wiki_md], **write_limits, **private).then(**after_change)
         delete_btn.click(delete_ui, [to_delete], [delete_md], **write_limits, **private).then(**after_change)
         refresh_btn.click(**after_change)
