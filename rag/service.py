@@ -80,6 +80,13 @@ class RAG:
         return Journal(self.settings.data_dir / "journal", self.settings.files_dir)
 
     @cached_property
+    def conversations(self):
+        """The saved conversations of this data directory (``rag.conversations_store.ConversationStore``)."""
+        from rag.conversations_store import ConversationStore
+
+        return ConversationStore(self.settings.data_dir / "conversations", self.settings)
+
+    @cached_property
     def retriever(self):
         from rag.retrieve import Retriever
 
