@@ -182,7 +182,7 @@ def _in_worker(name: str, max_seconds: float, args: tuple,
             if kind == "ok":
                 return message[1]
             if kind == "error":
-                raise _ERRORS[message[1]](message[2], message[3])
+                raise _ERRORS[message[1]](message[2], message[3], hints=message[4])
             raise UnreadableSourceError(name, f"{name} could not be read as a PDF ({message[1]}); it may be damaged")
     except (EOFError, OSError, pickle.UnpicklingError):
         done = False
@@ -238,7 +238,7 @@ def _serve() -> None:
             send(("ok", _extract(send, Path(path), password, name, max_pages, max_page_bytes, ocr_languages)))
         except SourceError as exc:
             send(("error", type(exc).__name__ if type(exc).__name__ in _ERRORS else "SourceError",
-                  exc.source, str(exc)))
+                  exc.source, exc.message, exc.hints))
         except Exception as exc:  # noqa: BLE001 - reported to the caller as one sentence
             send(("crash", _reason(exc)))
 
@@ -258,7 +258,7 @@ def _extract(send, path: Path, password: str | None, name: str, max_pages: int,
     except DependencyError as exc:
         raise UnreadableSourceError(name, f"{name} uses an encryption this install cannot open ({exc})") from exc
     except FileNotDecryptedError as exc:
-        raise EncryptedPDFError(name, _encrypted_message(name, password)) from exc
+        raise _encrypted(name, password) from exc
     except Exception as exc:  # pypdf raises many types for damaged files
         raise UnreadableSourceError(name, f"{name} could not be read as a PDF ({_reason(exc)}); it may be damaged") from exc
 
@@ -352,13 +352,23 @@ def _decrypt(reader, name: str, password: str | None) -> None:
     for candidate in ([password] if password else []) + [""]:
         if reader.decrypt(candidate) != PasswordType.NOT_DECRYPTED:
             return
-    raise EncryptedPDFError(name, _encrypted_message(name, password))
+    raise _encrypted(name, password)
+
+
+# How to give a password, on each surface (rag.errors.RagError hints).
+PASSWORD_HINTS = {"cli": "pass its password with --password",
+                  "page": "type its password in the Password field and click Add files again",
+                  "api": "send its password in the form field 'password'"}
 
 
 def _encrypted_message(name: str, password: str | None) -> str:
     if password:
         return f"The password given for {name} is wrong; check it and try again"
-    return f"{name} is encrypted; pass its password with --password (or the password field in the app)"
+    return f"{name} is encrypted"
+
+
+def _encrypted(name: str, password: str | None) -> EncryptedPDFError:
+    return EncryptedPDFError(name, _encrypted_message(name, password), hints=None if password else PASSWORD_HINTS)
 
 
 def _reason(exc: Exception) -> str:

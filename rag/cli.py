@@ -164,12 +164,18 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
 def search(ctx: click.Context, query: str, k: int | None, sources: tuple[str, ...], as_json: bool) -> None:
     """Find the chunks most similar to QUERY (cosine similarity, best first)."""
     rag = open_service(ctx)
+    indexed = rag.sources()
+    if sources:
+        from rag.service import check_sources
+
+        check_sources(sources, indexed)
     hits = rag.search(query, k, sources=list(sources) or None)
     if as_json:
         emit_json({"query": query, "k": k or rag.settings.top_k, "hits": _linked(rag, hits)})
         return
     if not hits:
-        click.echo("Nothing is indexed yet; add documents with: rag ingest FILE.pdf --wikipedia TITLE")
+        click.echo("Nothing matched the query." if indexed else
+                   "Nothing is indexed yet; add documents with: rag ingest FILE.pdf --wikipedia TITLE")
     for i, h in enumerate(hits, 1):
         where = f", page {h.page}" if h.page else (f" § {h.section}" if h.section else "")
         link = hit_link(rag, h)

@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
-from rag.errors import NotFoundError, SourceError
+from rag.errors import NotFoundError, SourceError, some_of
 from rag.settings import Settings
 from rag.types import Document, Hit, IngestReport, Progress, SourceInfo
 
@@ -428,8 +428,32 @@ class RAG:
                         raise
                     self.journal.finish(entry)
                     return len(ids)
-        known = ", ".join(s.source for s in self.sources()[:10]) or "none yet"
+        names = [s.source for s in self.sources()]
+        known = some_of(names) if names else "none yet"
         raise NotFoundError(source, f"No source named {source!r} is indexed; indexed sources: {known}")
+
+
+def check_sources(names: Sequence[str], indexed: Sequence[SourceInfo]) -> None:
+    """Refuse source names (a search's or a question's filter) that name nothing indexed.
+
+    Args:
+        names: the names asked for; a bare Wikipedia title matches its ``wikipedia:`` source.
+        indexed: what is indexed (``RAG.sources()``).
+
+    Raises:
+        NotFoundError: naming every missing name (or the first ten and how many more) and some
+            of the indexed ones.
+    """
+    known = {s.source for s in indexed}
+    missing = [n for n in names if n not in known and f"wikipedia:{n}" not in known]
+    if not missing:
+        return
+    listed = [s.source for s in indexed]
+    what = (f"The source {missing[0]!r} is" if len(missing) == 1
+            else f"The sources {some_of([repr(m) for m in missing])} are")
+    raise NotFoundError(missing[0], f"{what} not indexed; indexed sources: {some_of(listed) if listed else 'none yet'}",
+                        hints={"cli": "use the names `rag sources` lists", "page": "choose them from the list",
+                               "api": "use the names GET /api/sources lists"})
 
 
 def _raise_skipped(report: IngestReport) -> IngestReport:

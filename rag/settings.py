@@ -156,6 +156,8 @@ class Settings:
     # A file read from disk (rag ingest, RAG.add_pdf) is copied into files_dir, as an upload is, so
     # its citations open in the viewer; false keeps no copies (citations then name the path read).
     keep_files: bool = True
+    # How often the page looks for sources added elsewhere (the CLI through the server), in seconds.
+    page_refresh_seconds: float = 10.0
     view_dpi: int = 120
     view_max_pixels: int = 16_000_000
     max_conversations: int = 200
@@ -209,6 +211,9 @@ class Settings:
             raise ConfigError(f"smollm2_calibration_samples={self.smollm2_calibration_samples} must be at least 1 "
                               f"and smollm2_calibration_chars={self.smollm2_calibration_chars} at least 64; "
                               "e.g. RAG_SMOLLM2_CALIBRATION_SAMPLES=8 RAG_SMOLLM2_CALIBRATION_CHARS=1000")
+        if self.page_refresh_seconds < 1:
+            raise ConfigError(f"page_refresh_seconds={self.page_refresh_seconds} must be at least 1; "
+                              "e.g. RAG_PAGE_REFRESH_SECONDS=10")
         if not 36 <= self.view_dpi <= 600 or self.view_max_pixels < 100_000:
             raise ConfigError(f"view_dpi={self.view_dpi} must be 36..600 and view_max_pixels={self.view_max_pixels} "
                               "at least 100000; e.g. RAG_VIEW_DPI=120")

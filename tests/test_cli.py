@@ -165,3 +165,25 @@ def test_keep_files_off_and_odd_names_keep_no_copy(embedder, pdf_dir: Path, tmp_
     rag = RAG(tmp_path / "b")
     rag.add_pdf(pdf_dir / "pypdf-resources" / "crazyones.pdf")
     assert not (tmp_path / "b" / "files" / "crazyones.pdf").exists()
+
+
+def test_search_in_an_unknown_source_and_delete_of_an_unknown_one_name_what_is_indexed(embedder,
+                                                                                       tmp_path: Path) -> None:
+    from rag import RAG
+
+    data = tmp_path / "store"
+    rag = RAG(data)
+    for i in range(12):
+        rag.add_text(f"Note {i} says the Oressa beekeepers count {i} hives.", name=f"note{i:02}.txt")
+    del rag
+    result = CliRunner().invoke(main, ["--data-dir", str(data), "search", "hives", "--source", "nosuch.pdf",
+                                       "--source", "note03.txt"])
+    assert result.exit_code == 1
+    message = result.output.strip()
+    assert message.startswith("Error: The source 'nosuch.pdf' is not indexed; indexed sources: ")
+    assert message.endswith("and 2 more; use the names `rag sources` lists") and message.count("note") == 10
+    ok = _run("search", "hives", "--source", "note03.txt", "--json", data_dir=data)
+    assert {h["source"] for h in json.loads(ok.stdout)["hits"]} == {"note03.txt"}
+
+    result = CliRunner().invoke(main, ["--data-dir", str(data), "delete", "nosuch.pdf"])
+    assert result.exit_code == 1 and result.output.strip().endswith("and 2 more")

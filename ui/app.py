@@ -94,6 +94,7 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 
 from rag.errors import EncryptedPDFError, RagError, user_message
+from rag.generate import plain_name
 from rag.http.app import ASK_CONCURRENCY
 from rag.links import citation_link
 from rag.service import RAG
@@ -101,6 +102,7 @@ from rag.settings import MAX_TOP_K, Settings
 from rag.types import Answer, Hit, IngestReport, Progress
 from ingest import files as stored_files
 from ui import render
+from ui.conversations import ConversationPanel
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +177,7 @@ class Actions:
         try:
             return self.rag.generator_notice
         except Exception as exc:
-            return user_message(exc)
+            return user_message(exc, "page")
 
     # -- asking ----------------------------------------------------------------------------
     def ask_stream(self, question: str, history: list[tuple[str, str]], k: int | None,
@@ -213,14 +215,15 @@ class Actions:
         try:
             report: IngestReport = self.rag.upload(path, name=original, password=password, on_progress=on_progress)
         except Exception as exc:
-            result["message"] = user_message(exc)
+            result["message"] = user_message(exc, "page")
             return result
         # The content decides the stored name's extension (a .docx stays .docx): read it back.
         name = next(iter({**report.added, **report.replaced, **report.unchanged, **report.skipped}), name)
         result["source"] = name
         if name in report.skipped:
             result["needs_password"] = isinstance(report.errors.get(name), EncryptedPDFError)
-            result["message"] = report.skipped[name]
+            error = report.errors.get(name)
+            result["message"] = user_message(error, "page") if error is not None else report.skipped[name]
             return result
         for status in ("added", "replaced", "unchanged"):
             if name in getattr(report, status):
@@ -246,7 +249,7 @@ class Actions:
                         page.update(status=status, chunks=chunks, message=f"{status}, {chunks} chunk(s)")
                         break
             except Exception as exc:
-                page["message"] = user_message(exc)
+                page["message"] = user_message(exc, "page")
             pages.append(page)
         return {"pages": pages}
 
@@ -291,11 +294,21 @@ def _chat_messages(turns: list[dict[str, str]]) -> list[dict[str, str]]:
     return messages
 
 
-def _sources_table(infos: list) -> Any:
+def _sources_table(infos: list, files_dir: Path | None = None) -> Any:
+    """The sources table: name, kind, chunks, the stored file's size, and when it was added, in words."""
     import pandas as pd
 
-    rows = [[s.source, s.kind, s.chunks, s.added_at] for s in infos]
-    return pd.DataFrame(rows, columns=["source", "kind", "chunks", "added"])
+    def size(source: str) -> str:
+        path = stored_files.stored_file(files_dir, source) if files_dir is not None else None
+        return render.human_size(path.stat().st_size) if path is not None else ""
+
+    rows = [[s.source, s.kind, s.chunks, size(s.source), render.relative_time(s.added_at)] for s in infos]
+    return pd.DataFrame(rows, columns=["source", "kind", "chunks", "size", "added"])
+
+
+def _signature(infos: list) -> str:
+    """What the sources are, to tell whether they changed since the page last looked."""
+    return "\n".join(f"{s.source}\t{s.chunks}\t{s.added_at}" for s in infos)
 
 
 def _results_markdown(items: list[dict[str, Any]], key: str) -> str:
@@ -368,14 +381,17 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                         ask_btn = gr.Button("Ask", variant="primary", scale=1, elem_id="ask-button")
                     clear_btn = gr.Button("New conversation", size="sm")
                 with gr.Column(scale=2):
-                    sources_panel = gr.Markdown("_The sources of the latest answer appear here._",
+                    sources_panel = gr.Markdown(render.SOURCES_PLACEHOLDER,
                                                 elem_id="sources-panel")
                     with gr.Accordion("Settings", open=False):
                         k_slider = gr.Slider(1, MAX_TOP_K, value=settings.top_k, step=1, label="Number of sources (k)",
                                              elem_id="k")
                         only_sources = gr.Dropdown(choices=[], value=[], multiselect=True,
                                                    label="Only search these sources (empty: all)")
-                        gr.Markdown(f"Generator in use: **{render.escape_md(generator)}**", elem_id="generator")
+                        gr.Markdown(f"Answers come from: **{render.escape_md(plain_name(generator))}**",
+                                    elem_id="generator")
+                    saved_chats = ConversationPanel(rag.conversations, _chat_messages)
+                    saved_chats.build()
 
         with gr.Tab("Documents", id="documents"):
             with gr.Row():
@@ -396,19 +412,47 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             table = gr.Dataframe(value=_sources_table([]), interactive=False, elem_id="sources-table", wrap=True)
             with gr.Row():
                 to_delete = gr.Dropdown(choices=[], label="Source to delete", scale=4, elem_id="delete-choice")
-                delete_btn = gr.Button("Delete", variant="stop", scale=1, elem_id="delete-button")
+                delete_btn = gr.Button("Delete…", variant="stop", scale=1, elem_id="delete-button")
                 refresh_btn = gr.Button("Refresh", scale=1)
+            with gr.Row(visible=False, elem_id="confirm-delete") as confirm_delete:
+                confirm_md = gr.Markdown()
+                yes_delete = gr.Button("Yes, delete it", variant="stop", scale=1, elem_id="confirm-delete-button")
+                no_delete = gr.Button("Cancel", scale=1, elem_id="cancel-delete-button")
             delete_md = gr.Markdown(elem_id="delete-results")
+            # Sources added elsewhere (the CLI through this server, another tab) show up by themselves.
+            seen_sources = gr.State("")
+            sources_timer = gr.Timer(settings.page_refresh_seconds)
 
         # -- UI handlers (not part of the API) ----------------------------------------------
         def refresh():
             try:
                 infos = actions.rag.sources()
                 names = [s.source for s in infos]
-                return _sources_table(infos), gr.update(choices=names, value=None), gr.update(choices=names)
+                return (_sources_table(infos, actions.files_dir), gr.update(choices=names, value=None),
+                        gr.update(choices=names), _signature(infos))
             except Exception as exc:
-                gr.Warning(user_message(exc))
-                return gr.update(), gr.update(), gr.update()
+                gr.Warning(user_message(exc, "page"))
+                return gr.update(), gr.update(), gr.update(), gr.update()
+
+        def refresh_if_changed(seen: str, chosen: str | None, restrict: list[str] | None):
+            """The timer's refresh: the table always (its times move on), the choices only when sources changed."""
+            try:
+                infos = actions.rag.sources()
+            except Exception:  # shown by the next explicit refresh; a timer must not pop warnings
+                return gr.update(), gr.update(), gr.update(), seen
+            table_now = _sources_table(infos, actions.files_dir)
+            if _signature(infos) == seen:
+                return table_now, gr.update(), gr.update(), seen
+            names = [s.source for s in infos]
+            return (table_now, gr.update(choices=names, value=chosen if chosen in names else None),
+                    gr.update(choices=names, value=[x for x in restrict or [] if x in names]), _signature(infos))
+
+        def ask_to_delete(source: str | None):
+            if not source:
+                gr.Warning("Choose a source to delete first.")
+                return gr.update(visible=False), ""
+            return (gr.update(visible=True),
+                    f"Delete **{render.escape_md(source)}** and all its chunks? Answers will no longer cite it.")
 
         def chat(text: str, history: list[dict[str, str]], k: float, restrict: list[str] | None):
             text = (text or "").strip()
@@ -438,7 +482,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                     current["markdown"] = render.streaming_markdown("".join(pieces))
                     yield _chat_messages([*history, current]), gr.update(), history, ""
             except Exception as exc:
-                message = user_message(exc)
+                message = user_message(exc, "page")
                 gr.Warning(message)
                 current["markdown"] = f"⚠️ {render.escape_md(message)}"
                 yield _chat_messages([*history, current]), gr.update(), history, text
@@ -446,8 +490,21 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             # The stream ended without an Answer: show what came, keep it out of the history.
             yield _chat_messages([*history, current]), gr.update(), history, ""
 
+        def chat_saved(text: str, history: list[dict[str, str]], k: float, restrict: list[str] | None,
+                       conversation: str | None, request: gr.Request):
+            """``chat``, saving each answered turn into the open conversation (a new one at first)."""
+            before = len(history or [])
+            for shown, panel, turns_now, box in chat(text, history, k, restrict):
+                if isinstance(turns_now, list) and len(turns_now) > before:
+                    turn = turns_now[-1]
+                    conversation = saved_chats.remember(conversation, turn["question"], turn["answer"],
+                                                        turn["markdown"], request)
+                    yield shown, panel, turns_now, box, conversation, saved_chats.choices(request, conversation)
+                else:
+                    yield shown, panel, turns_now, box, conversation, gr.update()
+
         def clear():
-            return [], "_The sources of the latest answer appear here._", []
+            return [], render.SOURCES_PLACEHOLDER, [], None
 
         def show_upload(result: dict[str, Any] | None):
             items = (result or {}).get("files", [])
@@ -468,7 +525,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                 result = actions.delete(source or "")
                 return f"Deleted **{render.escape_md(result['source'])}** ({result['chunks']} chunks)."
             except Exception as exc:
-                message = user_message(exc)
+                message = user_message(exc, "page")
                 gr.Warning(message)
                 return f"⚠️ {render.escape_md(message)}"
 
@@ -521,7 +578,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             except gr.Error:
                 raise
             except Exception as exc:
-                raise gr.Error(user_message(exc)) from None
+                raise gr.Error(user_message(exc, "page")) from None
             raise gr.Error(user_message(RuntimeError("ask_stream ended without an Answer")))
 
         def add_wikipedia(titles: list[str]) -> dict:
@@ -535,18 +592,19 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             try:
                 return actions.sources()
             except Exception as exc:
-                raise gr.Error(user_message(exc)) from None
+                raise gr.Error(user_message(exc, "page")) from None
 
         def delete(source: str) -> dict:
             """Delete a source (and its stored PDF)."""
             try:
                 return actions.delete(source)
             except Exception as exc:
-                raise gr.Error(user_message(exc)) from None
+                raise gr.Error(user_message(exc, "page")) from None
 
         # -- wiring ---------------------------------------------------------------------------
         private = {"api_visibility": "private"}
-        after_change = {"fn": refresh, "inputs": None, "outputs": [table, to_delete, only_sources], **private}
+        after_change = {"fn": refresh, "inputs": None, "outputs": [table, to_delete, only_sources, seen_sources],
+                        **private}
         ask_limits = {"concurrency_id": "ask", "concurrency_limit": ask_concurrency}
         write_limits = {"concurrency_id": "write", "concurrency_limit": 1}
 
@@ -560,12 +618,14 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
         def idle():
             return [gr.update(interactive=True)] * len(buttons)
 
-        chat_io = {"fn": chat, "inputs": [question, turns, k_slider, only_sources],
-                   "outputs": [chatbot, sources_panel, turns, question], **ask_limits, **private}
+        chat_io = {"fn": chat_saved, "inputs": [question, turns, k_slider, only_sources, saved_chats.current],
+                   "outputs": [chatbot, sources_panel, turns, question, saved_chats.current, saved_chats.saved],
+                   **ask_limits, **private}
         for start in (question.submit, ask_btn.click):
             start(busy, None, buttons, queue=False, **private).then(**chat_io).then(
                 idle, None, buttons, queue=False, **private)
-        clear_btn.click(clear, None, [chatbot, sources_panel, turns], **private)
+        clear_btn.click(clear, None, [chatbot, sources_panel, turns, saved_chats.current], **private)
+        saved_chats.wire(chatbot, turns, sources_panel, demo, buttons)
 
         upload_btn.click(lambda: (*busy(), ""), None, [*buttons, upload_md], queue=False, **private).then(
             upload, [pdfs, password], [upload_json], api_name="upload", preprocess=False,
@@ -573,7 +633,14 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
         ).then(show_upload, [upload_json], [upload_md], **private).then(
             idle, None, buttons, queue=False, **private).then(**after_change)
         wiki_btn.click(add_wiki_ui, [wiki_titles], [wiki_md], **write_limits, **private).then(**after_change)
-        delete_btn.click(delete_ui, [to_delete], [delete_md], **write_limits, **private).then(**after_change)
+        delete_btn.click(ask_to_delete, [to_delete], [confirm_delete, confirm_md], queue=False, **private)
+        no_delete.click(lambda: (gr.update(visible=False), ""), None, [confirm_delete, delete_md], queue=False,
+                        **private)
+        yes_delete.click(lambda: gr.update(visible=False), None, [confirm_delete], queue=False, **private).then(
+            delete_ui, [to_delete], [delete_md], **write_limits, **private).then(**after_change)
+        sources_timer.tick(refresh_if_changed, [seen_sources, to_delete, only_sources],
+                           [table, to_delete, only_sources, seen_sources], concurrency_limit=None,
+                           show_progress="hidden", **private)
         refresh_btn.click(**after_change)
         demo.load(**after_change)
 

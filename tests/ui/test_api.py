@@ -84,6 +84,8 @@ def test_encrypted_pdf_is_refused_then_ingested_with_its_password(client, rag) -
     assert refused["status"] == "refused" and refused["needs_password"] is True
     assert refused["chunks"] == 0
     assert "password" in refused["message"].lower() and "\n" not in refused["message"]
+    # The page's words, not the command line's.
+    assert "--password" not in refused["message"] and "Password field" in refused["message"]
     assert not (rag.settings.files_dir / "encrypted-file.pdf").exists()
     assert client.predict(api_name="/sources") == []
 
