@@ -9,10 +9,12 @@ Run it with ``rag serve`` (http://127.0.0.1:7860), or from Python::
     server.stop()
 
 The page has a chat (streamed answers, conversation history, inline citations [n] that
-open the Wikipedia section or the uploaded PDF at its page, a sources panel with the cited
-passages and their similarity, the retrieval query when it differs from the question, and
-which generator answered), a Documents tab (upload PDFs, add Wikipedia pages, list and
-delete sources) and settings (number of sources k, the generator and its notice).
+open the Wikipedia section or the document in the viewer with the cited passage highlighted,
+a sources panel with the cited passages and their similarity, the retrieval query when it
+differs from the question, and which generator answered, in plain words), saved
+conversations (``ui.conversations``: reopen, rename, delete), a Documents tab (upload files
+with a progress bar per file, add Wikipedia pages, a sources table kept current by a timer,
+delete after a confirmation) and settings (number of sources k, the generator and its notice).
 
 API (usable from ``gradio_client``; listed at ``/?view=api``, "Use via API" in the footer)
 --------------------------------------------------------------------------------------
@@ -34,14 +36,16 @@ and markdown::
     {"done": true, "answer": "From the documents: ... [1]", "refused": false,
      "query": "<retrieval query actually used>", "generator": "extractive",
      "prompt_format": null,
-     "citations": [{"number": 1, "supported": true, "support": 0.9, "link": "/files/a.pdf#page=2",
+     "citations": [{"number": 1, "supported": true, "support": 0.9, "link": "/view/a.pdf?page=2&chunk=…#cited",
                     "id", "score", "text", "source", "kind", "title", "url", "section", "page",
                     "start", "end"}],
      "sources": [<hit + "link">, ...],        # sources[n-1] is citation [n], then the rest seen
      "markdown": "<answer with linked [n]>", "sources_markdown": "<numbered sources panel>"}
 
-``link`` is ``/files/<name>.pdf#page=N`` (relative to the server) for an uploaded PDF,
-``https://en.wikipedia.org/wiki/Title#Section`` for Wikipedia, else the source's url or null.
+``link`` is the viewer at the cited passage, ``/view/<name>?page=N&chunk=<id>#cited``
+(relative to the server; ``rag.http.viewer``), for a stored file (uploaded, or read by the CLI or
+the Python API), ``https://en.wikipedia.org/wiki/Title#Section`` for Wikipedia, else the
+source's url or null.
 The final ``answer`` replaces the streamed text (citations are renumbered at the end).
 
 ``/upload`` — ``files: list[file]`` (``handle_file(path)`` each), ``password: str`` (""
@@ -116,6 +120,7 @@ CSS = """
 
 
 SEARCHING = "_Searching the documents…_"
+READING = "_Reading the files…_"
 
 
 def upload_dir(settings: Settings) -> Path:
@@ -447,7 +452,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             return (table_now, gr.update(choices=names, value=chosen if chosen in names else None),
                     gr.update(choices=names, value=[x for x in restrict or [] if x in names]), _signature(infos))
 
-        def ask_to_delete(source: str | None):
+        def confirm_delete_ui(source: str | None):
             if not source:
                 gr.Warning("Choose a source to delete first.")
                 return gr.update(visible=False), ""
@@ -625,15 +630,15 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             start(busy, None, buttons, queue=False, **private).then(**chat_io).then(
                 idle, None, buttons, queue=False, **private)
         clear_btn.click(clear, None, [chatbot, sources_panel, turns, saved_chats.current], **private)
-        saved_chats.wire(chatbot, turns, sources_panel, demo, buttons)
+        saved_chats.wire(chatbot, turns, sources_panel, demo)
 
-        upload_btn.click(lambda: (*busy(), ""), None, [*buttons, upload_md], queue=False, **private).then(
+        upload_btn.click(lambda: (*busy(), READING), None, [*buttons, upload_md], queue=False, **private).then(
             upload, [pdfs, password], [upload_json], api_name="upload", preprocess=False,
             show_progress_on=[upload_md], **write_limits
         ).then(show_upload, [upload_json], [upload_md], **private).then(
             idle, None, buttons, queue=False, **private).then(**after_change)
         wiki_btn.click(add_wiki_ui, [wiki_titles], [wiki_md], **write_limits, **private).then(**after_change)
-        delete_btn.click(ask_to_delete, [to_delete], [confirm_delete, confirm_md], queue=False, **private)
+        delete_btn.click(confirm_delete_ui, [to_delete], [confirm_delete, confirm_md], queue=False, **private)
         no_delete.click(lambda: (gr.update(visible=False), ""), None, [confirm_delete, delete_md], queue=False,
                         **private)
         yes_delete.click(lambda: gr.update(visible=False), None, [confirm_delete], queue=False, **private).then(

@@ -83,11 +83,11 @@ class ConversationPanel:
         return saved.id
 
     # -- the box's own events --------------------------------------------------------------
-    def wire(self, chatbot: Any, turns: Any, sources_panel: Any, demo: Any, buttons: list[Any]) -> None:
+    def wire(self, chatbot: Any, turns: Any, sources_panel: Any, demo: Any) -> None:
         """Attach the events: open, rename, delete (after a confirmation), and the list on load."""
         private = {"api_visibility": "private"}
 
-        def open_chat(chosen: str | None, request: gr.Request):
+        def open_saved_chat(chosen: str | None, request: gr.Request):
             if not chosen:
                 gr.Warning("Choose a conversation in the list first.")
                 return gr.update(), gr.update(), gr.update(), gr.update(), ""
@@ -100,7 +100,7 @@ class ConversationPanel:
                     f"Reopened **{render.escape_md(conversation.title)}** ({len(shown)} turn(s)); "
                     "follow-up questions continue it.")
 
-        def rename(chosen: str | None, title: str, request: gr.Request):
+        def rename_saved_chat(chosen: str | None, title: str, request: gr.Request):
             if not chosen:
                 gr.Warning("Choose a conversation in the list first.")
                 return gr.update(), gr.update(), ""
@@ -110,7 +110,7 @@ class ConversationPanel:
                 return gr.update(), gr.update(), _problem(exc)
             return self.choices(request, renamed.id), "", f"Renamed to **{render.escape_md(renamed.title)}**."
 
-        def ask_to_delete(chosen: str | None, request: gr.Request):
+        def confirm_delete_saved_chat(chosen: str | None, request: gr.Request):
             if not chosen:
                 gr.Warning("Choose a conversation in the list first.")
                 return gr.update(visible=False), ""
@@ -120,7 +120,7 @@ class ConversationPanel:
                 return gr.update(visible=False), _problem(exc)
             return gr.update(visible=True), f"Delete **{render.escape_md(title)}** for good?"
 
-        def delete(chosen: str | None, current: str | None, request: gr.Request):
+        def delete_saved_chat(chosen: str | None, current: str | None, request: gr.Request):
             try:
                 self.store.delete(chosen or "", _user(request))
             except Exception as exc:
@@ -129,11 +129,12 @@ class ConversationPanel:
             return (gr.update(visible=False), self.choices(request), None if current == chosen else current,
                     "Deleted the conversation.")
 
-        self.open_btn.click(open_chat, [self.saved], [chatbot, turns, self.current, sources_panel, self.status],
+        self.open_btn.click(open_saved_chat, [self.saved], [chatbot, turns, self.current, sources_panel, self.status],
                             **private)
-        self.rename_btn.click(rename, [self.saved, self.title], [self.saved, self.title, self.status], **private)
-        self.delete_btn.click(ask_to_delete, [self.saved], [self.confirm_row, self.confirm_md], **private)
+        self.rename_btn.click(rename_saved_chat, [self.saved, self.title], [self.saved, self.title, self.status],
+                              **private)
+        self.delete_btn.click(confirm_delete_saved_chat, [self.saved], [self.confirm_row, self.confirm_md], **private)
         self.no_btn.click(lambda: (gr.update(visible=False), ""), None, [self.confirm_row, self.status], **private)
-        self.yes_btn.click(delete, [self.saved, self.current], [self.confirm_row, self.saved, self.current,
+        self.yes_btn.click(delete_saved_chat, [self.saved, self.current], [self.confirm_row, self.saved, self.current,
                                                                self.status], **private)
         demo.load(self.choices, None, [self.saved], **private)

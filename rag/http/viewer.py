@@ -49,6 +49,7 @@ main { padding: 1em; }
 .doc { max-width: 50em; margin: 0 auto; background: #fff; padding: 1em 2em; line-height: 1.5; }
 .doc p { white-space: pre-wrap; }
 mark { background: #fde047; outline: 2px solid #ea580c; }
+.hl, mark { scroll-margin-top: 8em; }
 .note { max-width: 50em; margin: .5em auto; color: #92400e; }
 input[type=number] { width: 5em; }
 """
