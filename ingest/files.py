@@ -244,6 +244,9 @@ def keep_copy(files_dir: str | Path, path: str | Path, name: str) -> StagedFile 
     if kind is None or safe_name(name, kind) != name:
         log.info("not keeping a copy of %s: its name is not a safe stored name", name)
         return None
+    kept = stored_file(files_dir, name)
+    if kept is not None and file_digest(kept) == file_digest(path):
+        return None  # the same bytes are kept already
     try:
         staged = stage_upload(files_dir, path, name)
     except (SourceError, OSError) as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 import unicodedata
 from difflib import SequenceMatcher
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, Iterator
 from rag.errors import EncryptedPDFError, MissingDependencyError, NotFoundError, UnreadableSourceError
 from rag.types import PageRect
 
+_PDFIUM_LOCK = threading.Lock()
 # A shared run shorter than this (in letters and digits) is a coincidence, not the passage.
 MIN_RUN = 12
 
@@ -49,9 +51,15 @@ class PdfPages:
     def __init__(self, path: str | Path, *, name: str | None = None, password: str | None = None) -> None:
         pdfium = _pdfium()
         self.name = name or Path(path).name
+        # PDFium is not thread-safe and the server answers requests on a thread pool: one open
+        # document at a time in this process, held until close().
+        _PDFIUM_LOCK.acquire()
         try:
             self._doc = pdfium.PdfDocument(str(path), password=password)
-        except pdfium.PdfiumError as exc:
+        except BaseException as exc:
+            _PDFIUM_LOCK.release()
+            if not isinstance(exc, pdfium.PdfiumError):
+                raise
             if "password" in str(exc).lower():
                 raise EncryptedPDFError(self.name, f"{self.name} is encrypted, so its pages cannot be shown here; "
                                         "open the file itself to read it") from None
@@ -65,7 +73,12 @@ class PdfPages:
         self.close()
 
     def close(self) -> None:
-        self._doc.close()
+        if self._doc is not None:
+            try:
+                self._doc.close()
+            finally:
+                self._doc = None
+                _PDFIUM_LOCK.release()
 
     def __len__(self) -> int:
         return len(self._doc)

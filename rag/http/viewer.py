@@ -75,8 +75,8 @@ def build_viewer(rag: Any) -> Any:
         return HTMLResponse(doc, status_code=status, headers=_HEADERS)
 
     def refusal(message: str, status: int) -> HTMLResponse:
-        return page("Cannot show this document", f'<main><p class="note" id="refusal">{html.escape(message)}</p></main>',
-                    status)
+        return page("Cannot show this document",
+                    f'<main><p class="note" id="refusal">{html.escape(message)}</p></main>', status)
 
     def find(name: str) -> tuple[Path, str]:
         found = stored_kind(s.files_dir, name)
@@ -155,7 +155,8 @@ def build_viewer(rag: Any) -> Any:
         def to(n: int, label: str) -> str:
             if not 1 <= n <= total:
                 return f'<span aria-disabled="true">{label}</span>'
-            return f'<a href="{html.escape(view_link(name, page=n, chunk=chunk_id))}" id="page-{label.lower()}">{label}</a>'
+            target = html.escape(view_link(name, page=n, chunk=chunk_id))
+            return f'<a href="{target}" id="page-{label.lower()}">{label}</a>'
 
         note = _GONE if gone else ""
         if cited is not None and cited.page == number and not rects:

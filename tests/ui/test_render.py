@@ -122,6 +122,8 @@ def test_errors_name_the_fix_of_the_surface_they_are_shown_on() -> None:
     from ingest.pdf import PASSWORD_HINTS
 
     exc = EncryptedPDFError("a.pdf", "a.pdf is encrypted", hints=PASSWORD_HINTS)
-    assert str(exc) == user_message(exc) == user_message(exc, "cli") == "a.pdf is encrypted; pass its password with --password"
-    assert user_message(exc, "page") == "a.pdf is encrypted; type its password in the Password field and click Add files again"
+    assert str(exc) == user_message(exc) == user_message(exc, "cli")
+    assert str(exc) == "a.pdf is encrypted; pass its password with --password"
+    assert user_message(exc, "page") == ("a.pdf is encrypted; type its password in the Password field and click "
+                                         "Add files again")
     assert "--" not in user_message(exc, "api") and "'password'" in user_message(exc, "api")

@@ -44,7 +44,7 @@ def _choose(browser, elem_id: str, label_part: str) -> None:
 
     box = wait(lambda: browser.find_element(By.CSS_SELECTOR, f"#{elem_id} input"), what=f"the {elem_id} box")
     box.click()
-    option = wait(lambda: next(o for o in browser.find_elements(By.CSS_SELECTOR, "ul.options li")
+    option = wait(lambda: next(o for o in browser.find_elements(By.CSS_SELECTOR, "li[role=option]")
                                if label_part in o.text and o.is_displayed()), 30, f"{label_part!r} in {elem_id}")
     option.click()
 
@@ -147,6 +147,11 @@ def test_walkthrough(browser, embedder, tmp_path: Path, shots: Path) -> None:
         wait(lambda: _text(browser, "chat").count("searched for:") == 2, 120, "the follow-up of the reopened chat")
         assert "Zentara" in _text(browser, "chat").rsplit("searched for:", 1)[1]  # resolved against the old turns
         assert len(rag.conversations.list()) == 1 and len(rag.conversations.list()[0].turns) == 3
+        title = browser.find_element(By.CSS_SELECTOR, "#chat-title textarea, #chat-title input")
+        title.send_keys("Glacier questions")
+        browser.find_element(By.ID, "rename-chat").click()
+        wait(lambda: "Glacier questions" in _text(browser, "saved-status"), 30, "the rename")
+        assert rag.conversations.list()[0].title == "Glacier questions"
         browser.save_screenshot(str(shots / "5-reopened-chat.png"))
 
         # 7. Delete a source: it asks first.

@@ -101,6 +101,15 @@ def test_a_made_pdf_boxes_the_fact_on_its_page_and_navigates(api_server, rag, fa
     r4 = httpx.get(api_server.url.rstrip("/") + nxt, timeout=60)
     assert "Page 4 of 8" in r4.text and not _boxes(r4.text) and 'href="/view/facts.pdf?page=3' in r4.text
 
+    # Pages drawn at once (the server's thread pool; PDFium itself is not thread-safe) all come back whole.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        images = list(pool.map(lambda n: httpx.get(f"{api_server.url}view/facts.pdf/{n}.png", timeout=120),
+                               [1, 2, 3, 4, 5, 6, 7, 8] * 2))
+    assert all(i.status_code == 200 and i.content.startswith(b"\x89PNG") for i in images)
+    assert images[0].content == images[8].content
+
 
 def test_sections_of_a_markdown_file_with_the_passage_marked(api_server, rag, tmp_path: Path) -> None:
     md = tmp_path / "notes.md"
