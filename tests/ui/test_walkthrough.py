@@ -18,7 +18,8 @@ from tests.pdfgen import make_pdf
 from tests.rag.http.conftest import FACTS, fact_pages
 from tests.ui.conftest import wait
 
-pytestmark = pytest.mark.browser
+# About 100 s on the shared 2-core machine (over the ~40 s a default-run test may take): slow.
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 FILLER = ("The harbour ledger of Velmora lists the ship number {n}, its cargo of salt and timber, "
           "and the day it left the quay. ") * 6
