@@ -77,7 +77,14 @@ def cached_pool(name: str, reuse: bool, make: Callable[[], Pool]) -> Pool:
     path = RESULTS_DIR / "cache" / f"tune-{name}.pkl"
     if reuse and path.is_file():
         note(f"reusing {path}")
-        return pickle.loads(path.read_bytes())
+
+        class _Unpickler(pickle.Unpickler):
+            # A pool pickled by `python -m bench.tune_retrieval` names its class __main__.Pool.
+            def find_class(self, module: str, name: str):
+                return Pool if name == "Pool" else super().find_class(module, name)
+
+        with path.open("rb") as f:
+            return _Unpickler(f).load()
     pool = make()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(pool))

@@ -140,7 +140,7 @@ def _starts_word(text: str, pos: int) -> bool:
 def _make_chunk(doc: Document, start: int, end: int, tokens: int) -> Chunk:
     body = doc.text[start:end]
     return Chunk(
-        id=chunk_id(doc.source, doc.section, doc.page, start, body),
+        id=chunk_id(doc.source, doc.section, doc.page, start, body, doc.collection),
         source=doc.source,
         text=body,
         kind=doc.kind,
@@ -151,6 +151,7 @@ def _make_chunk(doc: Document, start: int, end: int, tokens: int) -> Chunk:
         url=doc.url,
         section=doc.section,
         page=doc.page,
+        collection=doc.collection,
     )
 
 
@@ -164,7 +165,7 @@ def _split_hard(chunk: Chunk, offsets: OffsetsFn, limit: int) -> list[Chunk]:
         start, end = chunk.start + part[0][0], chunk.start + part[-1][1]
         body = chunk.text[part[0][0] : part[-1][1]]
         out.append(
-            replace(chunk, id=chunk_id(chunk.source, chunk.section, chunk.page, start, body),
+            replace(chunk, id=chunk_id(chunk.source, chunk.section, chunk.page, start, body, chunk.collection),
                     text=body, start=start, end=end, tokens=len(part))
         )
     return out

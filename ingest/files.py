@@ -9,6 +9,12 @@ An upload is first *staged* in ``files_dir/.staging/<random>/<name>``; the inges
 transaction (``ingest.index``) moves it into place once its chunks are in the store. A
 staged folder holds a lock file its process keeps locked, so a folder left by a killed
 process is recognisable (its lock is free) and :func:`sweep_staging` removes it.
+
+The default collection's files live in ``files_dir`` itself (as before collections), every
+other collection's in ``files_dir/<collection>/`` (:func:`collection_dir`), served at
+``/files/<collection>/<name>``: a collection name has no dot and a stored file name always
+has an extension, so the two never meet, and ``report.pdf`` of ``team-a`` and of ``team-b``
+are two files.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from rag.errors import InvalidNameError, SourceError, UnreadableSourceError
+from rag.settings import DEFAULT_COLLECTION
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,11 @@ class NotAPDFError(UnreadableSourceError, ValueError):
 KIND_SUFFIXES = {"pdf": (".pdf",), "docx": (".docx",), "html": (".html", ".htm"), "text": (".md", ".markdown", ".txt")}
 _SUFFIX_KIND = {suffix: kind for kind, suffixes in KIND_SUFFIXES.items() for suffix in suffixes}
 _KIND_WORDS = {"pdf": "a PDF", "docx": "a Word document", "html": "an HTML page", "text": "text"}
+
+
+def collection_dir(files_dir: str | Path, collection: str = DEFAULT_COLLECTION) -> Path:
+    """The folder that holds a collection's stored files (``collection`` is an already checked name)."""
+    return Path(files_dir) if collection == DEFAULT_COLLECTION else Path(files_dir) / collection
 
 
 def safe_name(name: str, kind: str = "pdf") -> str:
@@ -164,6 +176,7 @@ class StagedFile:
     def commit(self) -> Path:
         """Move the file to ``files_dir/<name>`` (atomically, replacing an older version)."""
         if self.path.exists():
+            self.files_dir.mkdir(parents=True, exist_ok=True)
             os.replace(self.path, self.target)
             fsync_dir(self.files_dir)
         self._cleanup()
@@ -181,13 +194,15 @@ class StagedFile:
             self._lock_fd = None
 
 
-def stage_upload(files_dir: str | Path, upload_path: str | Path, name: str | None = None) -> StagedFile:
+def stage_upload(files_dir: str | Path, upload_path: str | Path, name: str | None = None, *,
+                 collection: str = DEFAULT_COLLECTION) -> StagedFile:
     """Copy an uploaded file into a private staging folder under ``files_dir`` under a safe name.
 
     Args:
         files_dir: where uploads are kept (``settings.files_dir``).
         upload_path: the temporary file the web server received.
         name: the name the client gave it (default: ``upload_path``'s own name).
+        collection: the collection it goes into (its file is committed into :func:`collection_dir`).
 
     Returns:
         The staged file (its folder locked by this process until commit or discard).
@@ -221,10 +236,12 @@ def stage_upload(files_dir: str | Path, upload_path: str | Path, name: str | Non
         os.close(fd)
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return StagedFile(name=name, path=target, files_dir=files_dir, digest=file_digest(target) or "", _lock_fd=fd)
+    return StagedFile(name=name, path=target, files_dir=collection_dir(files_dir, collection),
+                      digest=file_digest(target) or "", _lock_fd=fd)
 
 
-def keep_copy(files_dir: str | Path, path: str | Path, name: str) -> StagedFile | None:
+def keep_copy(files_dir: str | Path, path: str | Path, name: str,
+              collection: str = DEFAULT_COLLECTION) -> StagedFile | None:
     """Stage a copy of a local file (``rag ingest file.pdf``, ``RAG.add_pdf``) so citations can open it.
 
     The copy is committed into ``files_dir`` with the source's chunks, as an upload is. A file
@@ -236,6 +253,7 @@ def keep_copy(files_dir: str | Path, path: str | Path, name: str) -> StagedFile 
         files_dir: where stored files are kept.
         path: the file that was read.
         name: its source name.
+        collection: its collection (the copy goes into :func:`collection_dir`).
 
     Returns:
         The staged copy, or None when it is not kept.
@@ -244,11 +262,11 @@ def keep_copy(files_dir: str | Path, path: str | Path, name: str) -> StagedFile 
     if kind is None or safe_name(name, kind) != name:
         log.info("not keeping a copy of %s: its name is not a safe stored name", name)
         return None
-    kept = stored_file(files_dir, name)
+    kept = stored_file(collection_dir(files_dir, collection), name)
     if kept is not None and file_digest(kept) == file_digest(path):
         return None  # the same bytes are kept already
     try:
-        staged = stage_upload(files_dir, path, name)
+        staged = stage_upload(files_dir, path, name, collection=collection)
     except (SourceError, OSError) as exc:
         log.info("not keeping a copy of %s: %s", name, exc)
         return None
@@ -258,7 +276,7 @@ def keep_copy(files_dir: str | Path, path: str | Path, name: str) -> StagedFile 
     return staged
 
 
-def staged_in(files_dir: str | Path, path: str | Path) -> StagedFile | None:
+def staged_in(files_dir: str | Path, path: str | Path, collection: str = DEFAULT_COLLECTION) -> StagedFile | None:
     """The staged upload at ``path`` when it lies in ``files_dir``'s staging area, else None.
 
     Lets an ingestion of a staged file (``RAG.pdf_job``) commit it within its transaction
@@ -271,7 +289,8 @@ def staged_in(files_dir: str | Path, path: str | Path) -> StagedFile | None:
             return None
     except OSError:
         return None
-    return StagedFile(name=path.name, path=path, files_dir=Path(files_dir), digest=file_digest(path) or "")
+    return StagedFile(name=path.name, path=path, files_dir=collection_dir(files_dir, collection),
+                      digest=file_digest(path) or "")
 
 
 def sweep_staging(files_dir: str | Path) -> int:
@@ -322,15 +341,15 @@ def stored_file(files_dir: str | Path, name: str) -> Path | None:
     return resolved
 
 
-def stored_kind(files_dir: str | Path, name: str) -> tuple[Path, str] | None:
-    """The stored file called ``name`` and its kind, when its content is what its name says; else None.
+def stored_kind(files_dir: str | Path, name: str, collection: str = DEFAULT_COLLECTION) -> tuple[Path, str] | None:
+    """The stored file ``name`` of ``collection`` and its kind, when its content is what its name says; else None.
 
     What ``/files`` and the viewer serve: a file whose bytes are not what its extension
     promises is never served as that (nor at all).
     """
     from ingest.formats import sniff
 
-    path = stored_file(files_dir, name)
+    path = stored_file(collection_dir(files_dir, collection), name)
     if path is None:
         return None
     try:
@@ -340,11 +359,13 @@ def stored_kind(files_dir: str | Path, name: str) -> tuple[Path, str] | None:
     return (path, kind) if kind == name_kind(name) else None
 
 
-def file_url(files_dir: str | Path, source: str, page: int | None = None) -> str | None:
-    """The link that opens a stored upload (at ``page``), or None when the file is not stored here."""
-    if stored_file(files_dir, source) is None:
+def file_url(files_dir: str | Path, source: str, page: int | None = None,
+             collection: str = DEFAULT_COLLECTION) -> str | None:
+    """The link that opens a stored upload of ``collection`` (at ``page``), or None when the file is not stored here."""
+    if stored_file(collection_dir(files_dir, collection), source) is None:
         return None
-    url = f"{FILES_ROUTE}/{quote(source)}"
+    where = "" if collection == DEFAULT_COLLECTION else f"/{collection}"
+    url = f"{FILES_ROUTE}{where}/{quote(source)}"
     return f"{url}#page={page}" if page else url
 
 

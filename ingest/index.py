@@ -12,7 +12,7 @@ exactly its old or exactly its new version once the journal is recovered.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -21,7 +21,7 @@ from ingest.chunk import ChunkConfig, chunk_documents
 from rag.errors import NameConflictError, SourceError
 from rag.progress import progress_bar
 from rag.protocols import Embedder, Store
-from rag.settings import Settings
+from rag.settings import DEFAULT_COLLECTION, Settings
 from rag.types import Chunk, Document, IngestReport, Progress
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ BatchEmbedder = Callable[[Sequence[Sequence[str]]], Iterator[np.ndarray]]
 
 @dataclass(frozen=True)
 class SourceJob:
-    """A named source and how to read it (reading may raise SourceError).
+    """A named source, how to read it (reading may raise SourceError), and the collection it goes into.
 
     ``file`` is a staged upload (``ingest.files.stage_upload``) that is moved into
     ``files_dir`` in the same transaction as the source's chunks; ``keep``, when there is no
@@ -47,6 +47,7 @@ class SourceJob:
     name: str
     load: Loader
     file: "StagedFile | None" = None
+    collection: str = DEFAULT_COLLECTION
     keep: "Callable[[], StagedFile | None] | None" = None
 
 
@@ -58,6 +59,7 @@ class LoadedSource:
     kind: str
     chunks: list[Chunk]
     file: "StagedFile | None" = None
+    collection: str = DEFAULT_COLLECTION
 
 
 class Indexer:
@@ -131,12 +133,13 @@ class Indexer:
                 report.errors[exc.source or job.name] = exc
                 continue
             name = docs[0].source if docs else job.name
-            chunks = self.chunk(docs)
+            # The collection is part of every chunk id, so two collections never share a chunk.
+            chunks = self.chunk([replace(d, collection=job.collection) for d in docs])
             if not chunks:
                 report.skipped[name] = f"{name} has no text to index"
                 continue
             file = job.file if job.file is not None or job.keep is None else job.keep()
-            out.append(LoadedSource(name, docs[0].kind, chunks, file))
+            out.append(LoadedSource(name, docs[0].kind, chunks, file, job.collection))
         return out
 
     def write(self, loaded: Sequence[LoadedSource], report: IngestReport | None = None, *,
@@ -155,16 +158,17 @@ class Indexer:
         """
         report = report if report is not None else IngestReport()
         plans: list[tuple[LoadedSource, list[Chunk], set[str], set[str]]] = []
-        kinds: dict[str, str] | None = None
+        kinds: dict[tuple[str, str], str] | None = None
         # One source named twice in a batch (two folders' report.pdf): the last one read wins.
-        for item in {item.name: item for item in loaded}.values():
-            name = item.name
-            anywhere = self.store.ids_for(name, complete=False)
-            complete = self.store.ids_for(name, complete=True) if anywhere else set()
+        for item in {(item.collection, item.name): item for item in loaded}.values():
+            name, where = item.name, item.collection
+            anywhere = self.store.ids_for(name, complete=False, collection=where)
+            complete = self.store.ids_for(name, complete=True, collection=where) if anywhere else set()
             if anywhere:
-                kinds = kinds if kinds is not None else {s.source: s.kind for s in self.store.sources()}
-                if kinds.get(name, item.kind) != item.kind:
-                    _skip(report, NameConflictError(name, _conflict_message(name, kinds[name], item.kind)))
+                kinds = kinds if kinds is not None else {(s.collection, s.source): s.kind for s in self.store.sources()}
+                held = kinds.get((where, name), item.kind)
+                if held != item.kind:
+                    _skip(report, NameConflictError(name, _conflict_message(name, held, item.kind)))
                     continue
             wanted = {c.id for c in item.chunks}
             if wanted == complete == anywhere:
@@ -179,8 +183,8 @@ class Indexer:
         try:
             if self.journal is not None:
                 for item, _, old, _ in plans:
-                    entries.append(self.journal.begin(self.store, item.name, old=old,
-                                                      new={c.id for c in item.chunks}, file=item.file))
+                    entries.append(self.journal.begin(self.store, item.name, old=old, new={c.id for c in item.chunks},
+                                                      file=item.file, collection=item.collection))
             todo = [c for _, new, _, _ in plans for c in new]
             # Longest first: batches of similar length waste the least padding.
             todo.sort(key=lambda c: c.tokens, reverse=True)

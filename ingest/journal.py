@@ -31,17 +31,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ingest.files import StagedFile, file_digest, fsync_dir, remove_file
+from ingest.files import StagedFile, collection_dir, file_digest, fsync_dir, remove_file
 from rag.protocols import Store
+from rag.settings import DEFAULT_COLLECTION
+from rag.types import source_key
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Entry:
-    """One open transaction: its manifest on disk, locked by this process."""
+    """One open transaction: its manifest on disk, locked by this process.
 
-    source: str
+    ``key`` names the source within its collection (:func:`rag.types.source_key`).
+    """
+
+    key: str
     path: Path
     manifest: dict[str, Any]
     fd: int | None = field(default=None, repr=False)
@@ -64,12 +69,13 @@ class Journal:
         return self.folder / (hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:32] + ".json")
 
     def live(self) -> dict[str, int]:
-        """Sources this process is writing now, with how many chunks their old version has."""
+        """Sources this process is writing now (by :func:`rag.types.source_key`), with how many chunks
+        their old version has."""
         with self._lock:
             return dict(self._live)
 
     def begin(self, store: Store, source: str, *, old: set[str], new: set[str], file: StagedFile | None = None,
-              delete: bool = False, remove: str | None = None) -> Entry:
+              delete: bool = False, remove: str | None = None, collection: str = DEFAULT_COLLECTION) -> Entry:
         """Write (durably) and lock the manifest of a source's write before any chunk changes.
 
         Args:
@@ -80,19 +86,21 @@ class Journal:
             file: the staged upload to move into place with the new version.
             delete: this is a deletion (always completed, never undone).
             remove: the stored file a deletion removes.
+            collection: the source's collection (one manifest per source and collection).
 
         Returns:
             The open entry; :meth:`finish` it once the write is complete.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self._path(source)
+        key = source_key(collection, source)
+        path = self._path(key)
         if path.exists():
             self._settle(store, path)
-        manifest: dict[str, Any] = {"source": source, "op": "delete" if delete else "write",
+        manifest: dict[str, Any] = {"source": source, "collection": collection, "op": "delete" if delete else "write",
                                     "old": sorted(old), "new": sorted(new), "remove": remove}
         if file is not None:
             manifest["file"] = {"name": file.name, "staged": str(file.path.resolve()),
-                                "digest": file.digest or file_digest(file.path)}
+                                "digest": file.digest or file_digest(file.path), "target": str(file.target)}
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
         try:
@@ -106,8 +114,8 @@ class Journal:
             tmp.unlink(missing_ok=True)
             raise
         with self._lock:
-            self._live[source] = len(old)
-        return Entry(source, path, manifest, fd)
+            self._live[key] = len(old)
+        return Entry(key, path, manifest, fd)
 
     def finish(self, entry: Entry) -> None:
         """The write is complete: remove its manifest."""
@@ -128,7 +136,7 @@ class Journal:
             os.close(entry.fd)
             entry.fd = None
         with self._lock:
-            self._live.pop(entry.source, None)
+            self._live.pop(entry.key, None)
 
     def recover(self, store: Store) -> list[str]:
         """Settle every manifest a stopped process left (live writes of other processes are left alone).
@@ -180,23 +188,28 @@ class Journal:
 
     def _repair(self, store: Store, m: dict[str, Any]) -> str:
         source = m["source"]
+        # A manifest written before collections names a source of the default collection.
+        where = m.get("collection") or DEFAULT_COLLECTION
+        folder = collection_dir(self.files_dir, where)
         if m["op"] == "delete":
-            store.delete_ids(sorted(store.ids_for(source, complete=False)))
+            store.delete_ids(sorted(store.ids_for(source, complete=False, collection=where)))
             if m.get("remove"):
-                remove_file(self.files_dir, m["remove"])
+                remove_file(folder, m["remove"])
             return "completed (deleted)"
         old, new = set(m["old"]), set(m["new"])
         f = m.get("file")
         staged = Path(f["staged"]) if f else None
-        file_ok = f is None or staged.exists() or file_digest(self.files_dir / f["name"]) == f["digest"]
-        if new <= store.ids_for(source, complete=True) and file_ok:
+        target = (Path(f["target"]) if f.get("target") else folder / f["name"]) if f else None
+        file_ok = f is None or staged.exists() or file_digest(target) == f["digest"]
+        if new <= store.ids_for(source, complete=True, collection=where) and file_ok:
             if staged is not None and staged.exists():
-                os.replace(staged, self.files_dir / f["name"])
-                fsync_dir(self.files_dir)
-            _delete(store, store.ids_for(source, complete=False) - new)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, target)
+                fsync_dir(target.parent)
+            _delete(store, store.ids_for(source, complete=False, collection=where) - new)
             outcome = "completed"
         else:
-            _delete(store, store.ids_for(source, complete=False) - old)
+            _delete(store, store.ids_for(source, complete=False, collection=where) - old)
             outcome = "rolled back to its previous version" if old else "rolled back (the source was new)"
         if staged is not None:
             staged.unlink(missing_ok=True)

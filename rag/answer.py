@@ -24,6 +24,7 @@ Streaming yields the raw text pieces as the generator writes them, then the comp
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -95,14 +96,20 @@ class Answerer:
 
     # -- retrieval -------------------------------------------------------------------------------
     def retrieve(self, question: str, history: History | None = None, *, k: int | None = None,
-                 sources: Sequence[str] | None = None) -> Retrieved:
-        """The chunks for this turn, and the query that found them (see the module docstring)."""
+                 sources: Sequence[str] | None = None, collections: Sequence[str] | None = None) -> Retrieved:
+        """The chunks for this turn, and the query that found them (see the module docstring).
+
+        Every search of the turn (the question, the question after earlier turns, a condensed
+        question) is restricted to ``sources`` within ``collections``.
+        """
         k = k or self.settings.top_k
         if self.extractive:
             k = max(k, EXTRACT_DEPTH)
         question = question.strip()
         turns = normalize_history(history)
         search = self.retriever.search
+        if collections:
+            search = functools.partial(search, collections=collections)
         if turns and not self.extractive:
             standalone = condense(self.generator, question, turns)
             if standalone:
@@ -111,28 +118,33 @@ class Answerer:
             log.info("the model's standalone question was unusable; fusing rankings instead")
         return fused_search(search, question, turns, k, sources=sources)
 
-    def assess(self, found: Retrieved, *, sources: Sequence[str] | None = None) -> Evidence:
+    def assess(self, found: Retrieved, *, sources: Sequence[str] | None = None,
+               collections: Sequence[str] | None = None) -> Evidence:
         """The :func:`rag.refuse.assess` of a retrieval: the strongest over the queries it embedded.
 
         Args:
             found: the retrieval.
             sources: the sources it was restricted to (document frequencies count only these).
+            collections: the collections it was restricted to (likewise).
         """
-        frequencies = frequencies_for(self.retriever.store, sources)
+        frequencies = frequencies_for(self.retriever.store, sources, collections)
         queries = found.queries or (found.query,)
         return max((assess(q, found.hits, frequencies) for q in queries), key=lambda e: e.score)
 
-    def evidence(self, found: Retrieved, *, sources: Sequence[str] | None = None) -> float:
+    def evidence(self, found: Retrieved, *, sources: Sequence[str] | None = None,
+                 collections: Sequence[str] | None = None) -> float:
         """The evidence score of a retrieval (see :meth:`assess`)."""
-        return self.assess(found, sources=sources).score
+        return self.assess(found, sources=sources, collections=collections).score
 
-    def should_refuse(self, found: Retrieved, *, sources: Sequence[str] | None = None) -> bool:
+    def should_refuse(self, found: Retrieved, *, sources: Sequence[str] | None = None,
+                      collections: Sequence[str] | None = None) -> bool:
         """No hits, or :func:`rag.refuse.should_refuse` of their evidence."""
-        return not found.hits or should_refuse(self.assess(found, sources=sources), self.settings)
+        return not found.hits or should_refuse(self.assess(found, sources=sources, collections=collections),
+                                               self.settings)
 
     # -- answering -------------------------------------------------------------------------------
     def ask(self, question: str, history: History | None = None, *, k: int | None = None,
-            sources: Sequence[str] | None = None) -> Answer:
+            sources: Sequence[str] | None = None, collections: Sequence[str] | None = None) -> Answer:
         """Answer ``question`` (a follow-up of ``history`` when given) from the indexed documents.
 
         Args:
@@ -140,29 +152,32 @@ class Answerer:
             history: earlier (user, assistant) turns, oldest first.
             k: how many chunks to retrieve (``settings.top_k`` when None).
             sources: only use these sources.
+            collections: only use these collections (retrieval, follow-ups and the refusal's
+                word statistics all stay inside them).
 
         Returns:
             The complete answer.
         """
         answer = None
-        for item in self.stream(question, history, k=k, sources=sources):
+        for item in self.stream(question, history, k=k, sources=sources, collections=collections):
             if isinstance(item, Answer):
                 answer = item
         assert answer is not None
         return answer
 
     def stream(self, question: str, history: History | None = None, *, k: int | None = None,
-               sources: Sequence[str] | None = None) -> Iterator[str | Answer]:
+               sources: Sequence[str] | None = None, collections: Sequence[str] | None = None
+               ) -> Iterator[str | Answer]:
         """Like :meth:`ask`, but yield text pieces as they are produced, then the complete Answer."""
         question = (question or "").strip()
         if not question:
             raise EmptyQueryError("The question is empty; type a question")
         turns = normalize_history(history)
-        found = self.retrieve(question, turns, k=k, sources=sources)
+        found = self.retrieve(question, turns, k=k, sources=sources, collections=collections)
         gen = self.generator
         fmt = gen.prompt_format
         shown = k or self.settings.top_k
-        if self.should_refuse(found, sources=sources):
+        if self.should_refuse(found, sources=sources, collections=collections):
             yield NO_ANSWER
             yield self._refusal(found, found.hits[:shown])
             return

@@ -64,6 +64,15 @@ def open_service(ctx: click.Context, *, llm: str | None = None, ray: str | None 
     return remote
 
 
+def collection_option(*, many: bool):
+    """``--collection NAME``: the one collection a write goes into, or (repeatable) the ones a read asks."""
+    if many:
+        return click.option("--collection", "collections", multiple=True, metavar="NAME",
+                            help="Only this collection (repeatable; default: every collection).")
+    return click.option("--collection", "collection", default=None, metavar="NAME",
+                        help="The collection the sources go into (default: 'default').")
+
+
 def emit_json(value: Any) -> None:
     """Print one JSON document on stdout."""
     click.echo(json.dumps(value, ensure_ascii=False, indent=2))
@@ -77,40 +86,47 @@ def emit_json(value: Any) -> None:
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--ray", "ray_address", metavar="ADDRESS", default=None,
               help="Embed on this Ray cluster (e.g. 127.0.0.1:6379 or auto; env RAG_RAY_ADDRESS; extra 'ray').")
+@collection_option(many=False)
 @click.pass_context
 def ingest(ctx: click.Context, paths: tuple[Path, ...], titles: tuple[str, ...], password: str | None,
-           as_json: bool, no_progress: bool, ray_address: str | None) -> None:
+           as_json: bool, no_progress: bool, ray_address: str | None, collection: str | None) -> None:
     """Ingest files (PDF, Word .docx, HTML, Markdown, text), folders of them, and Wikipedia pages.
 
     What a file is comes from its content, not its name. Ingesting the same thing twice changes
-    nothing; a changed file replaces its old chunks. Exits 1 when any source was skipped (the
-    summary says why).
+    nothing; a changed file replaces its old chunks. With --collection NAME the sources go into
+    that collection (created by the first write); the same file in two collections is two
+    independent copies. Exits 1 when any source was skipped (the summary says why).
     """
+    from rag.collections import write_target
+
     if not paths and not titles:
         raise click.UsageError("Give file paths or --wikipedia TITLE; e.g. rag ingest paper.pdf --wikipedia 'Alan Turing'")
+    collection = write_target(collection)  # a bad name fails before anything is read
     rag = open_service(ctx, ray=ray_address or None)
     if getattr(rag, "remote", False):
-        report = _ingest_remote(rag, paths, titles, password, progress=not no_progress and not as_json)
+        report = _ingest_remote(rag, paths, titles, password, progress=not no_progress and not as_json,
+                                collection=collection)
     else:
-        report = _ingest_here(rag, paths, titles, password, progress=not no_progress and not as_json)
+        report = _ingest_here(rag, paths, titles, password, progress=not no_progress and not as_json,
+                              collection=collection)
     if as_json:
-        emit_json(report.to_dict())
+        emit_json({**report.to_dict(), "collection": collection})
     else:
-        click.echo(summary(report))
+        click.echo(summary(report, collection))
     if report.skipped:
         ctx.exit(1)
 
 
 def _ingest_here(rag: RAG, paths: tuple[Path, ...], titles: tuple[str, ...], password: str | None, *,
-                 progress: bool) -> IngestReport:
+                 progress: bool, collection: str) -> IngestReport:
     """Ingest into the store this process opens; what each file is comes from its content."""
-    jobs = [rag.file_job(path, password=password) for path in _expand(paths)]
-    jobs += [rag.wikipedia_job(title) for title in titles]
+    jobs = [rag.file_job(path, password=password, collection=collection) for path in _expand(paths)]
+    jobs += [rag.wikipedia_job(title, collection=collection) for title in titles]
     return rag.ingest(jobs, progress=progress)
 
 
 def _ingest_remote(remote: RemoteRAG, paths: tuple[Path, ...], titles: tuple[str, ...], password: str | None, *,
-                   progress: bool) -> IngestReport:
+                   progress: bool, collection: str) -> IngestReport:
     """Upload each file to the running server (which tells the formats apart), one report for all."""
     from tqdm import tqdm
 
@@ -121,18 +137,21 @@ def _ingest_remote(remote: RemoteRAG, paths: tuple[Path, ...], titles: tuple[str
     with tqdm(total=len(files) + bool(titles), unit="source", desc="Ingesting on the server", disable=not progress,
               dynamic_ncols=True) as bar:
         for path in files:
-            report.merge(remote.ingest_file(path, password=password))
+            report.merge(remote.ingest_file(path, password=password, collection=collection))
             bar.update()
         if titles:
-            report.merge(remote.ingest_wikipedia(list(titles)))
+            report.merge(remote.ingest_wikipedia(list(titles), collection=collection))
             bar.update()
     return report
 
 
-def summary(report) -> str:
-    """A short human summary of an ingestion report."""
+def summary(report, collection: str | None = None) -> str:
+    """A short human summary of an ingestion report (naming the collection when it is not the default)."""
+    from rag.settings import DEFAULT_COLLECTION
+
+    into = f" into the collection {collection}" if collection and collection != DEFAULT_COLLECTION else ""
     lines = [
-        f"Ingested {len(report.added) + len(report.replaced) + len(report.unchanged)} source(s): "
+        f"Ingested {len(report.added) + len(report.replaced) + len(report.unchanged)} source(s){into}: "
         f"{len(report.added)} added, {len(report.replaced)} replaced, {len(report.unchanged)} unchanged; "
         f"{report.chunks_written} chunk(s) written."
     ]
@@ -159,17 +178,19 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
 @click.argument("query")
 @click.option("-k", "k", type=click.IntRange(1, MAX_TOP_K), default=None, help="How many hits (default RAG_TOP_K, 5).")
 @click.option("--source", "sources", multiple=True, help="Only search this source (repeatable).")
+@collection_option(many=True)
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
 @click.pass_context
-def search(ctx: click.Context, query: str, k: int | None, sources: tuple[str, ...], as_json: bool) -> None:
+def search(ctx: click.Context, query: str, k: int | None, sources: tuple[str, ...], collections: tuple[str, ...],
+           as_json: bool) -> None:
     """Find the chunks most similar to QUERY (cosine similarity, best first)."""
     rag = open_service(ctx)
-    indexed = rag.sources()
+    indexed = rag.sources(collection=list(collections) or None)
     if sources:
         from rag.service import check_sources
 
         check_sources(sources, indexed)
-    hits = rag.search(query, k, sources=list(sources) or None)
+    hits = rag.search(query, k, sources=list(sources) or None, collection=list(collections) or None)
     if as_json:
         emit_json({"query": query, "k": k or rag.settings.top_k, "hits": _linked(rag, hits)})
         return
@@ -179,33 +200,73 @@ def search(ctx: click.Context, query: str, k: int | None, sources: tuple[str, ..
     for i, h in enumerate(hits, 1):
         where = f", page {h.page}" if h.page else (f" § {h.section}" if h.section else "")
         link = hit_link(rag, h)
-        click.echo(f"{i}. [{h.score:.3f}] {h.title}{where}" + (f"  <{link}>" if link else ""))
+        click.echo(f"{i}. [{h.score:.3f}] {h.title}{where}{_in_collection(h)}" + (f"  <{link}>" if link else ""))
         snippet = " ".join(h.text.split())
         click.echo(f"   {snippet[:240]}{'…' if len(snippet) > 240 else ''}")
 
 
+def _in_collection(hit: Any) -> str:
+    """`` (collection team-a)`` for a hit outside the default collection, else nothing."""
+    from rag.settings import DEFAULT_COLLECTION
+
+    return "" if hit.chunk.collection == DEFAULT_COLLECTION else f"  (collection {hit.chunk.collection})"
+
+
 @main.command()
+@collection_option(many=True)
 @click.option("--json", "as_json", is_flag=True, help="Print sources as JSON.")
 @click.pass_context
-def sources(ctx: click.Context, as_json: bool) -> None:
-    """List what is indexed."""
-    infos = open_service(ctx).sources()
+def sources(ctx: click.Context, collections: tuple[str, ...], as_json: bool) -> None:
+    """List what is indexed, with the collection of each source."""
+    infos = open_service(ctx).sources(collection=list(collections) or None)
     if as_json:
         emit_json([s.to_dict() for s in infos])
         return
     if not infos:
         click.echo("Nothing is indexed yet; add documents with: rag ingest FILE.pdf --wikipedia TITLE")
     for s in infos:
-        click.echo(f"{s.source}  ({s.kind}, {s.chunks} chunks, added {s.added_at})")
+        click.echo(f"{s.source}  ({s.kind}, {s.chunks} chunks, collection {s.collection}, added {s.added_at})")
+
+
+@main.command("collections")
+@click.option("--json", "as_json", is_flag=True, help="Print the collections as JSON.")
+@click.pass_context
+def collections_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List the collections, with how many sources and chunks each holds."""
+    infos = open_service(ctx).collections()
+    if as_json:
+        emit_json([c.to_dict() for c in infos])
+        return
+    if not infos:
+        click.echo("No collections yet; add documents with: rag ingest FILE.pdf --collection NAME")
+    for c in infos:
+        click.echo(f"{c.name}  ({c.sources} source(s), {c.chunks} chunks)")
 
 
 @main.command()
-@click.argument("source")
+@click.argument("source", required=False)
+@collection_option(many=False)
 @click.pass_context
-def delete(ctx: click.Context, source: str) -> None:
-    """Delete SOURCE (a file name or Wikipedia title, as `rag sources` lists it)."""
-    n = open_service(ctx).delete(source)
-    click.echo(f"Deleted {source} ({n} chunks).")
+def delete(ctx: click.Context, source: str | None, collection: str | None) -> None:
+    """Delete SOURCE (a file name or Wikipedia title, as `rag sources` lists it), or a whole collection.
+
+    `rag delete SOURCE --collection NAME` deletes SOURCE from that collection only (default:
+    'default'); `rag delete --collection NAME` without SOURCE deletes the whole collection.
+    """
+    from rag.collections import write_target
+
+    if source is None and collection is None:
+        raise click.UsageError("Give a SOURCE or --collection NAME; e.g. rag delete paper.pdf, "
+                               "or rag delete --collection team-a")
+    where = write_target(collection)
+    rag = open_service(ctx)
+    if source is None:
+        gone = rag.delete_collection(where)
+        click.echo(f"Deleted the collection {gone.name}: {gone.sources} source(s), {gone.chunks} chunks.")
+        return
+    n = rag.delete(source, collection=where)
+    inside = f" from the collection {where}" if collection else ""
+    click.echo(f"Deleted {source}{inside} ({n} chunks).")
 
 
 from rag.eval.cli import eval_group  # noqa: E402
@@ -284,7 +345,9 @@ def serve(ctx: click.Context, host: str, port: int, concurrency: int, headless: 
         except OSError as exc:
             click.echo(f"Warning: cannot write {settings.data_dir}/server.json ({exc.strerror}): `rag` commands "
                        "run meanwhile will not find this server; do not ingest from the CLI while it runs.", err=True)
-        login = " (login required)" if settings.login or settings.api_key else ""
+        from rag.http.auth import login_required
+
+        login = " (login required)" if login_required(settings) else ""
         what = " (headless: the API only, no chat page)" if headless else ""
         click.echo(f"Serving on {server.url}{login}{what} (Ctrl-C to stop); data in {settings.data_dir}", err=True)
 
@@ -308,8 +371,9 @@ def exposure_warning(host: str, settings: Any) -> str | None:
         One warning line for stderr, or None.
     """
     from rag.http.app import is_loopback
+    from rag.http.auth import login_required
 
-    if is_loopback(host) or settings.login or settings.api_key:
+    if is_loopback(host) or login_required(settings):
         return None
     return (f"Warning: listening on {host}, not loopback, with no login: anyone who can reach this machine can "
             "read and change your documents. Set RAG_AUTH=user:password (the chat page) and RAG_API_KEY=<key> "
@@ -349,7 +413,7 @@ def _print_sources(rag: Any, answer, *, refused: bool) -> None:
     flags = {c.number: c for c in answer.citations}
     for i, hit in enumerate(hits, 1):
         link = hit_link(rag, hit) or (str(hit.source) if hit.kind == "pdf" else None)
-        line = f"  [{i}] {source_label(hit)}" + (f"  <{link}>" if link else "")
+        line = f"  [{i}] {source_label(hit)}{_in_collection(hit)}" + (f"  <{link}>" if link else "")
         c = flags.get(i)
         if not refused and c is not None and c.supported is False:
             line += f"  (may not support the sentence citing it: similarity {c.support:.2f})"
@@ -358,7 +422,7 @@ def _print_sources(rag: Any, answer, *, refused: bool) -> None:
         click.echo(f"      {snippet[:140]}{'…' if len(snippet) > 140 else ''}")
 
 
-def _answer_once(rag, question: str, history, k: int | None, *, as_json: bool):
+def _answer_once(rag, question: str, history, k: int | None, *, as_json: bool, collections: tuple[str, ...] = ()):
     """Ask, print (streaming the text of a language model), and return the Answer."""
     from rag.types import Answer
 
@@ -368,7 +432,7 @@ def _answer_once(rag, question: str, history, k: int | None, *, as_json: bool):
     # streamed from a running server's /api/ask).
     generator = rag.server_generator if getattr(rag, "remote", False) else rag.settings.llm
     streaming = not as_json and str(generator).strip().lower() != "extractive"
-    for item in rag.ask_stream(question, history, k=k):
+    for item in rag.ask_stream(question, history, k=k, collection=list(collections) or None):
         if isinstance(item, Answer):
             answer = item
         else:
@@ -400,9 +464,11 @@ def _answer_once(rag, question: str, history, k: int | None, *, as_json: bool):
 @click.option("-k", "k", type=click.IntRange(1, MAX_TOP_K), default=None, help="How many chunks to retrieve (default RAG_TOP_K, 5).")
 @click.option("--llm", default=None, metavar="SPEC",
               help="extractive | gptq:<model> | openai:<base_url>#<model> | llamacpp:<file.gguf> (default RAG_LLM).")
+@collection_option(many=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 @click.pass_context
-def ask(ctx: click.Context, question: str, k: int | None, llm: str | None, as_json: bool) -> None:
+def ask(ctx: click.Context, question: str, k: int | None, llm: str | None, collections: tuple[str, ...],
+        as_json: bool) -> None:
     """Answer QUESTION from the indexed documents, with numbered citations.
 
     Without a language model (the default, RAG_LLM=extractive) the answer is the best
@@ -413,14 +479,15 @@ def ask(ctx: click.Context, question: str, k: int | None, llm: str | None, as_js
     notice = rag.generator_notice
     if notice and not as_json and rag.settings.llm.strip().lower() != "extractive":
         click.echo(notice, err=True)
-    _answer_once(rag, question, None, k, as_json=as_json)
+    _answer_once(rag, question, None, k, as_json=as_json, collections=collections)
 
 
 @main.command()
 @click.option("-k", "k", type=click.IntRange(1, MAX_TOP_K), default=None, help="How many chunks to retrieve per turn.")
 @click.option("--llm", default=None, metavar="SPEC", help="The generator, as for `rag ask` (default RAG_LLM).")
+@collection_option(many=True)
 @click.pass_context
-def chat(ctx: click.Context, k: int | None, llm: str | None) -> None:
+def chat(ctx: click.Context, k: int | None, llm: str | None, collections: tuple[str, ...]) -> None:
     """Ask questions one per line; follow-ups may refer to earlier turns ("Who founded it?").
 
     Reads questions from stdin until end of input or a line "exit".
@@ -448,7 +515,7 @@ def chat(ctx: click.Context, k: int | None, llm: str | None) -> None:
         if not question:
             continue
         try:
-            answer = _answer_once(rag, question, history, k, as_json=False)
+            answer = _answer_once(rag, question, history, k, as_json=False, collections=collections)
         except EmptyQueryError:
             continue
         history.append((question, answer.text))

@@ -91,6 +91,18 @@ class NetworkError(SourceError):
     """A remote source (Wikipedia) could not be reached or timed out."""
 
 
+class InvalidCollectionError(RagError):
+    """A collection name breaks the naming rule (empty, too long, odd characters)."""
+
+
+class UnknownCollectionError(RagError):
+    """A collection was asked for that holds no source."""
+
+
+class ForbiddenCollectionError(RagError):
+    """An API key bound to some collections asked for another one (HTTP 403)."""
+
+
 class StoreError(RagError):
     """The vector store could not be opened, read or written."""
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from rag.errors import StoreError
+from rag.settings import DEFAULT_COLLECTION
 from rag.text import QUERY_STOP_WORDS
 from rag.types import Chunk
 
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 _MAX_TERMS = 64
 _ANALYZER = "rag_en"  # tokenizer name registered on every index opened here
-_SCHEMA_VERSION = "1"  # bump when the schema or the analyzer changes: the index is then rebuilt
+_SCHEMA_VERSION = "2"  # 2: the collection field  # bump when the schema or the analyzer changes: the index is then rebuilt
 
 
 def keyword_text(chunk: Chunk) -> str:
@@ -101,6 +102,7 @@ def _schema():
     sb = t.SchemaBuilder()
     sb.add_text_field("id", stored=True, tokenizer_name="raw", index_option="basic")
     sb.add_text_field("source", stored=False, tokenizer_name="raw", index_option="basic")
+    sb.add_text_field("collection", stored=False, tokenizer_name="raw", index_option="basic")
     # Frequencies, no positions: BM25 needs no more, and no query here is a phrase.
     sb.add_text_field("body", stored=False, tokenizer_name=_ANALYZER, index_option="freq")
     return sb.build()
@@ -260,7 +262,8 @@ class KeywordIndex:
                 if replace:
                     # Deletes apply to documents committed or added before them, so this keeps one copy.
                     writer.delete_documents_by_term("id", chunk.id)
-                writer.add_document(Document(id=chunk.id, source=chunk.source, body=keyword_text(chunk)))
+                writer.add_document(Document(id=chunk.id, source=chunk.source, collection=chunk.collection,
+                                             body=keyword_text(chunk)))
 
         self._write(apply)
 
@@ -286,9 +289,20 @@ class KeywordIndex:
         hits = searcher.search(query, limit=n, count=False).hits
         return {searcher.doc(addr)["id"][0] for _, addr in hits}
 
-    def ids_for(self, source: str) -> set[str]:
-        """Ids of every indexed chunk of ``source``."""
-        return self._ids(self._t.Query.term_query(self._s.schema, "source", source))
+    def ids_for(self, source: str, *, collection: str = DEFAULT_COLLECTION) -> set[str]:
+        """Ids of every indexed chunk of ``source`` in ``collection``."""
+        Q, Occur, schema = self._t.Query, self._t.Occur, self._s.schema
+        return self._ids(Q.boolean_query([(Occur.Must, Q.term_query(schema, "source", source)),
+                                          (Occur.Must, Q.term_query(schema, "collection", collection))]))
+
+    def _scope(self, sources: Sequence[str] | None, collections: Sequence[str] | None):
+        """The filter query for chunks of ``sources`` within ``collections``, or None for everything."""
+        Q, Occur, schema = self._t.Query, self._t.Occur, self._s.schema
+        parts = [Q.term_set_query(schema, field, list(values))
+                 for field, values in (("source", sources), ("collection", collections)) if values]
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else Q.boolean_query([(Occur.Must, p) for p in parts])
 
     def all_ids(self) -> set[str]:
         """Every indexed chunk id."""
@@ -298,13 +312,15 @@ class KeywordIndex:
         """Number of indexed chunks."""
         return int(self._s.searcher().num_docs)
 
-    def search(self, query: str, k: int, sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
+    def search(self, query: str, k: int, sources: Sequence[str] | None = None,
+               collections: Sequence[str] | None = None) -> list[tuple[str, float]]:
         """The ``k`` best chunks for ``query`` by BM25.
 
         Args:
             query: free text.
             k: how many to return.
             sources: only chunks of these sources, when given.
+            collections: only chunks of these collections, when given.
 
         Returns:
             (chunk id, BM25 score) pairs, best first; higher is better.
@@ -315,28 +331,29 @@ class KeywordIndex:
         Q, Occur, schema = self._t.Query, self._t.Occur, self._s.schema
         q = Q.boolean_query([(Occur.Should, Q.term_query(schema, "body", term, index_option="freq"))
                              for term in terms])
-        if sources:
+        scope = self._scope(sources, collections)
+        if scope is not None:
             # A filter, not a scoring clause: scored 0 so BM25 stays the body's alone.
-            only = Q.const_score_query(Q.term_set_query(schema, "source", list(sources)), 0.0)
-            q = Q.boolean_query([(Occur.Must, q), (Occur.Must, only)])
+            q = Q.boolean_query([(Occur.Must, q), (Occur.Must, Q.const_score_query(scope, 0.0))])
         searcher = self._s.searcher()
         # count=False: counting every match would visit them all and undo the top-k pruning.
         hits = searcher.search(q, limit=k, count=False).hits
         return [(searcher.doc(addr)["id"][0], float(score)) for score, addr in hits]
 
-    def document_frequencies(self, words: Sequence[str],
-                             sources: Sequence[str] | None = None) -> tuple[int, dict[str, int]]:
+    def document_frequencies(self, words: Sequence[str], sources: Sequence[str] | None = None,
+                             collections: Sequence[str] | None = None) -> tuple[int, dict[str, int]]:
         """How many chunks there are, and how many of them hold each word (as BM25 matches it).
 
         Args:
             words: single words; each is matched as the index analyzes it (stemmed, case- and accent-folded).
             sources: count only chunks of these sources, when given.
+            collections: count only chunks of these collections, when given.
 
         Returns:
             ``(chunks, {word: chunks holding it})``; a word with no searchable characters counts 0.
         """
         Q, Occur, schema = self._t.Query, self._t.Occur, self._s.schema
-        only = Q.term_set_query(schema, "source", list(sources)) if sources else None
+        only = self._scope(sources, collections)
         searcher = self._s.searcher()
 
         def count(query) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from rag.keyword import keyword_text
+from rag.settings import DEFAULT_COLLECTION
 from rag.text import QUERY_STOP_WORDS
 from rag.types import Chunk
 
@@ -84,8 +85,10 @@ class Fts5KeywordIndex:
                 self._db.execute(f"DELETE FROM fts WHERE rowid IN (SELECT rowid FROM chunks WHERE id IN ({marks}))", part)
                 self._db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", part)
 
-    def ids_for(self, source: str) -> set[str]:
-        """Ids of every indexed chunk of ``source``."""
+    def ids_for(self, source: str, *, collection: str = DEFAULT_COLLECTION) -> set[str]:
+        """Ids of every indexed chunk of ``source`` (this index predates collections: all are in the default one)."""
+        if collection != DEFAULT_COLLECTION:
+            return set()
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT id FROM chunks WHERE source = ?", (source,))}
 
@@ -99,19 +102,21 @@ class Fts5KeywordIndex:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM chunks").fetchone()[0])
 
-    def search(self, query: str, k: int, sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
+    def search(self, query: str, k: int, sources: Sequence[str] | None = None,
+               collections: Sequence[str] | None = None) -> list[tuple[str, float]]:
         """The ``k`` best chunks for ``query`` by BM25.
 
         Args:
             query: free text.
             k: how many to return.
             sources: only chunks of these sources, when given.
+            collections: only chunks of these collections (this index holds the default one only).
 
         Returns:
             (chunk id, BM25 score) pairs, best first; higher is better.
         """
         expr = match_expression(query)
-        if expr is None:
+        if expr is None or (collections and DEFAULT_COLLECTION not in collections):
             return []
         if sources:
             sql = ("SELECT c.id, -bm25(fts) FROM fts JOIN chunks c ON c.rowid = fts.rowid WHERE fts MATCH ?"

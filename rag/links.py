@@ -14,8 +14,9 @@ import re
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from ingest.files import stored_file
+from ingest.files import collection_dir, stored_file
 from rag.cite import source_link
+from rag.settings import DEFAULT_COLLECTION
 from rag.types import Answer, Hit
 
 VIEW_ROUTE = "/view"
@@ -24,9 +25,11 @@ CITED_ANCHOR = "cited"
 CHUNK_ID = re.compile(r"[0-9a-f]{32}")
 
 
-def view_link(source: str, *, page: int | None = None, chunk: str | None = None) -> str:
-    """The viewer's URL (relative to the server) for a stored file, at ``page``, highlighting ``chunk``."""
-    query = {k: v for k, v in (("page", page), ("chunk", chunk)) if v}
+def view_link(source: str, *, page: int | None = None, chunk: str | None = None,
+              collection: str = DEFAULT_COLLECTION) -> str:
+    """The viewer's URL (relative to the server) for a stored file of ``collection``, at ``page``, highlighting ``chunk``."""
+    where = collection if collection != DEFAULT_COLLECTION else None
+    query = {k: v for k, v in (("collection", where), ("page", page), ("chunk", chunk)) if v}
     url = f"{VIEW_ROUTE}/{quote(source)}" + (f"?{urlencode(query)}" if query else "")
     return url + (f"#{CITED_ANCHOR}" if chunk else "")
 
@@ -44,14 +47,14 @@ def citation_link(hit: Hit, files_dir: str | Path) -> str | None:
     """
     if hit.kind == "wikipedia":
         return source_link(hit)
-    if stored_file(files_dir, hit.source) is None:
+    if stored_file(collection_dir(files_dir, hit.chunk.collection), hit.source) is None:
         return source_link(hit)
-    return view_link(hit.source, page=hit.page, chunk=hit.chunk.id)
+    return view_link(hit.source, page=hit.page, chunk=hit.chunk.id, collection=hit.chunk.collection)
 
 
 def local_link(hit: Hit, files_dir: str | Path) -> str | None:
     """A ``file://`` URL of the stored copy (at its page for a PDF), or the hit's own link; for the CLI."""
-    path = stored_file(files_dir, hit.source) if hit.kind != "wikipedia" else None
+    path = stored_file(collection_dir(files_dir, hit.chunk.collection), hit.source) if hit.kind != "wikipedia" else None
     if path is None:
         return source_link(hit)
     return path.as_uri() + (f"#page={hit.page}" if hit.page else "")

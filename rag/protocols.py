@@ -22,14 +22,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, S
 
 import numpy as np
 
+from rag.settings import DEFAULT_COLLECTION
 from rag.types import Chunk, Hit, SourceInfo
 
 if TYPE_CHECKING:
     from rag.cite import PassageVectors
 
 ChatTemplate = Callable[[list[dict[str, str]]], str]
-KeywordQuery = Callable[[str, int, Sequence[str] | None], list[tuple[str, float]]]
-DocumentFrequencies = Callable[[Sequence[str], Sequence[str] | None], tuple[int, dict[str, int]]]
+KeywordQuery = Callable[[str, int, Sequence[str] | None, Sequence[str] | None], list[tuple[str, float]]]
+DocumentFrequencies = Callable[[Sequence[str], Sequence[str] | None, Sequence[str] | None], tuple[int, dict[str, int]]]
 
 
 @runtime_checkable
@@ -62,11 +63,16 @@ class Embedder(Protocol):
 class Store(Protocol):
     """Keeps chunks and their vectors; answers nearest-neighbour queries by cosine.
 
+    Every chunk belongs to a collection (``Chunk.collection``); a source is named by its
+    collection and its name together (``ids_for``). A query restricted to ``collections``
+    must apply the restriction inside its search, so it returns the k best of those
+    collections (``rag.collections``).
+
     Attributes:
-        keyword_query: ``keyword_query(text, k, sources)`` -> (chunk id, BM25 score) pairs,
-            best first, over the same chunks; ``None`` for a store without a keyword index
+        keyword_query: ``keyword_query(text, k, sources, collections)`` -> (chunk id, BM25 score)
+            pairs, best first, over the same chunks; ``None`` for a store without a keyword index
             (then only ``dense`` retrieval is possible).
-        document_frequencies: ``document_frequencies(words, sources)`` -> (chunks in scope,
+        document_frequencies: ``document_frequencies(words, sources, collections)`` -> (chunks in scope,
             {word: chunks holding it}), as :meth:`KeywordIndex.document_frequencies`; ``None``
             for a store without a keyword index (the refusal evidence then weighs words over
             the retrieved sentences instead).
@@ -75,8 +81,9 @@ class Store(Protocol):
     keyword_query: KeywordQuery | None
     document_frequencies: DocumentFrequencies | None
 
-    def query(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None) -> list[Hit]:
-        """The k chunks closest to ``embedding``, best first, optionally only from ``sources``.
+    def query(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None,
+              collections: Sequence[str] | None = None) -> list[Hit]:
+        """The k chunks closest to ``embedding``, best first, optionally only from ``sources`` within ``collections``.
 
         ``Hit.score`` is the cosine similarity; fewer than k hits when fewer chunks match.
         """
@@ -90,15 +97,16 @@ class Store(Protocol):
         """Delete chunks by id; unknown ids are ignored."""
         ...
 
-    def delete_source(self, source: str) -> int:
-        """Delete every chunk of ``source``; returns how many there were (0 for an unknown source)."""
+    def delete_source(self, source: str, *, collection: str = DEFAULT_COLLECTION) -> int:
+        """Delete every chunk of ``source`` in ``collection``; returns how many there were (0 for an unknown source)."""
         ...
 
-    def ids_for(self, source: str, *, complete: bool = True) -> set[str]:
-        """Ids of the chunks of ``source``.
+    def ids_for(self, source: str, *, complete: bool = True, collection: str = DEFAULT_COLLECTION) -> set[str]:
+        """Ids of the chunks of ``source`` in ``collection``.
 
         Args:
             source: the source name.
+            collection: the collection the source is in.
             complete: a store made of several indexes (vectors + keywords) returns only ids
                 present in all of them when True, in any of them when False; a single-index
                 store returns the same set either way.
@@ -111,7 +119,7 @@ class Store(Protocol):
         ...
 
     def sources(self) -> list[SourceInfo]:
-        """Every source stored, with its chunk count, newest first."""
+        """Every source stored (one per collection and name), with its chunk count and collection, newest first."""
         ...
 
     def count(self) -> int:
@@ -131,8 +139,8 @@ class KeywordIndex(Protocol):
         """Remove chunks by id; unknown ids are ignored."""
         ...
 
-    def ids_for(self, source: str) -> set[str]:
-        """Ids of every indexed chunk of ``source``."""
+    def ids_for(self, source: str, *, collection: str = DEFAULT_COLLECTION) -> set[str]:
+        """Ids of every indexed chunk of ``source`` in ``collection``."""
         ...
 
     def all_ids(self) -> set[str]:
@@ -143,15 +151,16 @@ class KeywordIndex(Protocol):
         """How many chunks are indexed."""
         ...
 
-    def search(self, query: str, k: int, sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
-        """The ``k`` best (chunk id, BM25 score) pairs for free text, best first (higher is better);
-        empty when the query has no searchable words."""
+    def search(self, query: str, k: int, sources: Sequence[str] | None = None,
+               collections: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """The ``k`` best (chunk id, BM25 score) pairs for free text, best first (higher is better),
+        within ``sources`` and ``collections`` when given; empty when the query has no searchable words."""
         ...
 
-    def document_frequencies(self, words: Sequence[str],
-                             sources: Sequence[str] | None = None) -> tuple[int, dict[str, int]]:
+    def document_frequencies(self, words: Sequence[str], sources: Sequence[str] | None = None,
+                             collections: Sequence[str] | None = None) -> tuple[int, dict[str, int]]:
         """``(chunks, {word: chunks holding it})``, each word matched as :meth:`search` matches it,
-        counting only chunks of ``sources`` when given (the refusal's rare-word weights)."""
+        counting only chunks of ``sources`` and ``collections`` when given (the refusal's rare-word weights)."""
         ...
 
     def close(self) -> None:

@@ -52,12 +52,14 @@ def question_words(question: str) -> dict[str, str]:
     return out
 
 
-def frequencies_for(store: Store, sources: Sequence[str] | None = None) -> Frequencies | None:
-    """Document frequencies from the store's keyword index (over ``sources`` only, when given), if it has one."""
+def frequencies_for(store: Store, sources: Sequence[str] | None = None,
+                    collections: Sequence[str] | None = None) -> Frequencies | None:
+    """Document frequencies from the store's keyword index, if it has one, over the asked scope only
+    (``sources`` within ``collections``, when given: another collection's texts never weigh a word)."""
     counter = store.document_frequencies
     if counter is None:
         return None
-    return lambda words: counter(words, sources)
+    return lambda words: counter(words, sources, collections)
 
 
 # Below this many chunks, document frequencies say little about how rare a word is: in a

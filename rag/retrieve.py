@@ -20,7 +20,7 @@ import numpy as np
 from rag.errors import ConfigError, RagError
 from rag.protocols import Embedder, Store
 from rag.settings import Settings, check_choice
-from rag.types import Hit
+from rag.types import Chunk, Hit
 
 # MiniLM reads 256 word pieces; a longer query is cut there anyway, so we cap the
 # text we tokenize to keep a pasted 100 KB "question" cheap.
@@ -117,13 +117,16 @@ class Retriever:
         self.keyword_weight = keyword_weight
         self.candidates = candidates
 
-    def search(self, query: str, k: int = Settings.top_k, *, sources: Sequence[str] | None = None) -> list[Hit]:
+    def search(self, query: str, k: int = Settings.top_k, *, sources: Sequence[str] | None = None,
+               collections: Sequence[str] | None = None) -> list[Hit]:
         """The ``k`` best chunks for ``query``, best first.
 
         Args:
             query: the question or search text.
             k: how many hits to return.
             sources: only search these sources (names as listed by ``sources()``).
+            collections: only search these collections; both lists restrict the stores' own
+                searches, so nothing outside them is ever read.
 
         Returns:
             Hits carrying text, cosine score and source details.
@@ -136,26 +139,39 @@ class Retriever:
             raise RagError(f"k={k} must be at least 1")
         query = query[:MAX_QUERY_CHARS]
         if self.mode == "dense":
-            return self.store.query(self.embedder.embed([query])[0], k, sources=sources)
+            return self.store.query(self.embedder.embed([query])[0], k, sources=sources, collections=collections)
         depth = max(self.candidates, k)
         # BM25 needs no vector: it runs on a worker thread while the query is embedded and
-        # searched densely (SQLite and torch both release the GIL), so hybrid costs little more
-        # than the slower of the two instead of their sum.
-        pending = _keyword_pool().submit(self.store.keyword_query, query, depth, sources)
+        # searched densely (tantivy, Chroma and ONNX Runtime release the GIL), so hybrid costs
+        # little more than the slower of the two instead of their sum. Score fusion also needs
+        # the cosine of keyword-only candidates, so the worker reads the stored vectors of its
+        # candidates too, while the dense side is still busy, instead of after it.
+        fetch = self.mode == "hybrid" and self.fusion == "minmax"
+        pending = _keyword_pool().submit(self._keyword_side, query, depth, sources, collections, fetch)
         vector = self.embedder.embed([query])[0]
         if self.mode == "keyword":
-            return self._hits([i for i, _ in pending.result()][:k], vector, {})
-        dense = {h.chunk.id: h for h in self.store.query(vector, depth, sources=sources)}
-        keyword = dict(pending.result())
+            return self._hits([i for i, _ in pending.result()[0]][:k], vector, {})
+        dense = {h.chunk.id: h for h in self.store.query(vector, depth, sources=sources, collections=collections)}
+        ranked, stored = pending.result()
+        keyword = dict(ranked)
         if self.fusion == "rrf":
             fused = reciprocal_rank_fusion([list(dense), list(keyword)], [1.0, self.keyword_weight])
             return self._hits(fused[:k], vector, dense)
-        # Score fusion needs the cosine of keyword-only candidates too: _hits reads their stored
-        # vectors into `dense` (5 ms for ~35 at 100k chunks; a Chroma query restricted to their
-        # ids took 86).
-        self._hits(list(keyword), vector, dense)
+        for id_, (chunk, emb) in stored.items():
+            if id_ not in dense:
+                # Keyword-only hits get their cosine from the stored vector, like dense ones.
+                dense[id_] = Hit(chunk, float(np.dot(vector, emb)) if emb is not None else 0.0)
         fused = minmax_fusion({i: h.score for i, h in dense.items()}, keyword, self.keyword_weight)
         return [dense[i] for i in fused[:k]]
+
+    def _keyword_side(
+        self, query: str, depth: int, sources: Sequence[str] | None, collections: Sequence[str] | None, fetch: bool,
+    ) -> tuple[list[tuple[str, float]], dict[str, tuple[Chunk, np.ndarray | None]]]:
+        """BM25's ranked ``(id, score)`` list and, when ``fetch``, its candidates' stored chunks and vectors."""
+        ranked = self.store.keyword_query(query, depth, sources, collections)
+        if not fetch:
+            return ranked, {}
+        return ranked, {chunk.id: (chunk, emb) for chunk, emb in self.store.get_with_vectors([i for i, _ in ranked])}
 
     def _hits(self, ids: Sequence[str], vector: np.ndarray, known: dict[str, Hit]) -> list[Hit]:
         """Hits for ``ids`` in order: from ``known``, else built from stored vectors and added to ``known``."""

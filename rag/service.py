@@ -9,9 +9,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
-from rag.errors import NotFoundError, SourceError, some_of
-from rag.settings import Settings
-from rag.types import Document, Hit, IngestReport, Progress, SourceInfo
+from rag.collections import Collection, Names, read_scope, summarize, unknown_message, write_target
+from rag.errors import NotFoundError, SourceError, UnknownCollectionError, some_of
+from rag.settings import DEFAULT_COLLECTION, Settings
+from rag.types import CollectionInfo, Document, Hit, IngestReport, Progress, SourceInfo, source_key
 
 if TYPE_CHECKING:
     from rag.types import Answer
@@ -24,10 +25,15 @@ EXTRACTIVE_NOTICE = "No language model is configured: answers are extracts from 
 class RAG:
     """Question answering over your own documents.
 
+    Every source is in a collection (``default`` unless one is named); every read takes a
+    ``collection`` (one name, a list, or None for all) and every write one name
+    (``rag.collections``); ``rag.collection("team-a")`` is a view bound to one.
+
     Example:
         >>> rag = RAG(data_dir="data")
         >>> rag.add_pdf("paper.pdf")
-        >>> for hit in rag.search("what classifier is used?", k=3):
+        >>> rag.add_pdf("plan.pdf", collection="team-a")
+        >>> for hit in rag.search("what classifier is used?", k=3, collection="team-a"):
         ...     print(hit.score, hit.title, hit.page)
     """
 
@@ -59,6 +65,9 @@ class RAG:
 
         s = self.settings
         vectors = ChromaStore(s.store_dir, collection=s.collection, url=s.chroma_url or None)
+        # A store made before collections: every chunk into the default one, once, before the
+        # keyword index (whose new schema has the field) is rebuilt from it below.
+        vectors.migrate()
         store = CombinedStore(vectors, open_keyword_index(
             s.data_dir / "keyword" / f"{s.collection}.tantivy", vectors,
             legacy=s.data_dir / "keyword" / f"{s.collection}.sqlite3", writer_heap_mb=s.keyword_writer_heap_mb,
@@ -143,7 +152,7 @@ class RAG:
 
     # -- answering --------------------------------------------------------------------------
     def ask(self, question: str, history: Sequence[tuple[str, str]] | None = None, *, k: int | None = None,
-            sources: Sequence[str] | None = None) -> "Answer":
+            sources: Sequence[str] | None = None, collection: Names = None) -> "Answer":
         """Answer a question from the indexed documents, with citations.
 
         Args:
@@ -152,23 +161,31 @@ class RAG:
                 back to them ("Who founded it?").
             k: how many chunks to retrieve (``settings.top_k`` when omitted).
             sources: only use these sources.
+            collection: only use this collection (or these); None: all. Retrieval, follow-ups,
+                citations and the refusal's word statistics stay inside them.
 
         Returns:
             The answer: text with ``[n]`` citations, the citations, the sources seen, the
             retrieval query used, the generator and prompt format, and whether it refused
             (text exactly ``rag.prompt.NO_ANSWER``).
+
+        Raises:
+            InvalidCollectionError: a collection name breaks the naming rule.
+            UnknownCollectionError: a named collection does not exist.
         """
-        return self.answerer.ask(question, history, k=k, sources=sources)
+        return self.answerer.ask(question, history, k=k, sources=sources, collections=self.scope(collection))
 
     def ask_stream(self, question: str, history: Sequence[tuple[str, str]] | None = None, *,
-                   k: int | None = None, sources: Sequence[str] | None = None) -> "Iterator[str | Answer]":
+                   k: int | None = None, sources: Sequence[str] | None = None,
+                   collection: Names = None) -> "Iterator[str | Answer]":
         """Like :meth:`ask`, yielding text pieces as they are written and finally the complete Answer.
 
         The final ``Answer.text`` may differ from the joined pieces: citations are renumbered
         in order of first use and markers that point to no source are dropped, so show it in
         place of the streamed text.
         """
-        return self.answerer.stream(question, history, k=k, sources=sources)
+        collections = self.scope(collection)  # checked now, not at the first next()
+        return self.answerer.stream(question, history, k=k, sources=sources, collections=collections)
 
     # -- ingestion -------------------------------------------------------------------------
     def ingest(self, jobs: Iterable, *, progress: bool = False,
@@ -198,7 +215,7 @@ class RAG:
                     item.file.discard()
 
     def pdf_job(self, path: str | Path, *, password: str | None = None, name: str | None = None,
-                file=None):
+                file=None, collection: str | None = None):
         """A source job that reads one PDF under this service's size, page, content and time limits.
 
         Args:
@@ -207,18 +224,19 @@ class RAG:
             name: the source name (default: the file name).
             file: the ``ingest.files.StagedFile`` at ``path``, moved into ``files_dir`` with the
                 source's chunks; found by itself when ``path`` lies in the staging area.
+            collection: the collection it goes into (default: ``default``).
         """
         from ingest.files import staged_in
         from ingest.index import SourceJob
         from ingest.pdf import read_pdf
 
-        s, path = self.settings, Path(path)
-        file = file if file is not None else staged_in(s.files_dir, path)
+        s, path, where = self.settings, Path(path), write_target(collection, self.settings)
+        file = file if file is not None else staged_in(s.files_dir, path, where)
         return SourceJob(name or path.name, lambda: read_pdf(path, password=password, name=name, settings=s), file=file,
-                         keep=self._keeper(path, name or path.name, file))
+                         collection=where, keep=self._keeper(path, name or path.name, file, where))
 
     def file_job(self, path: str | Path, *, password: str | None = None, name: str | None = None, file=None,
-                 on_progress: "Callable[[Progress], None] | None" = None):
+                 collection: str | None = None, on_progress: "Callable[[Progress], None] | None" = None):
         """A source job for any file we read: PDF, Word, HTML, Markdown or text, told apart by content.
 
         Args:
@@ -226,6 +244,7 @@ class RAG:
             password: tried on an encrypted PDF.
             name: the source name (default: the file name).
             file: the staged upload at ``path`` (see :meth:`pdf_job`).
+            collection: the collection it goes into (default: ``default``).
             on_progress: called as a PDF's pages are read (``rag.types.Progress``, ``reading``).
         """
         from ingest.files import staged_in
@@ -233,8 +252,8 @@ class RAG:
         from ingest.index import SourceJob
         from ingest.pdf import read_pdf
 
-        s, path = self.settings, Path(path)
-        file = file if file is not None else staged_in(s.files_dir, path)
+        s, path, where = self.settings, Path(path), write_target(collection, self.settings)
+        file = file if file is not None else staged_in(s.files_dir, path, where)
 
         source = name or path.name
         on_page = (lambda done, total: on_progress(Progress(source, "reading", done, total))) if on_progress else None
@@ -244,58 +263,65 @@ class RAG:
                 return read_pdf(path, password=password, name=name, settings=s, on_page=on_page)
             return read_file(path, name=name, max_bytes=s.max_pdf_bytes)
 
-        return SourceJob(name or path.name, load, file=file, keep=self._keeper(path, name or path.name, file))
+        return SourceJob(name or path.name, load, file=file, collection=where,
+                         keep=self._keeper(path, name or path.name, file, where))
 
-    def _keeper(self, path: Path, name: str, file) -> "Callable[[], object] | None":
+    def _keeper(self, path: Path, name: str, file, collection: str) -> "Callable[[], object] | None":
         """How a job keeps a copy of a local file it reads (``settings.keep_files``), or None."""
         if file is not None or not self.settings.keep_files:
             return None
         from ingest.files import keep_copy
 
-        return lambda: keep_copy(self.settings.files_dir, path, name)
+        return lambda: keep_copy(self.settings.files_dir, path, name, collection)
 
-    def wikipedia_job(self, title: str):
-        """A source job that fetches one Wikipedia page from the configured MediaWiki API."""
+    def wikipedia_job(self, title: str, *, collection: str | None = None):
+        """A source job that fetches one Wikipedia page from the configured MediaWiki API into ``collection``."""
         from ingest.index import SourceJob
         from ingest.wikipedia import fetch_wikipedia
 
         s = self.settings
-        return SourceJob(title, lambda: fetch_wikipedia(title, api_url=s.wikipedia_api_url, timeout=s.wikipedia_timeout))
+        return SourceJob(title, lambda: fetch_wikipedia(title, api_url=s.wikipedia_api_url, timeout=s.wikipedia_timeout),
+                         collection=write_target(collection, s))
 
     def add_pdfs(self, paths: Sequence[str | Path], *, password: str | None = None,
-                 progress: bool = False) -> IngestReport:
+                 progress: bool = False, collection: str | None = None) -> IngestReport:
         """Ingest PDF files; a file that cannot be read is reported in ``skipped`` and the rest go on.
 
         Args:
             paths: PDF files.
             password: tried on encrypted files.
             progress: show a progress bar.
+            collection: the collection they go into (default: ``default``).
 
         Returns:
             The ingestion report.
         """
-        return self.ingest([self.pdf_job(p, password=password) for p in paths], progress=progress)
+        return self.ingest([self.pdf_job(p, password=password, collection=collection) for p in paths],
+                           progress=progress)
 
     def add_files(self, paths: Sequence[str | Path], *, password: str | None = None,
-                  progress: bool = False) -> IngestReport:
+                  progress: bool = False, collection: str | None = None) -> IngestReport:
         """Ingest files of any format we read (PDF, .docx, HTML, Markdown, text), told apart by content.
 
         Args:
             paths: the files; one that cannot be read is reported in ``skipped`` and the rest go on.
             password: tried on encrypted PDFs.
             progress: show a progress bar.
+            collection: the collection they go into (default: ``default``).
 
         Returns:
             The ingestion report.
         """
-        return self.ingest([self.file_job(p, password=password) for p in paths], progress=progress)
+        return self.ingest([self.file_job(p, password=password, collection=collection) for p in paths],
+                           progress=progress)
 
-    def add_pdf(self, path: str | Path, *, password: str | None = None) -> IngestReport:
+    def add_pdf(self, path: str | Path, *, password: str | None = None, collection: str | None = None) -> IngestReport:
         """Ingest one PDF.
 
         Args:
             path: the file.
             password: its password, if encrypted.
+            collection: the collection it goes into (default: ``default``).
 
         Returns:
             The ingestion report.
@@ -303,24 +329,25 @@ class RAG:
         Raises:
             SourceError: the file is encrypted, scanned, broken or too large.
         """
-        return _raise_skipped(self.add_pdfs([path], password=password))
+        return _raise_skipped(self.add_pdfs([path], password=password, collection=collection))
 
-    def add_wikipedia(self, *titles: str, progress: bool = False) -> IngestReport:
+    def add_wikipedia(self, *titles: str, progress: bool = False, collection: str | None = None) -> IngestReport:
         """Ingest Wikipedia pages by exact title (redirects are followed, suggestions never).
 
         Args:
             *titles: page titles.
             progress: show a progress bar.
+            collection: the collection they go into (default: ``default``).
 
         Returns:
             The ingestion report; with one title, a failure raises instead.
         """
-        jobs = [self.wikipedia_job(t) for t in titles]
+        jobs = [self.wikipedia_job(t, collection=collection) for t in titles]
         report = self.ingest(jobs, progress=progress)
         return _raise_skipped(report) if len(titles) == 1 else report
 
     def upload(self, path: str | Path, *, name: str | None = None, password: str | None = None,
-               on_progress: "Callable[[Progress], None] | None" = None) -> IngestReport:
+               collection: str | None = None, on_progress: "Callable[[Progress], None] | None" = None) -> IngestReport:
         """Store and ingest a file a client sent: the one write path of the page and the HTTP API.
 
         The file is staged under a safe name and read without the write lock; its chunks and
@@ -333,6 +360,8 @@ class RAG:
             name: the name the client gave it (default: ``path``'s name); its safe form
                 (``ingest.files.upload_name``) is the source name.
             password: tried on an encrypted PDF.
+            collection: the collection it goes into (default: ``default``); its file is kept in
+                that collection's folder (``ingest.files.collection_dir``).
             on_progress: called as pages are read and chunks embedded (``rag.types.Progress``).
 
         Returns:
@@ -345,14 +374,17 @@ class RAG:
         """
         from ingest.files import stage_upload
 
-        staged = stage_upload(self.settings.files_dir, path, name if name is not None else Path(path).name)
+        where = write_target(collection, self.settings)
+        staged = stage_upload(self.settings.files_dir, path, name if name is not None else Path(path).name,
+                              collection=where)
         try:
             return self.ingest([self.file_job(staged.path, password=password, name=staged.name, file=staged,
-                                              on_progress=on_progress)], on_progress=on_progress)
+                                              collection=where, on_progress=on_progress)], on_progress=on_progress)
         finally:
             staged.discard()  # nothing left after a commit; a refused or failed upload leaves no copy
 
-    def add_text(self, text: str, *, name: str, title: str | None = None, url: str | None = None) -> IngestReport:
+    def add_text(self, text: str, *, name: str, title: str | None = None, url: str | None = None,
+                 collection: str | None = None) -> IngestReport:
         """Ingest plain text under a source name (re-adding the same name replaces it).
 
         Args:
@@ -360,77 +392,153 @@ class RAG:
             name: the source name.
             title: the title shown in citations (default: the name).
             url: a link for citations.
+            collection: the collection it goes into (default: ``default``).
 
         Returns:
             The ingestion report.
         """
         from ingest.index import SourceJob
 
+        where = write_target(collection, self.settings)
         if not text.strip():
             raise SourceError(name, f"The text for {name!r} is empty; nothing to index")
         doc = Document(source=name, text=text, kind="text", title=title or name, url=url)
-        return _raise_skipped(self.ingest([SourceJob(name, lambda: [doc])]))
+        return _raise_skipped(self.ingest([SourceJob(name, lambda: [doc], collection=where)]))
 
     # -- retrieval and management ---------------------------------------------------------------
-    def search(self, query: str, k: int | None = None, *, sources: Sequence[str] | None = None) -> list[Hit]:
+    def search(self, query: str, k: int | None = None, *, sources: Sequence[str] | None = None,
+               collection: Names = None) -> list[Hit]:
         """The chunks most similar to ``query`` by cosine similarity, best first.
 
         Args:
             query: the question or search words.
             k: how many hits (``settings.top_k`` when omitted).
             sources: restrict to these source names.
+            collection: restrict to this collection (or these); None: all.
 
         Returns:
-            Hits with text, cosine score, and source (title, url, section, file, page).
-        """
-        return self.retriever.search(query, k or self.settings.top_k, sources=sources)
+            Hits with text, cosine score, and source (title, url, section, file, page, collection).
 
-    def sources(self) -> list[SourceInfo]:
-        """What is indexed: one entry per source with its chunk count and when it was added."""
+        Raises:
+            InvalidCollectionError: a collection name breaks the naming rule.
+            UnknownCollectionError: a named collection does not exist.
+        """
+        return self.retriever.search(query, k or self.settings.top_k, sources=sources,
+                                     collections=self.scope(collection))
+
+    def collection(self, name: str) -> Collection:
+        """A view of this facade bound to one collection (it need not exist before its first write).
+
+        Raises:
+            InvalidCollectionError: the name breaks the naming rule.
+        """
+        return Collection(self, name)
+
+    def scope(self, collection: Names) -> tuple[str, ...] | None:
+        """The checked collections a read is restricted to (None: all); see ``rag.collections.read_scope``."""
+        if collection is None or (not isinstance(collection, str) and not list(collection)):
+            return None
+        return read_scope(collection, self.store.sources(), self.settings)
+
+    def collections(self) -> list[CollectionInfo]:
+        """Every collection that holds a source, with its source and chunk counts, by name."""
+        return summarize(self.sources())
+
+    def sources(self, *, collection: Names = None) -> list[SourceInfo]:
+        """What is indexed: one entry per source with its collection, chunk count and when it was added.
+
+        Args:
+            collection: only the sources of this collection (or these); None: all.
+        """
         store = self.store
         live = self.journal.live()
+        scope = self.scope(collection)
+        infos = [i for i in store.sources() if scope is None or i.collection in scope]
         if not live:
-            return store.sources()
+            return infos
         # A source being written now is listed as it was before (not at all when it is new).
-        return [dataclasses.replace(info, chunks=live[info.source]) if info.source in live else info
-                for info in store.sources() if live.get(info.source, 1)]
+        out = []
+        for info in infos:
+            key = source_key(info.collection, info.source)
+            if key not in live:
+                out.append(info)
+            elif live[key]:
+                out.append(dataclasses.replace(info, chunks=live[key]))
+        return out
 
-    def delete(self, source: str) -> int:
+    def delete(self, source: str, *, collection: str | None = None) -> int:
         """Delete a source, all its chunks and its stored upload (if any).
 
         Args:
             source: the source name as listed by ``sources()``; a bare Wikipedia title works too.
+            collection: the collection it is in (default: ``default``); the same name in other
+                collections is left alone.
 
         Returns:
             The number of chunks deleted.
 
         Raises:
-            NotFoundError: no such source.
+            NotFoundError: no such source in that collection.
         """
-        store = self.store
+        where = write_target(collection, self.settings)
         with self._write_lock:
             for name in (source, f"wikipedia:{source}"):
-                ids = store.ids_for(name, complete=False)
-                if ids:
-                    kind = next((i.kind for i in store.sources() if i.source == name), None)
-                    # Chunks and the stored upload go as one unit: a crash midway finishes the deletion.
-                    kept = kind != "wikipedia"  # any file we read may have a stored copy
-                    entry = self.journal.begin(store, name, old=ids, new=set(), delete=True,
-                                               remove=name if kept else None)
-                    try:
-                        store.delete_ids(sorted(ids))
-                        if kept:
-                            from ingest.files import remove_file
+                n = self._delete_source(name, where)
+                if n:
+                    return n
+        infos = self.sources(collection=where) if where in {i.collection for i in self.store.sources()} else []
+        known = some_of([s.source for s in infos]) if infos else "none yet"
+        inside = "" if where == DEFAULT_COLLECTION else f" in the collection {where!r}"
+        hints = {"cli": "`rag sources` lists them all"} if len(infos) > 10 else None
+        raise NotFoundError(source, f"No source named {source!r} is indexed{inside}; indexed sources{inside}: "
+                                    f"{known}", hints=hints)
 
-                            remove_file(self.settings.files_dir, name)
-                    except BaseException:
-                        self.journal.abort(store, entry)
-                        raise
-                    self.journal.finish(entry)
-                    return len(ids)
-        names = [s.source for s in self.sources()]
-        known = some_of(names) if names else "none yet"
-        raise NotFoundError(source, f"No source named {source!r} is indexed; indexed sources: {known}")
+    def delete_collection(self, name: str) -> CollectionInfo:
+        """Delete every source of a collection, with their chunks and stored files.
+
+        Each source goes as its own journaled unit, so a deletion cut short leaves whole
+        sources; running it again finishes it.
+
+        Args:
+            name: the collection.
+
+        Returns:
+            What was removed: the collection's name, source count and chunk count.
+
+        Raises:
+            InvalidCollectionError: the name breaks the naming rule.
+            UnknownCollectionError: no such collection; the message lists the existing ones.
+        """
+        where = write_target(name, self.settings)
+        with self._write_lock:
+            infos = [i for i in self.store.sources() if i.collection == where]
+            if not infos:
+                raise UnknownCollectionError(unknown_message(where, [c.name for c in self.collections()]))
+            chunks = sum(self._delete_source(info.source, where) for info in infos)
+        return CollectionInfo(where, len(infos), chunks)
+
+    def _delete_source(self, name: str, collection: str) -> int:
+        """Delete one source of ``collection`` as a journaled unit (caller holds the write lock); its chunk count."""
+        store = self.store
+        ids = store.ids_for(name, complete=False, collection=collection)
+        if not ids:
+            return 0
+        kind = next((i.kind for i in store.sources() if i.source == name and i.collection == collection), None)
+        # Chunks and the stored upload go as one unit: a crash midway finishes the deletion.
+        kept = kind != "wikipedia"  # any file we read may have a stored copy
+        entry = self.journal.begin(store, name, old=ids, new=set(), delete=True,
+                                   remove=name if kept else None, collection=collection)
+        try:
+            store.delete_ids(sorted(ids))
+            if kept:
+                from ingest.files import collection_dir, remove_file
+
+                remove_file(collection_dir(self.settings.files_dir, collection), name)
+        except BaseException:
+            self.journal.abort(store, entry)
+            raise
+        self.journal.finish(entry)
+        return len(ids)
 
 
 def check_sources(names: Sequence[str], indexed: Sequence[SourceInfo]) -> None:

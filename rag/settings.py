@@ -36,9 +36,14 @@ SUPPORT_BELOW = 0.5
 # The most hits one search or answer may ask for (CLI -k, API "k", RAG_TOP_K).
 MAX_TOP_K = 100
 
+# The collection a source goes into when none is named, and every source of a store made before
+# collections existed (rag.store migrates them). Its chunk ids are what they were before
+# collections (rag.types.chunk_id), so such a store keeps its ids; not a setting for that reason.
+DEFAULT_COLLECTION = "default"
+
 RETRIEVAL_MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("minmax", "rrf")
-QUERY_ENCODERS = ("onnx", "torch")
+QUERY_ENCODERS = ("onnx", "onnx-int8", "torch")
 # The settings that take one of a few values, checked by check_choice.
 OCR_MODES = ("auto", "off")
 CHOICES = {"retrieval_mode": RETRIEVAL_MODES, "fusion": FUSIONS, "query_encoder": QUERY_ENCODERS, "ocr": OCR_MODES}
@@ -85,7 +90,9 @@ class Settings:
     ingest_batch: int = 256  # chunks embedded and written per step; a kill loses at most one step
     torch_threads: int = 0  # 0: one per core (ONNX Runtime's query path uses the same count)
     # Questions are embedded on ONNX Runtime: the same vectors as torch in less than half the
-    # time on CPU (rag.embed_onnx; python -m bench.embed_backends). "torch" keeps them on torch.
+    # time on CPU (rag.embed_onnx; python -m bench.embed_backends). "onnx-int8": an int8 copy
+    # of that graph, faster again at a retrieval cost measured by python -m bench.int8_quality.
+    # "torch" keeps them on torch.
     query_encoder: str = "onnx"
     cache_dir: Path = dataclasses.field(default_factory=default_cache_dir)
     # Wikipedia.
@@ -149,6 +156,13 @@ class Settings:
     max_history_turns: int = 20
     max_turn_chars: int = 16000
     max_source_filters: int = 256
+    # Collections (rag.collections): a name is 1..max_collection_chars of a-z, 0-9, "-" and "_",
+    # starting with a letter or digit; one search may name up to max_collection_filters of them.
+    max_collection_chars: int = 64
+    max_collection_filters: int = 32
+    # API keys bound to collections (rag.http.auth): JSON {"<key>": ["team-a", ...], ...}. A bound
+    # key is accepted like api_key on /api, /v1 and /files, but sees and writes only its collections.
+    collection_keys: str = dataclasses.field(default="", repr=False)
     # The page (ui/, rag.http.viewer): a cited PDF page is drawn at view_dpi (fewer pixels when
     # a page is so large that it would exceed view_max_pixels). Saved conversations
     # (rag.conversations_store): at most this many per user (the oldest go first), each of at
@@ -203,7 +217,8 @@ class Settings:
             raise ConfigError("RAG_API_KEY must not contain spaces at its ends or line breaks (it is sent in an "
                               "HTTP header); choose another key")
         for name in ("max_request_bytes", "max_text_bytes", "max_question_chars", "max_history_turns",
-                     "max_turn_chars", "max_source_filters", "max_conversations", "conversation_title_chars"):
+                     "max_turn_chars", "max_source_filters", "max_collection_chars", "max_collection_filters",
+                     "max_conversations", "conversation_title_chars"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1; e.g. RAG_{name.upper()}="
                                   f"{getattr(type(self), name)}")
@@ -219,6 +234,43 @@ class Settings:
                               "at least 100000; e.g. RAG_VIEW_DPI=120")
         if not 3 <= len(self.collection) <= 512:
             raise ConfigError(f"collection={self.collection!r} must be 3 to 512 characters long")
+
+        self.key_collections  # parses and checks collection_keys
+
+    @property
+    def key_collections(self) -> dict[str, tuple[str, ...]]:
+        """``collection_keys`` parsed: API key -> the collections it is bound to (empty when unset).
+
+        Raises:
+            ConfigError: the value is not a JSON object of non-empty keys to lists of valid names.
+        """
+        if not self.collection_keys.strip():
+            return {}
+        import json
+
+        from rag.collections import check_name
+
+        rule = ('RAG_COLLECTION_KEYS must be a JSON object of API keys to lists of collection names, e.g. '
+                'RAG_COLLECTION_KEYS=\'{"key-of-team-a": ["team-a"]}\'')
+        try:
+            raw = json.loads(self.collection_keys)
+        except ValueError:
+            raise ConfigError(rule) from None
+        if not isinstance(raw, dict) or not raw:
+            raise ConfigError(rule)
+        out: dict[str, tuple[str, ...]] = {}
+        for key, names in raw.items():
+            if isinstance(names, str):
+                names = [names]
+            # The key is a secret: a message names the setting and the rule, never the key.
+            if (not isinstance(key, str) or not key or key != key.strip() or any(c in key for c in "\r\n")
+                    or not isinstance(names, list) or not names):
+                raise ConfigError(rule)
+            if key == self.api_key:
+                raise ConfigError("A key in RAG_COLLECTION_KEYS is the same as RAG_API_KEY (which sees every "
+                                  "collection); give each bound key its own value")
+            out[key] = tuple(dict.fromkeys(check_name(str(n), self) for n in names))
+        return out
 
     @property
     def login(self) -> tuple[str, str] | None:

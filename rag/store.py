@@ -16,7 +16,7 @@ import numpy as np
 
 from rag.errors import StoreError
 from rag.protocols import KeywordIndex
-from rag.settings import Settings
+from rag.settings import DEFAULT_COLLECTION, Settings
 from rag.types import Chunk, Hit, SourceInfo
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,21 @@ log = logging.getLogger(__name__)
 # Chroma rejects larger writes (its SQLite variable limit); the client reports the exact figure.
 _FALLBACK_MAX_BATCH = 5461
 _PAGE = 5000
+# Set in the Chroma collection's metadata once every chunk carries its collection (see migrate).
+MIGRATED_MARK = "rag_collections"
+
+
+def scope_where(sources: Sequence[str] | None = None, collections: Sequence[str] | None = None
+                ) -> dict[str, Any] | None:
+    """The Chroma ``where`` filter for chunks of ``sources`` within ``collections`` (None: no restriction)."""
+    clauses = []
+    for key, values in (("collection", collections), ("source", sources)):
+        if values:
+            values = list(values)
+            clauses.append({key: {"$in": values}} if len(values) > 1 else {key: values[0]})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 class ChromaStore:
@@ -77,6 +92,8 @@ class ChromaStore:
             self._max_batch = _FALLBACK_MAX_BATCH
         self._sources_cache: list[SourceInfo] | None = None
         self._lock = threading.Lock()
+        if not self.migrated and self.count() == 0:
+            self._mark_migrated()  # a new store: every chunk it will hold carries its collection
 
     def count(self) -> int:
         """Number of chunks stored."""
@@ -110,37 +127,38 @@ class ChromaStore:
         if ids:
             self._sources_cache = None
 
-    def ids_for(self, source: str, *, complete: bool = True) -> set[str]:
-        """Ids of every chunk of ``source`` (one index: ``complete`` changes nothing)."""
+    def ids_for(self, source: str, *, complete: bool = True, collection: str = DEFAULT_COLLECTION) -> set[str]:
+        """Ids of every chunk of ``source`` in ``collection`` (one index: ``complete`` changes nothing)."""
         ids: set[str] = set()
-        for page in self._pages(where={"source": source}, include=[]):
+        for page in self._pages(where=scope_where([source], [collection]), include=[]):
             ids.update(page["ids"])
         return ids
 
-    def delete_source(self, source: str) -> int:
-        """Delete every chunk of ``source``.
+    def delete_source(self, source: str, *, collection: str = DEFAULT_COLLECTION) -> int:
+        """Delete every chunk of ``source`` in ``collection``.
 
         Returns:
             How many chunks were deleted (0 when the source is unknown).
         """
-        ids = self.ids_for(source)
+        ids = self.ids_for(source, collection=collection)
         self.delete_ids(sorted(ids))
         return len(ids)
 
-    def query(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None) -> list[Hit]:
+    def query(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None,
+              collections: Sequence[str] | None = None) -> list[Hit]:
         """The ``k`` chunks most similar to ``embedding`` by cosine, best first.
 
         Args:
             embedding: a unit query vector.
             k: how many to return.
             sources: only chunks of these sources, when given.
+            collections: only chunks of these collections, when given (a filter inside Chroma's
+                search, so the k nearest are the k nearest of these collections).
 
         Returns:
             Hits whose ``score`` is the cosine similarity.
         """
-        where: dict[str, Any] | None = None
-        if sources:
-            where = {"source": {"$in": list(sources)}} if len(sources) > 1 else {"source": sources[0]}
+        where = scope_where(sources, collections)
         # Chroma 1.x returns fewer results when fewer match (or none when empty), so no count()
         # round trip first: it cost 9 ms a query at 100k chunks.
         result = self._collection.query(
@@ -182,13 +200,14 @@ class ChromaStore:
             return list(self._sources_cache)
 
     def _scan_sources(self) -> list[SourceInfo]:
-        agg: dict[str, dict[str, Any]] = {}
+        agg: dict[tuple[str, str], dict[str, Any]] = {}
         for page in self._pages(include=["metadatas"]):
             for meta in page["metadatas"]:
                 src = str(meta.get("source"))
-                entry = agg.get(src)
+                key = (str(meta.get("collection") or DEFAULT_COLLECTION), src)
+                entry = agg.get(key)
                 if entry is None:
-                    agg[src] = {
+                    agg[key] = {
                         "kind": meta.get("kind", "text"),
                         "title": meta.get("title", src),
                         "url": meta.get("url") if meta.get("kind") == "wikipedia" else None,
@@ -199,11 +218,58 @@ class ChromaStore:
                     entry["chunks"] += 1
                     entry["added_at"] = max(entry["added_at"], meta.get("added_at", ""))
         infos = []
-        for src, e in agg.items():
+        for (collection, src), e in agg.items():
             url = e["url"].split("#", 1)[0] if e["url"] else None
             infos.append(SourceInfo(source=src, kind=e["kind"], title=e["title"], chunks=e["chunks"],
-                                    added_at=e["added_at"], url=url))
-        return sorted(infos, key=lambda s: (s.added_at, s.source), reverse=True)
+                                    added_at=e["added_at"], url=url, collection=collection))
+        return sorted(infos, key=lambda s: (s.added_at, s.source, s.collection), reverse=True)
+
+    @property
+    def migrated(self) -> bool:
+        """Whether every chunk carries its collection (a store made by this version, or migrated)."""
+        return bool((self._collection.metadata or {}).get(MIGRATED_MARK))
+
+    def migrate(self, *, progress: bool = True) -> int:
+        """Put every chunk of a store made before collections into the default collection, once.
+
+        Only metadata changes (a Chroma update: ids, texts and vectors stay, nothing is
+        re-embedded; default-collection ids are the old ids). Chunks are updated a page at a
+        time and the store is marked done only at the end, so a run cut short is finished by
+        the next one, which updates only what is still unmarked.
+
+        Args:
+            progress: show a progress bar on stderr.
+
+        Returns:
+            How many chunks were updated (0 when there was nothing to do).
+        """
+        if self.migrated:
+            return 0
+        total = self.count()
+        done = 0
+        if total:
+            from tqdm import tqdm
+
+            log.warning("Putting the %d chunks of %s into the collection %r (once; no re-embedding)",
+                        total, self._collection.name, DEFAULT_COLLECTION)
+            with tqdm(total=total, desc="Migrating into collections", unit="chunk", disable=not progress,
+                      dynamic_ncols=True) as bar:
+                for page in self._pages(include=["metadatas"]):
+                    todo = [(i, m) for i, m in zip(page["ids"], page["metadatas"]) if not (m or {}).get("collection")]
+                    for lo in range(0, len(todo), self._max_batch):
+                        part = todo[lo:lo + self._max_batch]
+                        # Chroma merges the given keys into each chunk's metadata.
+                        self._collection.update(ids=[i for i, _ in part],
+                                                metadatas=[{"collection": DEFAULT_COLLECTION} for _ in part])
+                    done += len(todo)
+                    bar.update(len(page["ids"]))
+            self._sources_cache = None
+        self._mark_migrated()
+        return done
+
+    def _mark_migrated(self) -> None:
+        meta = {k: v for k, v in (self._collection.metadata or {}).items() if not k.startswith("hnsw:")}
+        self._collection.modify(metadata={**meta, MIGRATED_MARK: 1})
 
     def iter_chunks(self) -> Iterator[list[Chunk]]:
         """Every stored chunk, without vectors, a page at a time (to rebuild the keyword index)."""
@@ -265,7 +331,8 @@ def open_keyword_index(path: str | Path, vectors: ChromaStore, *, legacy: str | 
             if total:
                 building = path.with_name(path.name + ".building")
                 shutil.rmtree(building, ignore_errors=True)
-                why = f"migrating from {legacy}" if legacy and Path(legacy).exists() else "no index found"
+                why = (f"migrating from {legacy}" if legacy and Path(legacy).exists()
+                       else "an index of an older schema" if path.exists() else "no index found")
                 log.warning("Building the keyword index at %s from %d chunks in the vector store (%s)",
                             path, total, why)
                 index = KeywordIndex(building, **options)
@@ -313,29 +380,32 @@ class CombinedStore:
         self.keywords.delete_ids(ids)
         self.vectors.delete_ids(ids)
 
-    def ids_for(self, source: str, *, complete: bool = True) -> set[str]:
-        """Ids of ``source``'s chunks: in both indexes (``complete``) or in either."""
-        a, b = self.vectors.ids_for(source), self.keywords.ids_for(source)
+    def ids_for(self, source: str, *, complete: bool = True, collection: str = DEFAULT_COLLECTION) -> set[str]:
+        """Ids of ``source``'s chunks in ``collection``: in both indexes (``complete``) or in either."""
+        a = self.vectors.ids_for(source, collection=collection)
+        b = self.keywords.ids_for(source, collection=collection)
         return a & b if complete else a | b
 
-    def delete_source(self, source: str) -> int:
-        """Delete every chunk of ``source`` from both indexes; returns how many there were."""
-        ids = self.ids_for(source, complete=False)
+    def delete_source(self, source: str, *, collection: str = DEFAULT_COLLECTION) -> int:
+        """Delete every chunk of ``source`` in ``collection`` from both indexes; returns how many there were."""
+        ids = self.ids_for(source, complete=False, collection=collection)
         self.delete_ids(sorted(ids))
         return len(ids)
 
-    def query(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None) -> list[Hit]:
+    def query(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None,
+              collections: Sequence[str] | None = None) -> list[Hit]:
         """Dense nearest neighbours by cosine (see ChromaStore.query)."""
-        return self.vectors.query(embedding, k, sources)
+        return self.vectors.query(embedding, k, sources, collections)
 
-    def keyword_query(self, text: str, k: int, sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
-        """BM25 matches as (id, score), best first."""
-        return self.keywords.search(text, k, sources)
+    def keyword_query(self, text: str, k: int, sources: Sequence[str] | None = None,
+                      collections: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """BM25 matches as (id, score), best first, within ``sources`` and ``collections`` when given."""
+        return self.keywords.search(text, k, sources, collections)
 
-    def document_frequencies(self, words: Sequence[str],
-                             sources: Sequence[str] | None = None) -> tuple[int, dict[str, int]]:
+    def document_frequencies(self, words: Sequence[str], sources: Sequence[str] | None = None,
+                             collections: Sequence[str] | None = None) -> tuple[int, dict[str, int]]:
         """Chunks in scope and, per word, how many hold it (see KeywordIndex.document_frequencies)."""
-        return self.keywords.document_frequencies(words, sources)
+        return self.keywords.document_frequencies(words, sources, collections)
 
     def get_with_vectors(self, ids: Sequence[str], *, vectors: bool = True) -> list[tuple[Chunk, np.ndarray | None]]:
         return self.vectors.get_with_vectors(ids, vectors=vectors)

@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Mapping
 
+from rag.settings import DEFAULT_COLLECTION
+
 SourceKind = Literal["pdf", "wikipedia", "text", "docx", "html"]
 
 
@@ -15,7 +17,7 @@ class Document:
 
     ``source`` is the stable name of the whole source (``report.pdf``,
     ``wikipedia:Alan Turing``); every document of one source shares it, and
-    ingesting a source replaces all chunks that carry its name.
+    ingesting a source replaces all chunks that carry its name in its ``collection``.
     """
 
     source: str
@@ -26,6 +28,7 @@ class Document:
     section: str | None = None
     page: int | None = None
     meta: Mapping[str, str | int] = field(default_factory=dict)
+    collection: str = DEFAULT_COLLECTION
 
     @classmethod
     def from_text(cls, name: str, text: str, *, title: str | None = None, url: str | None = None) -> "Document":
@@ -40,8 +43,13 @@ class Document:
         return cls(source=name, text=text, kind="text", title=title or name, url=url)
 
 
-def chunk_id(source: str, section: str | None, page: int | None, start: int, text: str) -> str:
-    """Derive a chunk's id from its content and place, so ingesting twice changes nothing.
+def chunk_id(source: str, section: str | None, page: int | None, start: int, text: str,
+             collection: str = DEFAULT_COLLECTION) -> str:
+    """Derive a chunk's id from its content, place and collection, so ingesting twice changes nothing.
+
+    The same text in two collections has two ids, so each collection holds its own copy. The
+    default collection's ids leave the name out: they are the ids of stores made before
+    collections, which therefore migrate without re-embedding.
 
     Args:
         source: the source name.
@@ -49,12 +57,23 @@ def chunk_id(source: str, section: str | None, page: int | None, start: int, tex
         page: the 1-based page number, if any.
         start: character offset of the chunk in its document.
         text: the chunk text.
+        collection: the collection the chunk belongs to.
 
     Returns:
         A 32-character hex digest.
     """
-    key = "\x1f".join([source, section or "", str(page or ""), str(start), text])
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+    parts = [source, section or "", str(page or ""), str(start), text]
+    if collection != DEFAULT_COLLECTION:
+        parts.insert(0, f"collection={collection}")
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
+def source_key(collection: str, source: str) -> str:
+    """One string naming a source within its collection (journal manifests, writes in progress).
+
+    The default collection's key is the bare source name, as before collections.
+    """
+    return source if collection == DEFAULT_COLLECTION else f"{collection}\x1f{source}"
 
 
 @dataclass(frozen=True)
@@ -72,10 +91,12 @@ class Chunk:
     url: str | None = None
     section: str | None = None
     page: int | None = None
+    collection: str = DEFAULT_COLLECTION
 
     def metadata(self) -> dict[str, str | int]:
         """Flat metadata for the vector store (no None values: Chroma rejects them)."""
         meta: dict[str, str | int] = {
+            "collection": self.collection,
             "source": self.source,
             "kind": self.kind,
             "title": self.title,
@@ -104,6 +125,7 @@ class Chunk:
             url=meta.get("url"),
             section=meta.get("section"),
             page=int(meta["page"]) if meta.get("page") is not None else None,
+            collection=str(meta.get("collection") or DEFAULT_COLLECTION),
         )
 
 
@@ -157,6 +179,7 @@ class Hit:
             "page": c.page,
             "start": c.start,
             "end": c.end,
+            "collection": c.collection,
         }
 
     @classmethod
@@ -168,7 +191,8 @@ class Hit:
         chunk = Chunk(id=str(data["id"]), source=str(data["source"]), text=text,
                       kind=data.get("kind") or "text", title=str(data.get("title") or data["source"]),
                       start=int(data.get("start") or 0), end=int(end) if end is not None else len(text), tokens=0,
-                      url=data.get("url"), section=data.get("section"), page=int(page) if page is not None else None)
+                      url=data.get("url"), section=data.get("section"), page=int(page) if page is not None else None,
+                      collection=str(data.get("collection") or DEFAULT_COLLECTION))
         return cls(chunk=chunk, score=float(data["score"]))
 
 
@@ -182,6 +206,7 @@ class SourceInfo:
     chunks: int
     added_at: str
     url: str | None = None
+    collection: str = DEFAULT_COLLECTION
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -190,7 +215,25 @@ class SourceInfo:
     def from_dict(cls, data: Mapping[str, Any]) -> "SourceInfo":
         """Rebuild from :meth:`to_dict`."""
         return cls(source=str(data["source"]), kind=data.get("kind") or "text", title=str(data.get("title") or ""),
-                   chunks=int(data.get("chunks") or 0), added_at=str(data.get("added_at") or ""), url=data.get("url"))
+                   chunks=int(data.get("chunks") or 0), added_at=str(data.get("added_at") or ""), url=data.get("url"),
+                   collection=str(data.get("collection") or DEFAULT_COLLECTION))
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """A collection: its name and how many sources and chunks it holds."""
+
+    name: str
+    sources: int
+    chunks: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CollectionInfo":
+        """Rebuild from :meth:`to_dict`."""
+        return cls(name=str(data["name"]), sources=int(data.get("sources") or 0), chunks=int(data.get("chunks") or 0))
 
 
 @dataclass

@@ -38,7 +38,8 @@ def test_ingest_search_sources_delete_round_trip(embedder, pdf_dir: Path, tmp_pa
     out = json.loads(result.stdout)
     assert out["query"] == "the misfits and the rebels" and out["k"] == 2
     top = out["hits"][0]
-    assert set(top) == {"id", "score", "text", "source", "kind", "title", "url", "section", "page", "start", "end"}
+    assert set(top) == {"id", "score", "text", "source", "kind", "title", "url", "section", "page", "start", "end",
+                        "collection"}
     assert (top["source"], top["page"], top["kind"]) == ("crazyones.pdf", 1, "pdf")
     assert top["score"] > out["hits"][1]["score"]
 

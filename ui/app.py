@@ -24,11 +24,12 @@ Errors come back as ``gradio_client.exceptions.AppError`` whose message is one s
 (the library's own, or a generic one for unexpected failures, which the server logs).
 
 ``/ask`` — ``question: str, history: list[[str, str]] | None = None, k: int | None = None,
-sources: list[str] | None = None`` → dict. ``history`` is the earlier turns as
+sources: list[str] | None = None, collections: list[str] | None = None`` → dict. ``history`` is the earlier turns as
 ``[question, answer]`` pairs, oldest first; ``k`` how many chunks to retrieve (default the
-server's ``RAG_TOP_K``); ``sources`` restricts retrieval to those source names. Each is bounded as the REST API bounds
+server's ``RAG_TOP_K``); ``sources`` restricts retrieval to those source names, ``collections``
+to those collections (empty: all). Each is bounded as the REST API bounds
 it (``RAG_MAX_QUESTION_CHARS``, ``RAG_MAX_HISTORY_TURNS``, ``RAG_MAX_TURN_CHARS``,
-``RAG_MAX_SOURCE_FILTERS``). It streams:
+``RAG_MAX_SOURCE_FILTERS``, ``RAG_MAX_COLLECTION_FILTERS``). It streams:
 with ``client.submit`` every update but the last is ``{"done": false, "answer": "<text so
 far>"}``; the last one, which ``client.predict`` returns, is ``Answer.to_dict()`` plus links
 and markdown::
@@ -49,8 +50,8 @@ source's url or null.
 The final ``answer`` replaces the streamed text (citations are renumbered at the end).
 
 ``/upload`` — ``files: list[file]`` (``handle_file(path)`` each), ``password: str`` (""
-for none) → ``{"files": [{"file", "source", "status", "chunks", "message",
-"needs_password"}]}``, one per file, with ``status`` ``added``, ``replaced``, ``unchanged``
+for none), ``collection: str`` (the collection they go into; "" for ``default``) → ``{"files":
+[{"file", "source", "collection", "status", "chunks", "message", "needs_password"}]}``, one per file, with ``status`` ``added``, ``replaced``, ``unchanged``
 or ``refused`` (``message`` says why in one sentence). A file is checked by content
 (``%PDF-``, not its extension), stored under ``DATA_DIR/files`` under a sanitized name
 (its base name, odd characters replaced), which is also its source name, and served at
@@ -59,13 +60,16 @@ encrypted PDF: send it again with its ``password``. Files go to ``/gradio_api/up
 keeps them under ``DATA_DIR/.gradio`` (not Gradio's machine-wide temp dir) until they are
 ingested, then removes them.
 
-``/add_wikipedia`` — ``titles: list[str]`` (exact titles; redirects followed) →
-``{"pages": [{"title", "status", "chunks", "message"}]}``.
+``/add_wikipedia`` — ``titles: list[str]`` (exact titles; redirects followed), ``collection:
+str`` ("" for ``default``) → ``{"pages": [{"title", "status", "chunks", "message"}]}``.
 
-``/sources`` — no arguments → ``[{"source", "kind", "title", "chunks", "added_at", "url"}]``.
+``/sources`` — no arguments → ``[{"source", "kind", "title", "chunks", "added_at", "url", "collection"}]``.
 
-``/delete`` — ``source: str`` (as ``/sources`` lists it; a bare Wikipedia title works) →
-``{"source", "chunks"}`` (chunks removed; an uploaded PDF's stored file is deleted too).
+``/collections`` — no arguments → ``[{"name", "sources", "chunks"}]``.
+
+``/delete`` — ``source: str`` (as ``/sources`` lists it; a bare Wikipedia title works),
+``collection: str`` ("" for ``default``) → ``{"source", "collection", "chunks"}`` (chunks
+removed; an uploaded PDF's stored file is deleted too).
 
 ``GET /files/<name>`` — an uploaded PDF, inline (``#page=N`` opens that page in a browser);
 404 for anything that is not a stored upload.
@@ -129,7 +133,7 @@ def upload_dir(settings: Settings) -> Path:
 
 
 def request_problem(settings: Settings, question: str, history: list[tuple[str, str]], k: Any,
-                    sources: list[str] | None) -> str | None:
+                    sources: list[str] | None, collections: list[str] | None = None) -> str | None:
     """What is wrong with a question sent to the page's API, in one sentence, or None.
 
     The same bounds as the REST API's request models (``rag.settings``), so neither door
@@ -156,6 +160,13 @@ def request_problem(settings: Settings, question: str, history: list[tuple[str, 
     if sources and (len(sources) > settings.max_source_filters or any(len(str(x)) > 500 for x in sources)):
         return (f"sources names {len(sources)} sources; name at most {settings.max_source_filters} (each under "
                 "500 characters), or raise RAG_MAX_SOURCE_FILTERS.")
+    if collections:
+        from rag.collections import names_of
+
+        try:
+            names_of(list(collections), settings)
+        except RagError as exc:
+            return str(exc)
     return None
 
 
@@ -186,20 +197,28 @@ class Actions:
 
     # -- asking ----------------------------------------------------------------------------
     def ask_stream(self, question: str, history: list[tuple[str, str]], k: int | None,
-                   sources: list[str] | None) -> Iterator[str | Answer]:
-        """Text pieces, then the final Answer (straight from the facade)."""
-        yield from self.rag.ask_stream(question, history or None, k=k, sources=sources or None)
+                   sources: list[str] | None, collections: list[str] | None = None) -> Iterator[str | Answer]:
+        """Text pieces, then the final Answer (straight from the facade), within ``collections`` (None: all)."""
+        yield from self.rag.ask_stream(question, history or None, k=k, sources=sources or None,
+                                       collection=list(collections or []) or None)
 
     # -- ingestion -------------------------------------------------------------------------
     def upload(self, files: list[tuple[str, str]], password: str | None,
-               progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
+               progress: Callable[[float, str], None] | None = None, collection: str | None = None) -> dict[str, Any]:
         """Store and ingest uploaded files one by one; one result per file.
 
         Args:
             files: (path of the received file, the name the client gave it) pairs.
             password: tried on encrypted PDFs.
             progress: called with (fraction done, description).
+            collection: the collection they go into (None or "": ``default``).
+
+        Raises:
+            InvalidCollectionError: the collection name breaks the rule (before any file is read).
         """
+        from rag.collections import write_target
+
+        collection = write_target(collection or None, self.rag.settings)
         results = []
         n = max(len(files), 1)
         for i, (path, original) in enumerate(files):
@@ -207,18 +226,19 @@ class Actions:
             if progress:
                 progress(i / n, f"{original} ({i + 1} of {len(files)}): reading")
             step = upload_progress(progress, original, i, len(files)) if progress else None
-            results.append(self._upload_one(path, original, password or None, step))
+            results.append(self._upload_one(path, original, password or None, collection, step))
         if progress:
             progress(1.0, "Done")
         return {"files": results}
 
-    def _upload_one(self, path: str, original: str, password: str | None,
+    def _upload_one(self, path: str, original: str, password: str | None, collection: str,
                     on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
         name = stored_files.safe_name(original)
-        result: dict[str, Any] = {"file": original, "source": name, "status": "refused",
+        result: dict[str, Any] = {"file": original, "source": name, "collection": collection, "status": "refused",
                                   "chunks": 0, "message": "", "needs_password": False}
         try:
-            report: IngestReport = self.rag.upload(path, name=original, password=password, on_progress=on_progress)
+            report: IngestReport = self.rag.upload(path, name=original, password=password, collection=collection,
+                                                   on_progress=on_progress)
         except Exception as exc:
             result["message"] = user_message(exc, "page")
             return result
@@ -238,15 +258,15 @@ class Actions:
                 break
         return result
 
-    def add_wikipedia(self, titles: list[str]) -> dict[str, Any]:
-        """Ingest Wikipedia pages one by one; one result per title."""
+    def add_wikipedia(self, titles: list[str], collection: str | None = None) -> dict[str, Any]:
+        """Ingest Wikipedia pages one by one into ``collection`` (None: ``default``); one result per title."""
         pages = []
         for title in (t.strip() for t in titles):
             if not title:
                 continue
             page: dict[str, Any] = {"title": title, "status": "refused", "chunks": 0, "message": ""}
             try:
-                report = self.rag.add_wikipedia(title)
+                report = self.rag.add_wikipedia(title, collection=collection or None)
                 for status in ("added", "replaced", "unchanged"):
                     found = getattr(report, status)
                     if found:
@@ -261,12 +281,19 @@ class Actions:
     def sources(self) -> list[dict[str, Any]]:
         return [s.to_dict() for s in self.rag.sources()]
 
-    def delete(self, source: str) -> dict[str, Any]:
-        """Delete a source and its stored upload; raises the library's NotFoundError when unknown."""
+    def collections(self) -> list[dict[str, Any]]:
+        return [c.to_dict() for c in self.rag.collections()]
+
+    def delete(self, source: str, collection: str | None = None) -> dict[str, Any]:
+        """Delete a source of ``collection`` (None: ``default``) and its stored upload; raises the
+        library's NotFoundError when unknown."""
+        from rag.collections import write_target
+
         source = (source or "").strip()
         if not source:
             raise RagError("Choose a source to delete")
-        return {"source": source, "chunks": self.rag.delete(source)}
+        where = write_target(collection or None, self.rag.settings)
+        return {"source": source, "collection": where, "chunks": self.rag.delete(source, collection=where)}
 
 
 def upload_progress(progress: Callable[[float, str], None], original: str, index: int,
@@ -303,17 +330,71 @@ def _sources_table(infos: list, files_dir: Path | None = None) -> Any:
     """The sources table: name, kind, chunks, the stored file's size, and when it was added, in words."""
     import pandas as pd
 
-    def size(source: str) -> str:
-        path = stored_files.stored_file(files_dir, source) if files_dir is not None else None
+    def size(source: str, collection: str) -> str:
+        path = stored_files.stored_file(stored_files.collection_dir(files_dir, collection), source) \
+            if files_dir is not None else None
         return render.human_size(path.stat().st_size) if path is not None else ""
 
-    rows = [[s.source, s.kind, s.chunks, size(s.source), render.relative_time(s.added_at)] for s in infos]
-    return pd.DataFrame(rows, columns=["source", "kind", "chunks", "size", "added"])
+    rows = [[s.source, s.collection, s.kind, s.chunks, size(s.source, s.collection), render.relative_time(s.added_at)]
+            for s in infos]
+    return pd.DataFrame(rows, columns=["source", "collection", "kind", "chunks", "size", "added"])
 
 
 def _signature(infos: list) -> str:
     """What the sources are, to tell whether they changed since the page last looked."""
-    return "\n".join(f"{s.source}\t{s.chunks}\t{s.added_at}" for s in infos)
+    return "\n".join(f"{s.collection}\t{s.source}\t{s.chunks}\t{s.added_at}" for s in infos)
+
+
+# -- collections on the page ----------------------------------------------------------------------
+# The chat asks every collection until the user picks some: a page user who uploads into "team-a"
+# expects the next question to find it, and an empty choice reading "all" says so; defaulting to
+# "default" would silently hide every other collection's documents.
+ASK_ALL = "Asking all collections."
+
+
+def ask_collections_picker() -> Any:
+    """The chat's collection picker: a multiselect of the existing collections (empty: all), saying what is asked.
+
+    Its choices are filled by :func:`collection_choices`.
+    """
+    return gr.Dropdown(choices=[], value=[], multiselect=True, label="Collections to ask (empty: all)",
+                       info=ASK_ALL, elem_id="ask-collections")
+
+
+def upload_collection_picker() -> Any:
+    """Where uploads and Wikipedia pages go: an existing collection, or a new name typed in."""
+    from rag.settings import DEFAULT_COLLECTION
+
+    return gr.Dropdown(choices=[DEFAULT_COLLECTION], value=DEFAULT_COLLECTION, allow_custom_value=True,
+                       label="Into collection (choose one, or type a new name)", elem_id="upload-collection")
+
+
+def collection_choices(infos: list, asked: list[str] | None = None) -> tuple[Any, Any]:
+    """Updates of the two pickers for the sources ``infos``: every existing collection."""
+    from rag.settings import DEFAULT_COLLECTION
+
+    names = sorted({s.collection for s in infos})
+    kept = [n for n in (asked or []) if n in names]
+    return (gr.update(choices=names, value=kept, info=asking_label(kept)),
+            gr.update(choices=sorted({DEFAULT_COLLECTION, *names})))
+
+
+def asking_label(collections: list[str] | None) -> str:
+    """What the chat shows it asks: all collections, or the chosen ones."""
+    if not collections:
+        return ASK_ALL
+    return "Asking only: " + ", ".join(collections) + "."
+
+
+def source_choice(info: Any) -> tuple[str, str]:
+    """A source in the delete list: shown as ``name (collection)``, its value ``collection/name``."""
+    return f"{info.source} ({info.collection})", f"{info.collection}/{info.source}"
+
+
+def split_choice(value: str) -> tuple[str | None, str]:
+    """(collection, source) of a :func:`source_choice` value (a collection name never holds '/')."""
+    collection, sep, source = (value or "").partition("/")
+    return (collection, source) if sep else (None, value or "")
 
 
 def _results_markdown(items: list[dict[str, Any]], key: str) -> str:
@@ -385,6 +466,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                                               elem_id="question", lines=1, max_lines=4)
                         ask_btn = gr.Button("Ask", variant="primary", scale=1, elem_id="ask-button")
                     clear_btn = gr.Button("New conversation", size="sm")
+                    ask_in = ask_collections_picker()
                 with gr.Column(scale=2):
                     sources_panel = gr.Markdown(render.SOURCES_PLACEHOLDER,
                                                 elem_id="sources-panel")
@@ -405,6 +487,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                                    label="Files: PDF, Word (.docx), HTML, Markdown or text", elem_id="pdf-files")
                     password = gr.Textbox(label="Password (for encrypted PDFs)", type="password",
                                           elem_id="pdf-password")
+                    upload_into = upload_collection_picker()
                     upload_btn = gr.Button("Add files", variant="primary", elem_id="upload-button")
                     upload_md = gr.Markdown(elem_id="upload-results")
                     upload_json = gr.JSON(visible=False)
@@ -429,43 +512,49 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             sources_timer = gr.Timer(settings.page_refresh_seconds)
 
         # -- UI handlers (not part of the API) ----------------------------------------------
-        def refresh():
+        def refresh(asked: list[str] | None = None):
             try:
                 infos = actions.rag.sources()
-                names = [s.source for s in infos]
-                return (_sources_table(infos, actions.files_dir), gr.update(choices=names, value=None),
-                        gr.update(choices=names), _signature(infos))
+                names = sorted({s.source for s in infos})
+                return (_sources_table(infos, actions.files_dir),
+                        gr.update(choices=[source_choice(i) for i in infos], value=None),
+                        gr.update(choices=names), *collection_choices(infos, asked), _signature(infos))
             except Exception as exc:
                 gr.Warning(user_message(exc, "page"))
-                return gr.update(), gr.update(), gr.update(), gr.update()
+                return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
 
-        def refresh_if_changed(seen: str, chosen: str | None, restrict: list[str] | None):
+        def refresh_if_changed(seen: str, chosen: str | None, restrict: list[str] | None, asked: list[str] | None):
             """The timer's refresh: the table always (its times move on), the choices only when sources changed."""
             try:
                 infos = actions.rag.sources()
             except Exception:  # shown by the next explicit refresh; a timer must not pop warnings
-                return gr.update(), gr.update(), gr.update(), seen
+                return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), seen
             table_now = _sources_table(infos, actions.files_dir)
             if _signature(infos) == seen:
-                return table_now, gr.update(), gr.update(), seen
-            names = [s.source for s in infos]
-            return (table_now, gr.update(choices=names, value=chosen if chosen in names else None),
-                    gr.update(choices=names, value=[x for x in restrict or [] if x in names]), _signature(infos))
+                return table_now, gr.update(), gr.update(), gr.update(), gr.update(), seen
+            choices = [source_choice(i) for i in infos]
+            names = sorted({s.source for s in infos})
+            return (table_now, gr.update(choices=choices, value=chosen if chosen in [v for _, v in choices] else None),
+                    gr.update(choices=names, value=[x for x in restrict or [] if x in names]),
+                    *collection_choices(infos, asked), _signature(infos))
 
-        def confirm_delete_ui(source: str | None):
-            if not source:
+        def confirm_delete_ui(choice: str | None):
+            if not choice:
                 gr.Warning("Choose a source to delete first.")
                 return gr.update(visible=False), ""
-            return (gr.update(visible=True),
-                    f"Delete **{render.escape_md(source)}** and all its chunks? Answers will no longer cite it.")
+            collection, source = split_choice(choice)
+            where = f" from the collection **{render.escape_md(collection)}**" if collection else ""
+            return (gr.update(visible=True), f"Delete **{render.escape_md(source)}**{where} and all its chunks? "
+                    "Answers will no longer cite it.")
 
-        def chat(text: str, history: list[dict[str, str]], k: float, restrict: list[str] | None):
+        def chat(text: str, history: list[dict[str, str]], k: float, restrict: list[str] | None,
+                 collections: list[str] | None = None):
             text = (text or "").strip()
             if not text:
                 gr.Warning("Type a question first.")
                 yield gr.update(), gr.update(), history, gr.update()
                 return
-            if problem := request_problem(settings, text, [], None, restrict):
+            if problem := request_problem(settings, text, [], None, restrict, collections):
                 gr.Warning(problem)
                 yield gr.update(), gr.update(), history, gr.update()
                 return
@@ -475,7 +564,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             yield shown, SEARCHING, history, ""
             pieces: list[str] = []
             try:
-                for item in actions.ask_stream(text, pairs, int(k), restrict):
+                for item in actions.ask_stream(text, pairs, int(k), restrict, collections):
                     if isinstance(item, Answer):
                         current = {"question": text, "answer": item.text,
                                    "markdown": render.answer_markdown(item, text, link=actions.link)}
@@ -496,10 +585,10 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             yield _chat_messages([*history, current]), gr.update(), history, ""
 
         def chat_saved(text: str, history: list[dict[str, str]], k: float, restrict: list[str] | None,
-                       conversation: str | None, request: gr.Request):
+                       collections: list[str] | None, conversation: str | None, request: gr.Request):
             """``chat``, saving each answered turn into the open conversation (a new one at first)."""
             before = len(history or [])
-            for shown, panel, turns_now, box in chat(text, history, k, restrict):
+            for shown, panel, turns_now, box in chat(text, history, k, restrict, collections):
                 if isinstance(turns_now, list) and len(turns_now) > before:
                     turn = turns_now[-1]
                     conversation = saved_chats.remember(conversation, turn["question"], turn["answer"],
@@ -518,25 +607,35 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                 text += "\n\nEnter the password above and click **Add files** again to retry."
             return text
 
-        def add_wiki_ui(text: str):
+        def add_wiki_ui(text: str, collection: str | None = None):
             titles = [t for t in (text or "").splitlines() if t.strip()]
             if not titles:
                 gr.Warning("Type a Wikipedia page title first.")
                 return gr.update()
-            return _results_markdown(actions.add_wikipedia(titles)["pages"], "title")
-
-        def delete_ui(source: str | None):
             try:
-                result = actions.delete(source or "")
-                return f"Deleted **{render.escape_md(result['source'])}** ({result['chunks']} chunks)."
+                from rag.collections import write_target
+
+                where = write_target((collection or "").strip() or None, settings)
+            except RagError as exc:
+                gr.Warning(user_message(exc))
+                return f"⚠️ {render.escape_md(user_message(exc))}"
+            return _results_markdown(actions.add_wikipedia(titles, where)["pages"], "title")
+
+        def delete_ui(choice: str | None):
+            try:
+                collection, source = split_choice(choice or "")
+                result = actions.delete(source, collection)
+                return (f"Deleted **{render.escape_md(result['source'])}** from the collection "
+                        f"**{render.escape_md(result['collection'])}** ({result['chunks']} chunks).")
             except Exception as exc:
                 message = user_message(exc, "page")
                 gr.Warning(message)
                 return f"⚠️ {render.escape_md(message)}"
 
         # -- public API endpoints (documented above) ----------------------------------------
-        def upload(files: list[dict] | None, password: str | None, progress=gr.Progress()) -> dict[str, Any]:
-            """Store and ingest uploaded files (any format we read); one result per file."""
+        def upload(files: list[dict] | None, password: str | None, collection: str | None = None,
+                   progress=gr.Progress()) -> dict[str, Any]:
+            """Store and ingest uploaded files (any format we read) into a collection; one result per file."""
             # preprocess=False: ``files`` are the FileData dicts the client sent (with their
             # orig_name), already checked by Gradio to be in its upload folder (see create_app);
             # checked again here in case that ever changes.
@@ -554,13 +653,16 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                                    "upload the file itself.")
                 items.append((str(path), str(name)))
             try:
-                return actions.upload(items, password, progress=lambda frac, desc: progress(frac, desc=desc))
+                return actions.upload(items, password, progress=lambda frac, desc: progress(frac, desc=desc),
+                                      collection=(collection or "").strip() or None)
+            except RagError as exc:
+                raise gr.Error(user_message(exc)) from None
             finally:
                 for path, _ in items:  # stored (or refused) now: the received copy has done its job
                     _forget_upload(path, received)
 
         def ask(question: str, history: list[list[str]] | None = None, k: int | None = None,
-                sources: list[str] | None = None) -> Iterator[dict]:
+                sources: list[str] | None = None, collections: list[str] | None = None) -> Iterator[dict]:
             """Answer a question from the indexed documents, streaming; the last update has the citations."""
             question = (question or "").strip()
             try:
@@ -569,12 +671,14 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                 raise gr.Error("history must be a list of [question, answer] pairs.") from None
             if isinstance(sources, str):
                 sources = [sources]
-            problem = request_problem(settings, question, pairs, k, sources)
+            if isinstance(collections, str):
+                collections = [collections]
+            problem = request_problem(settings, question, pairs, k, sources, collections)
             if problem:
                 raise gr.Error(problem)
             pieces: list[str] = []
             try:
-                for item in actions.ask_stream(question, pairs, int(k) if k else None, sources):
+                for item in actions.ask_stream(question, pairs, int(k) if k else None, sources, collections):
                     if isinstance(item, Answer):
                         yield render.answer_payload(item, question, link=actions.link)
                         return
@@ -586,11 +690,17 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                 raise gr.Error(user_message(exc, "page")) from None
             raise gr.Error(user_message(RuntimeError("ask_stream ended without an Answer")))
 
-        def add_wikipedia(titles: list[str]) -> dict:
-            """Ingest Wikipedia pages by exact title; one result per title."""
+        def add_wikipedia(titles: list[str], collection: str | None = None) -> dict:
+            """Ingest Wikipedia pages by exact title into a collection ("": default); one result per title."""
             if isinstance(titles, str):
                 titles = [titles]
-            return actions.add_wikipedia(list(titles or []))
+            try:
+                from rag.collections import write_target
+
+                where = write_target((collection or "").strip() or None, settings)
+            except RagError as exc:
+                raise gr.Error(user_message(exc)) from None
+            return actions.add_wikipedia(list(titles or []), where)
 
         def sources() -> list[dict]:
             """What is indexed."""
@@ -599,17 +709,24 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             except Exception as exc:
                 raise gr.Error(user_message(exc, "page")) from None
 
-        def delete(source: str) -> dict:
-            """Delete a source (and its stored PDF)."""
+        def collections() -> list[dict]:
+            """The collections, with their source and chunk counts."""
             try:
-                return actions.delete(source)
+                return actions.collections()
+            except Exception as exc:
+                raise gr.Error(user_message(exc)) from None
+
+        def delete(source: str, collection: str | None = None) -> dict:
+            """Delete a source of a collection ("": default), and its stored PDF."""
+            try:
+                return actions.delete(source, (collection or "").strip() or None)
             except Exception as exc:
                 raise gr.Error(user_message(exc, "page")) from None
 
         # -- wiring ---------------------------------------------------------------------------
         private = {"api_visibility": "private"}
-        after_change = {"fn": refresh, "inputs": None, "outputs": [table, to_delete, only_sources, seen_sources],
-                        **private}
+        after_change = {"fn": refresh, "inputs": [ask_in],
+                        "outputs": [table, to_delete, only_sources, ask_in, upload_into, seen_sources], **private}
         ask_limits = {"concurrency_id": "ask", "concurrency_limit": ask_concurrency}
         write_limits = {"concurrency_id": "write", "concurrency_limit": 1}
 
@@ -623,7 +740,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
         def idle():
             return [gr.update(interactive=True)] * len(buttons)
 
-        chat_io = {"fn": chat_saved, "inputs": [question, turns, k_slider, only_sources, saved_chats.current],
+        chat_io = {"fn": chat_saved, "inputs": [question, turns, k_slider, only_sources, ask_in, saved_chats.current],
                    "outputs": [chatbot, sources_panel, turns, question, saved_chats.current, saved_chats.saved],
                    **ask_limits, **private}
         for start in (question.submit, ask_btn.click):
@@ -633,19 +750,21 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
         saved_chats.wire(chatbot, turns, sources_panel, demo)
 
         upload_btn.click(lambda: (*busy(), READING), None, [*buttons, upload_md], queue=False, **private).then(
-            upload, [pdfs, password], [upload_json], api_name="upload", preprocess=False,
+            upload, [pdfs, password, upload_into], [upload_json], api_name="upload", preprocess=False,
             show_progress_on=[upload_md], **write_limits
         ).then(show_upload, [upload_json], [upload_md], **private).then(
             idle, None, buttons, queue=False, **private).then(**after_change)
-        wiki_btn.click(add_wiki_ui, [wiki_titles], [wiki_md], **write_limits, **private).then(**after_change)
+        wiki_btn.click(add_wiki_ui, [wiki_titles, upload_into], [wiki_md], **write_limits, **private
+                       ).then(**after_change)
+        ask_in.change(lambda chosen: gr.update(info=asking_label(chosen)), [ask_in], [ask_in], **private)
         delete_btn.click(confirm_delete_ui, [to_delete], [confirm_delete, confirm_md], queue=False, **private)
         no_delete.click(lambda: (gr.update(visible=False), ""), None, [confirm_delete, delete_md], queue=False,
                         **private)
         yes_delete.click(lambda: gr.update(visible=False), None, [confirm_delete], queue=False, **private).then(
             delete_ui, [to_delete], [delete_md], **write_limits, **private).then(**after_change)
-        sources_timer.tick(refresh_if_changed, [seen_sources, to_delete, only_sources],
-                           [table, to_delete, only_sources, seen_sources], concurrency_limit=None,
-                           show_progress="hidden", **private)
+        sources_timer.tick(refresh_if_changed, [seen_sources, to_delete, only_sources, ask_in],
+                           [table, to_delete, only_sources, ask_in, upload_into, seen_sources],
+                           concurrency_limit=None, show_progress="hidden", **private)
         refresh_btn.click(**after_change)
         demo.load(**after_change)
 
@@ -653,6 +772,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
         gr.api(add_wikipedia, api_name="add_wikipedia", **write_limits)
         gr.api(delete, api_name="delete", **write_limits)
         gr.api(sources, api_name="sources", concurrency_limit=None)
+        gr.api(collections, api_name="collections", concurrency_limit=None)
 
     demo.queue(default_concurrency_limit=ask_concurrency)
     return demo

@@ -8,7 +8,14 @@ Two settings turn it on (both empty by default, see ``rag.settings``):
   OpenAI clients send as their ``api_key``. With a key but no ``auth``, the page's login takes
   any user name and the key as the password (``page_login``), so the page is locked too.
 
-When either is set, every route of the app needs the key, the login, or the page's login
+A third, ``collection_keys`` (``RAG_COLLECTION_KEYS='{"<key>": ["team-a"]}'``), binds further
+bearer keys to collections: such a key is accepted on ``/api/``, ``/v1/`` and ``/files/`` only
+(403 elsewhere: the page's Gradio API has no collection checks), and the request carries its
+collections in the ASGI scope (:data:`SCOPE_KEY`), which every route of ``rag.http.api``
+applies: it reads, lists, writes and deletes only in them, and a request naming another
+collection is refused with a 403.
+
+When any is set, every route of the app needs the key, the login, or the page's login
 cookie (the cookie only where the page itself goes: its Gradio routes and ``GET /files/``,
 which the chat's citation links open; never ``/api/`` or ``/v1/``), except the few in
 :data:`PUBLIC_PATHS`: the login page and its static assets, and the API schema. Anything else
@@ -36,11 +43,33 @@ PUBLIC_PATHS = frozenset({"/", "/login", "/login/", "/logout", "/favicon.ico", "
 PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/pwa_icon/")
 # Where a browser session (the page's login cookie) is not enough: programs send the key or Basic.
 API_PREFIXES = ("/api/", "/v1/")
+# The routes a key bound to collections may use (each of them applies the binding).
+BOUND_PREFIXES = API_PREFIXES + ("/files/",)
+# Where RequireLogin puts the collections of a bound key for the routes (absent: every collection).
+SCOPE_KEY = "rag.collections"
 
 
 def login_required(settings: Settings) -> bool:
-    """Whether the server asks for credentials at all (``auth`` or ``api_key`` is set)."""
-    return bool(settings.api_key or settings.login)
+    """Whether the server asks for credentials at all (``auth``, ``api_key`` or ``collection_keys`` is set)."""
+    return bool(settings.api_key or settings.login or settings.key_collections)
+
+
+def bound_collections(header: str | None, settings: Settings) -> tuple[str, ...] | None:
+    """The collections of the bound key an ``Authorization: Bearer`` header carries, or None for no bound key.
+
+    Every bound key is compared (in constant time), so timing does not tell which one matched.
+    """
+    if not header or not settings.key_collections:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    sent = value.strip().encode("utf-8")
+    found = None
+    for key, names in settings.key_collections.items():
+        if hmac.compare_digest(sent, key.encode("utf-8")) and found is None:
+            found = names
+    return found
 
 
 def check_authorization(header: str | None, settings: Settings) -> bool:
@@ -114,6 +143,8 @@ def refusal_message(settings: Settings, *, sent: bool) -> str:
     ways = []
     if settings.api_key:
         ways.append("the server's RAG_API_KEY as the header 'Authorization: Bearer <key>'")
+    elif settings.key_collections:
+        ways.append("a key of its RAG_COLLECTION_KEYS as the header 'Authorization: Bearer <key>'")
     if settings.login:
         ways.append("the user and password of its RAG_AUTH with HTTP Basic authentication")
     how = " or ".join(ways)
@@ -147,19 +178,29 @@ class RequireLogin:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         header = headers.get("authorization")
         session_ok = not path.startswith(API_PREFIXES) and self._has_session(headers.get("cookie"))
+        scope.pop(SCOPE_KEY, None)  # only this middleware says what a request may see
         if check_authorization(header, self.settings) or session_ok:
             await self.app(scope, receive, send)
+            return
+        bound = bound_collections(header, self.settings)
+        if bound is not None:
+            if path.startswith(BOUND_PREFIXES):
+                await self.app({**scope, SCOPE_KEY: bound}, receive, send)
+                return
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await _refuse(send, 403, "This API key is bound to collections, so it may use only /api/, /v1/ and "
+                                     "/files/; use the server's RAG_API_KEY or its login for the chat page",
+                          "permission_error")
             return
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        body = json.dumps({"error": {"message": refusal_message(self.settings, sent=bool(header)),
-                                     "type": "authentication_error"}}).encode("utf-8")
-        challenge = 'Bearer realm="rag"' if self.settings.api_key else 'Basic realm="rag"'
-        await send({"type": "http.response.start", "status": 401, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode("ascii")),
-            (b"www-authenticate", challenge.encode("ascii"))]})
-        await send({"type": "http.response.body", "body": body})
+        challenge = 'Bearer realm="rag"' if self.settings.api_key or self.settings.key_collections \
+            else 'Basic realm="rag"'
+        await _refuse(send, 401, refusal_message(self.settings, sent=bool(header)), "authentication_error",
+                      challenge)
 
     def _has_session(self, cookie_header: str | None) -> bool:
         if not cookie_header or self.session_user is None:
@@ -170,3 +211,14 @@ class RequireLogin:
             return self.session_user(cookie_parser(cookie_header)) is not None
         except Exception:  # a broken session lookup must fail closed, never open
             return False
+
+
+async def _refuse(send: Callable[[dict[str, Any]], Awaitable[None]], status: int, message: str, kind: str,
+                  challenge: str | None = None) -> None:
+    """Answer with the API's JSON error shape."""
+    body = json.dumps({"error": {"message": message, "type": kind}}).encode("utf-8")
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode("ascii"))]
+    if challenge:
+        headers.append((b"www-authenticate", challenge.encode("ascii")))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

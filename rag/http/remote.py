@@ -26,7 +26,7 @@ import httpx
 from rag.http.auth import client_headers
 from rag.errors import NotFoundError, RemoteError
 from rag.settings import Settings
-from rag.types import Answer, Hit, IngestReport, SourceInfo
+from rag.types import Answer, CollectionInfo, Hit, IngestReport, SourceInfo
 
 SERVER_FILE = "server.json"
 PROBE_TIMEOUT = 10.0  # seconds the health check may take; the server may be busy answering others
@@ -195,28 +195,31 @@ class RemoteRAG:
         """The server's ``/api/health``: status, chunks, generator, pid."""
         return self._call("GET", "api/health", timeout=timeout or REQUEST_TIMEOUT)
 
-    def search(self, query: str, k: int | None = None, *, sources: Sequence[str] | None = None) -> list[Hit]:
+    def search(self, query: str, k: int | None = None, *, sources: Sequence[str] | None = None,
+               collection: str | Sequence[str] | None = None) -> list[Hit]:
         """Like ``RAG.search``, on the server (``k`` defaults to this process's ``top_k``)."""
-        body = {"query": query, "k": k or self.settings.top_k, "sources": list(sources) if sources else None}
+        body = {"query": query, "k": k or self.settings.top_k, "sources": list(sources) if sources else None,
+                "collection": _names(collection)}
         return [Hit.from_dict(h) for h in self._call("POST", "api/search", json=body)["hits"]]
 
     def ask(self, question: str, history: Sequence[tuple[str, str]] | None = None, *, k: int | None = None,
-            sources: Sequence[str] | None = None) -> Answer:
+            sources: Sequence[str] | None = None, collection: str | Sequence[str] | None = None) -> Answer:
         """Like ``RAG.ask``, answered by the server's generator."""
         body = {"question": question, "history": [list(t) for t in history or []], "k": k,
-                "sources": list(sources) if sources else None}
+                "sources": list(sources) if sources else None, "collection": _names(collection)}
         # No read timeout: a language model on a CPU may take minutes; Ctrl-C stops waiting.
         return Answer.from_dict(self._call("POST", "api/ask", json=body, timeout=None))
 
     def ask_stream(self, question: str, history: Sequence[tuple[str, str]] | None = None, *,
-                   k: int | None = None, sources: Sequence[str] | None = None) -> Iterator[str | Answer]:
+                   k: int | None = None, sources: Sequence[str] | None = None,
+                   collection: str | Sequence[str] | None = None) -> Iterator[str | Answer]:
         """Like ``RAG.ask_stream``: the text as the server's generator writes it, then the Answer.
 
         Raises:
             RemoteError: the server refused the question, failed midway, or could not be reached.
         """
         body = {"question": question, "history": [list(t) for t in history or []], "k": k,
-                "sources": list(sources) if sources else None, "stream": True}
+                "sources": list(sources) if sources else None, "collection": _names(collection), "stream": True}
         answered = False
         with self._transport_errors(None):
             # No read timeout, as in ask(): the first piece may take a while on a CPU.
@@ -243,24 +246,35 @@ class RemoteRAG:
         if not answered:
             raise RemoteError(f"The server at {self.url} ended the answer before it was complete; ask again")
 
-    def sources(self) -> list[SourceInfo]:
+    def sources(self, *, collection: str | Sequence[str] | None = None) -> list[SourceInfo]:
         """Like ``RAG.sources``."""
-        return [SourceInfo.from_dict(s) for s in self._call("GET", "api/sources")]
+        params = [("collection", c) for c in _names(collection) or []]
+        return [SourceInfo.from_dict(s) for s in self._call("GET", "api/sources", params=params)]
 
-    def delete(self, source: str) -> int:
+    def collections(self) -> list[CollectionInfo]:
+        """Like ``RAG.collections``."""
+        return [CollectionInfo.from_dict(c) for c in self._call("GET", "api/collections")]
+
+    def delete_collection(self, name: str) -> CollectionInfo:
+        """Like ``RAG.delete_collection``."""
+        return CollectionInfo.from_dict(self._call("DELETE", "api/collections/" + quote(name, safe=""))["deleted"])
+
+    def delete(self, source: str, *, collection: str | None = None) -> int:
         """Like ``RAG.delete`` (the server also removes an uploaded PDF's stored copy).
 
         Raises:
             NotFoundError: no such source.
         """
+        params = {"collection": collection} if collection else None
         try:
-            return int(self._call("DELETE", "api/sources/" + quote(source, safe=""))["deleted"])
+            return int(self._call("DELETE", "api/sources/" + quote(source, safe=""), params=params)["deleted"])
         except RemoteError as exc:
             if exc.status == 404:
                 raise NotFoundError(source, str(exc)) from None
             raise
 
-    def ingest_file(self, path: str | Path, *, password: str | None = None) -> IngestReport:
+    def ingest_file(self, path: str | Path, *, password: str | None = None,
+                    collection: str | None = None) -> IngestReport:
         """Upload one PDF to be ingested; a file the server refuses is reported in ``skipped``.
 
         The server stores it under ``DATA_DIR/files`` (so citations link to it) under a
@@ -268,23 +282,25 @@ class RemoteRAG:
         """
         path = Path(path)
         try:
+            data = {k: v for k, v in (("password", password), ("collection", collection)) if v}
             with path.open("rb") as fh:
                 return self._ingest("api/ingest/file", path.name, files={"file": (path.name, fh, "application/pdf")},
-                                    data={"password": password} if password else None)
+                                    data=data or None)
         except OSError:
             return IngestReport(skipped={path.name: f"No file at '{path}'; check the path"})
 
-    def ingest_text(self, name: str, text: str) -> IngestReport:
+    def ingest_text(self, name: str, text: str, *, collection: str | None = None) -> IngestReport:
         """Ingest plain text as source ``name`` (what ``rag ingest notes.md`` does in-process)."""
-        return self._ingest("api/ingest/text", name, json={"name": name, "text": text})
+        return self._ingest("api/ingest/text", name, json={"name": name, "text": text, "collection": collection})
 
-    def ingest_wikipedia(self, titles: Sequence[str]) -> IngestReport:
+    def ingest_wikipedia(self, titles: Sequence[str], *, collection: str | None = None) -> IngestReport:
         """Ingest Wikipedia pages by exact title, in batches the API accepts."""
         report = IngestReport()
         for i in range(0, len(titles), WIKIPEDIA_BATCH):
             batch = list(titles[i:i + WIKIPEDIA_BATCH])
             report.merge(IngestReport.from_dict(
-                self._call("POST", "api/ingest/wikipedia", json={"titles": batch}, timeout=None)))
+                self._call("POST", "api/ingest/wikipedia", json={"titles": batch, "collection": collection},
+                           timeout=None)))
         return report
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -319,6 +335,14 @@ class RemoteRAG:
         except ValueError:
             raise RemoteError(f"The server at {self.url} sent a response that is not JSON "
                               f"(HTTP {response.status_code}); is it a rag server?", response.status_code) from None
+
+
+def _names(collection: str | Sequence[str] | None) -> list[str] | None:
+    """A ``collection`` argument as the API's list (None: every collection)."""
+    if collection is None:
+        return None
+    names = [collection] if isinstance(collection, str) else list(collection)
+    return names or None
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -2,7 +2,8 @@
 
 Routes (beside ``/files``, under the same Host/Origin guard and login):
 
-    GET /view/{name}?page=N&chunk=<id>   an HTML page: for a PDF, page N drawn by PDFium with the
+    GET /view/{name}?page=N&chunk=<id>   an HTML page (``&collection=<c>`` for a file of a collection other
+                                         than ``default``, as for every route here): for a PDF, page N drawn by PDFium with the
                                          passage of chunk <id> boxed (rectangles from PDFium's own
                                          text layout), and links to the other pages; for Word,
                                          HTML, Markdown and text, the document's sections (each an
@@ -15,7 +16,7 @@ malformed values are refused with a page holding one sentence (404 or 400). The 
 a CSP that allows no script at all and images from this server only.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI resolves the routes' annotations (Request) at runtime.
 
 import html
 import logging
@@ -24,7 +25,9 @@ from typing import Any
 from urllib.parse import quote
 
 from rag.errors import NotFoundError, RagError, user_message
+from ingest.files import FILES_ROUTE
 from rag.links import CHUNK_ID, CITED_ANCHOR, VIEW_ROUTE, view_link
+from rag.settings import DEFAULT_COLLECTION
 from rag.types import Chunk, PageRect
 
 log = logging.getLogger(__name__)
@@ -60,7 +63,7 @@ _GONE = ('<p class="note">The cited passage is no longer indexed (the document w
 
 def build_viewer(rag: Any) -> Any:
     """An APIRouter with the viewer's routes over ``rag`` (its store and ``settings.files_dir``)."""
-    from fastapi import APIRouter
+    from fastapi import APIRouter, Request
     from fastapi.responses import HTMLResponse, Response
 
     from ingest.files import stored_kind
@@ -78,21 +81,32 @@ def build_viewer(rag: Any) -> Any:
         return page("Cannot show this document",
                     f'<main><p class="note" id="refusal">{html.escape(message)}</p></main>', status)
 
-    def find(name: str) -> tuple[Path, str]:
-        found = stored_kind(s.files_dir, name)
+    def where(request: Any, collection: str | None) -> str:
+        """The collection asked for, checked: a valid name the caller may read."""
+        from rag.collections import check_name
+        from rag.http.auth import SCOPE_KEY
+
+        collection = check_name(collection or DEFAULT_COLLECTION, s)
+        bound = request.scope.get(SCOPE_KEY)
+        if bound is not None and collection not in bound:
+            raise NotFoundError(collection, f"No stored file of the collection {collection!r} is open to this key")
+        return collection
+
+    def find(name: str, collection: str = DEFAULT_COLLECTION) -> tuple[Path, str]:
+        found = stored_kind(s.files_dir, name, collection)
         if found is None:
             raise NotFoundError(name, f"No stored file is called {name[:80]!r}; open a citation of a document "
                                 "that is indexed (see the Documents tab)")
         return found
 
-    def cited_chunk(name: str, chunk: str | None) -> Chunk | None:
+    def cited_chunk(name: str, chunk: str | None, collection: str) -> Chunk | None:
         if not chunk:
             return None
         if not CHUNK_ID.fullmatch(chunk):
             raise RagError(f"chunk={chunk[:40]!r} is not a chunk id (32 hexadecimal characters); open the "
                            "citation link again")
         found = rag.store.get([chunk])
-        return found[0] if found and found[0].source == name else None
+        return found[0] if found and found[0].source == name and found[0].collection == collection else None
 
     def page_number(value: str | None, default: int) -> int:
         if value is None or value == "":
@@ -113,23 +127,26 @@ def build_viewer(rag: Any) -> Any:
             return refusal(user_message(exc), 500)
 
     @router.get(VIEW_ROUTE + "/{name}", include_in_schema=False)
-    def view(name: str, page: str | None = None, chunk: str | None = None) -> Any:
+    def view(name: str, request: Request, page: str | None = None, chunk: str | None = None,
+             collection: str | None = None) -> Any:
         def run() -> Any:
-            path, kind = find(name)
-            cited = cited_chunk(name, chunk)
+            inside = where(request, collection)
+            path, kind = find(name, inside)
+            cited = cited_chunk(name, chunk, inside)
             gone = bool(chunk) and cited is None
             if kind == "pdf":
-                return _pdf_view(name, path, page_number(page, (cited.page if cited else None) or 1), cited, gone)
-            return _text_view(name, path, kind, cited, gone)
+                number = page_number(page, (cited.page if cited else None) or 1)
+                return _pdf_view(name, path, number, cited, gone, inside)
+            return _text_view(name, path, kind, cited, gone, inside)
 
         return answer(run)
 
     @router.get(VIEW_ROUTE + "/{name}/{number}.png", include_in_schema=False)
-    def page_image(name: str, number: str) -> Any:
+    def page_image(name: str, number: str, request: Request, collection: str | None = None) -> Any:
         def run() -> Any:
             from ingest.pdfpage import PdfPages
 
-            path, kind = find(name)
+            path, kind = find(name, where(request, collection))
             if kind != "pdf":
                 raise NotFoundError(name, f"{name} is not a PDF, so it has no page images; open {view_link(name)}")
             with PdfPages(path, name=name) as doc:
@@ -143,7 +160,7 @@ def build_viewer(rag: Any) -> Any:
         # Anything else under /view (a name with a slash, ``..``): the same one-sentence refusal.
         return answer(lambda: find(rest))
 
-    def _pdf_view(name: str, path: Path, number: int, cited: Chunk | None, gone: bool) -> Any:
+    def _pdf_view(name: str, path: Path, number: int, cited: Chunk | None, gone: bool, collection: str) -> Any:
         from ingest.pdfpage import PdfPages
 
         with PdfPages(path, name=name) as doc:
@@ -155,31 +172,34 @@ def build_viewer(rag: Any) -> Any:
         def to(n: int, label: str) -> str:
             if not 1 <= n <= total:
                 return f'<span aria-disabled="true">{label}</span>'
-            target = html.escape(view_link(name, page=n, chunk=chunk_id))
+            target = html.escape(view_link(name, page=n, chunk=chunk_id, collection=collection))
             return f'<a href="{target}" id="page-{label.lower()}">{label}</a>'
 
         note = _GONE if gone else ""
         if cited is not None and cited.page == number and not rects:
             note = '<p class="note">The cited passage could not be located on this page; it is quoted below.</p>'
         elif cited is not None and cited.page != number:
-            back = html.escape(view_link(name, page=cited.page, chunk=chunk_id))
+            back = html.escape(view_link(name, page=cited.page, chunk=chunk_id, collection=collection))
             note = f'<p class="note">The cited passage is on <a href="{back}">page {cited.page}</a>.</p>'
         boxes = "".join(_box(r, i) for i, r in enumerate(rects))
         quoted = (f'<p class="note">Cited: “{html.escape(" ".join(cited.text.split())[:600])}”</p>'
                   if cited is not None else "")
-        image = f"{VIEW_ROUTE}/{quote(name)}/{number}.png"
+        inside = "" if collection == DEFAULT_COLLECTION else f"?collection={quote(collection)}"
+        image = f"{VIEW_ROUTE}/{quote(name)}/{number}.png{inside}"
         hidden = f'<input type="hidden" name="chunk" value="{chunk_id}">' if chunk_id else ""
+        if inside:
+            hidden += f'<input type="hidden" name="collection" value="{html.escape(collection)}">'
         body = (f"<header><h1>{html.escape(name)}</h1>{to(number - 1, 'Previous')}"
                 f'<span id="page-of">Page {number} of {total}</span>{to(number + 1, "Next")}'
                 f'<form method="get"><label>Go to page <input type="number" name="page" min="1" max="{total}" '
                 f'value="{number}"></label>{hidden}</form>'
-                f'<a href="/files/{quote(name)}#page={number}">Open the PDF</a></header>'
+                f'<a href="{_file_url(name, collection)}#page={number}">Open the PDF</a></header>'
                 f'<main>{note}<div class="sheet" id="sheet" style="aspect-ratio: {width:.2f} / {height:.2f}">'
                 f'<img src="{html.escape(image)}" alt="Page {number} of {html.escape(name)}">{boxes}</div>'
                 f"{quoted}</main>")
         return page(f"{name} — page {number}", body)
 
-    def _text_view(name: str, path: Path, kind: str, cited: Chunk | None, gone: bool) -> Any:
+    def _text_view(name: str, path: Path, kind: str, cited: Chunk | None, gone: bool, collection: str) -> Any:
         from ingest.formats import read_file
 
         docs = read_file(path, name=name, max_bytes=s.max_pdf_bytes)
@@ -202,11 +222,17 @@ def build_viewer(rag: Any) -> Any:
                     f'“{html.escape(" ".join(cited.text.split())[:600])}”</p>')
         title = docs[0].title if docs else name
         body = (f"<header><h1>{html.escape(title)}</h1><span>{html.escape(name)}</span>"
-                f'<a href="/files/{quote(name)}">Open the file</a></header>'
+                f'<a href="{_file_url(name, collection)}">Open the file</a></header>'
                 f'<main>{note}<article class="doc">{"".join(parts)}</article></main>')
         return page(title, body)
 
     return router
+
+
+def _file_url(name: str, collection: str) -> str:
+    """The stored file itself (``/files``, which serves a collection's files under its name)."""
+    inside = "" if collection == DEFAULT_COLLECTION else f"/{quote(collection)}"
+    return html.escape(f"{FILES_ROUTE}{inside}/{quote(name)}")
 
 
 def _box(rect: PageRect, i: int) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 
 from rag.errors import StoreError
 from rag.keyword import keyword_text, query_terms
+from rag.settings import DEFAULT_COLLECTION
 from rag.text import stem
 from rag.types import Chunk, Hit, SourceInfo
 
@@ -60,19 +61,24 @@ class MemoryStore:
                 self._rows.pop(i, None)
                 self._terms.pop(i, None)
 
-    def delete_source(self, source: str) -> int:
-        ids = self.ids_for(source)
+    def delete_source(self, source: str, *, collection: str = DEFAULT_COLLECTION) -> int:
+        ids = self.ids_for(source, collection=collection)
         self.delete_ids(sorted(ids))
         return len(ids)
 
-    def ids_for(self, source: str, *, complete: bool = True) -> set[str]:
+    def ids_for(self, source: str, *, complete: bool = True, collection: str = DEFAULT_COLLECTION) -> set[str]:
         with self._lock:
-            return {i for i, (c, _, _) in self._rows.items() if c.source == source}
+            return {i for i, (c, _, _) in self._rows.items() if c.source == source and c.collection == collection}
 
-    def query(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None) -> list[Hit]:
+    @staticmethod
+    def _in(chunk: Chunk, sources: Sequence[str] | None, collections: Sequence[str] | None) -> bool:
+        return (not sources or chunk.source in sources) and (not collections or chunk.collection in collections)
+
+    def query(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None,
+              collections: Sequence[str] | None = None) -> list[Hit]:
         q = np.asarray(embedding, dtype=np.float32).reshape(-1)
         with self._lock:
-            rows = [(c, v) for c, v, _ in self._rows.values() if not sources or c.source in sources]
+            rows = [(c, v) for c, v, _ in self._rows.values() if self._in(c, sources, collections)]
         scored = sorted((-float(v @ q), n, c) for n, (c, v) in enumerate(rows))
         return [Hit(c, -s) for s, _, c in scored[:k]]
 
@@ -81,34 +87,36 @@ class MemoryStore:
             return [(self._rows[i][0], self._rows[i][1].copy() if vectors else None) for i in ids if i in self._rows]
 
     def sources(self) -> list[SourceInfo]:
-        agg: dict[str, dict[str, Any]] = {}
+        agg: dict[tuple[str, str], dict[str, Any]] = {}
         with self._lock:
             for chunk, _, added in self._rows.values():
-                e = agg.setdefault(chunk.source, {"kind": chunk.kind, "title": chunk.title, "chunks": 0,
+                e = agg.setdefault((chunk.collection, chunk.source), {"kind": chunk.kind, "title": chunk.title, "chunks": 0,
                                                   "added_at": added,
                                                   "url": chunk.url if chunk.kind == "wikipedia" else None})
                 e["chunks"] += 1
                 e["added_at"] = max(e["added_at"], added)
         infos = [SourceInfo(source=s, kind=e["kind"], title=e["title"], chunks=e["chunks"], added_at=e["added_at"],
-                            url=e["url"].split("#", 1)[0] if e["url"] else None) for s, e in agg.items()]
-        return sorted(infos, key=lambda s: (s.added_at, s.source), reverse=True)
+                            url=e["url"].split("#", 1)[0] if e["url"] else None, collection=c)
+                 for (c, s), e in agg.items()]
+        return sorted(infos, key=lambda s: (s.added_at, s.source, s.collection), reverse=True)
 
     def count(self) -> int:
         with self._lock:
             return len(self._rows)
 
-    def _document_frequencies(self, words: Sequence[str],
-                              sources: Sequence[str] | None = None) -> tuple[int, dict[str, int]]:
+    def _document_frequencies(self, words: Sequence[str], sources: Sequence[str] | None = None,
+                              collections: Sequence[str] | None = None) -> tuple[int, dict[str, int]]:
         with self._lock:
-            scope = [t for i, t in self._terms.items() if not sources or self._rows[i][0].source in sources]
+            scope = [t for i, t in self._terms.items() if self._in(self._rows[i][0], sources, collections)]
         return len(scope), {w: sum(1 for t in scope if stem(w.lower()) in t) for w in dict.fromkeys(words)}
 
-    def _keyword_query(self, text: str, k: int, sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
+    def _keyword_query(self, text: str, k: int, sources: Sequence[str] | None = None,
+                       collections: Sequence[str] | None = None) -> list[tuple[str, float]]:
         query = list(dict.fromkeys(stem(w) for w in query_terms(text)))
         if not query:
             return []
         with self._lock:
-            docs = {i: t for i, t in self._terms.items() if not sources or self._rows[i][0].source in sources}
+            docs = {i: t for i, t in self._terms.items() if self._in(self._rows[i][0], sources, collections)}
             n = len(self._terms)
             avgdl = sum(sum(t.values()) for t in self._terms.values()) / n if n else 0.0
             df = {w: sum(1 for t in self._terms.values() if w in t) for w in query}

@@ -123,6 +123,25 @@ def test_an_unwritable_cache_falls_back_to_torch(embedder, tmp_path, caplog) -> 
 def test_query_encoder_setting_is_checked() -> None:
     assert Settings.from_env({}).query_encoder == "onnx"
     assert Settings.from_env({"RAG_QUERY_ENCODER": "torch"}).query_encoder == "torch"
-    with pytest.raises(ConfigError, match=r"query_encoder='tensorrt' is not one of onnx, torch"):
+    assert Settings.from_env({"RAG_QUERY_ENCODER": "onnx-int8"}).query_encoder == "onnx-int8"
+    with pytest.raises(ConfigError, match=r"query_encoder='tensorrt' is not one of onnx, onnx-int8, torch"):
         Settings.from_env({"RAG_QUERY_ENCODER": "tensorrt"})
     assert Settings.from_env({"RAG_CACHE_DIR": "~/x"}).cache_dir == Path("~/x").expanduser()
+
+
+def test_the_int8_query_encoder_is_cached_beside_fp32_and_stays_close_to_torch(torch_embedder, tmp_path: Path) -> None:
+    from rag.embed import MiniLMEmbedder
+
+    int8 = MiniLMEmbedder(cache_dir=tmp_path, query_encoder="onnx-int8")
+    assert int8.query_path == "onnx-int8"
+    names = {p.name for p in (tmp_path / "onnx").glob("*.onnx")}
+    fp32 = [n for n in names if not n.endswith("-int8.onnx")]
+    assert len(names) == 2 and len(fp32) == 1 and names == {fp32[0], fp32[0][: -len(".onnx")] + "-int8.onnx"}
+    texts = _squad_questions(200)
+    got = np.vstack([int8.embed([t]) for t in texts])
+    want = np.vstack([torch_embedder.embed([t]) for t in texts])
+    cosines = np.sum(got * want, axis=1)
+    # Close, not equal: int8 weights move each vector a little (bench.int8_quality measures
+    # what that does to retrieval); a broken quantization would fall far below.
+    assert float(cosines.min()) > embed_onnx.MIN_INT8_PROBE_COSINE and float(cosines.mean()) > 0.99
+    assert float(cosines.max()) < 0.99999  # it really is the quantized graph, not fp32

@@ -29,8 +29,10 @@ class ListStore:
     def __init__(self) -> None:
         self.rows: dict[str, tuple[Chunk, np.ndarray]] = {}
 
-    def query(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None) -> list[Hit]:
-        hits = [Hit(c, float(v @ embedding)) for c, v in self.rows.values() if not sources or c.source in sources]
+    def query(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None,
+              collections: Sequence[str] | None = None) -> list[Hit]:
+        hits = [Hit(c, float(v @ embedding)) for c, v in self.rows.values()
+                if (not sources or c.source in sources) and (not collections or c.collection in collections)]
         return sorted(hits, key=lambda h: -h.score)[:k]
 
     def add(self, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
@@ -40,20 +42,20 @@ class ListStore:
         for i in ids:
             self.rows.pop(i, None)
 
-    def delete_source(self, source: str) -> int:
-        ids = self.ids_for(source)
+    def delete_source(self, source: str, *, collection: str = "default") -> int:
+        ids = self.ids_for(source, collection=collection)
         self.delete_ids(list(ids))
         return len(ids)
 
-    def ids_for(self, source: str, *, complete: bool = True) -> set[str]:
-        return {i for i, (c, _) in self.rows.items() if c.source == source}
+    def ids_for(self, source: str, *, complete: bool = True, collection: str = "default") -> set[str]:
+        return {i for i, (c, _) in self.rows.items() if c.source == source and c.collection == collection}
 
     def get_with_vectors(self, ids: Sequence[str], *, vectors: bool = True) -> list[tuple[Chunk, np.ndarray | None]]:
         return [(self.rows[i][0], self.rows[i][1] if vectors else None) for i in ids if i in self.rows]
 
     def sources(self) -> list[SourceInfo]:
-        names = sorted({c.source for c, _ in self.rows.values()})
-        return [SourceInfo(n, "text", n, len(self.ids_for(n)), "") for n in names]
+        names = sorted({(c.collection, c.source) for c, _ in self.rows.values()})
+        return [SourceInfo(n, "text", n, len(self.ids_for(n, collection=c)), "", collection=c) for c, n in names]
 
     def count(self) -> int:
         return len(self.rows)

@@ -21,17 +21,19 @@ def test_named_endpoints(client) -> None:
     api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     params = {name: [p["parameter_name"] for p in info["parameters"]] for name, info in api.items()}
     assert params == {
-        "/upload": ["files", "password"],
-        "/ask": ["question", "history", "k", "sources"],
-        "/add_wikipedia": ["titles"],
-        "/delete": ["source"],
+        "/upload": ["files", "password", "collection"],
+        "/ask": ["question", "history", "k", "sources", "collections"],
+        "/add_wikipedia": ["titles", "collection"],
+        "/delete": ["source", "collection"],
         "/sources": [],
+        "/collections": [],
     }
 
 
 def test_upload_ask_cites_the_page_and_the_link_serves_the_pdf(client, ui_server, facts_pdf: Path, rag) -> None:
     [result] = _upload(client, facts_pdf)
-    assert result == {"file": "facts.pdf", "source": "facts.pdf", "status": "added", "chunks": len(FACTS),
+    assert result == {"file": "facts.pdf", "source": "facts.pdf", "collection": "default", "status": "added",
+                      "chunks": len(FACTS),
                       "message": f"added, {len(FACTS)} chunk(s)", "needs_password": False}
     assert (rag.settings.files_dir / "facts.pdf").read_bytes() == facts_pdf.read_bytes()
 
@@ -120,7 +122,8 @@ def test_non_pdf_renamed_pdf_is_refused_by_content(client, rag, tmp_path: Path) 
 
 def test_delete_removes_source_chunks_and_file(client, ui_server, facts_pdf: Path, rag) -> None:
     _upload(client, facts_pdf)
-    assert client.predict("facts.pdf", api_name="/delete") == {"source": "facts.pdf", "chunks": len(FACTS)}
+    assert client.predict("facts.pdf", api_name="/delete") == {"source": "facts.pdf", "collection": "default",
+                                                               "chunks": len(FACTS)}
     assert client.predict(api_name="/sources") == []
     assert not (rag.settings.files_dir / "facts.pdf").exists()
     assert httpx.get(ui_server.url + "files/facts.pdf").status_code == 404

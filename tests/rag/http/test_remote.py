@@ -133,7 +133,7 @@ def test_cli_commands_go_through_the_running_server(served, pdf_dir: Path, _isol
     out = json.loads(found.stdout)
     assert out["query"] == "Errors should never pass silently" and out["k"] == 2 and len(out["hits"]) == 2
     assert set(out["hits"][0]) == {"id", "score", "text", "source", "kind", "title", "url", "section", "page",
-                                   "start", "end"}
+                                   "start", "end", "collection"}
     assert (out["hits"][0]["source"], out["hits"][0]["page"], out["hits"][0]["kind"]) == (ZEN, 1, "pdf")
     # Its url is the server's viewer at the cited passage.
     assert out["hits"][0]["url"] == f"{url}view/{ZEN}?page=1&chunk={out['hits'][0]['id']}#cited"

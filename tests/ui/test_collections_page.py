@@ -1,0 +1,77 @@
+"""Collections through the page's API (gradio_client on the real server): upload into one, ask some, list, delete.
+
+One server for the module: the two teams' near-identical handbooks are uploaded as files of the
+same name into team-a and team-b, and no answer, follow-up or citation of one shows the other's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+
+from tests.rag.test_collections import FACT, HANDBOOK, OTHER
+
+
+@pytest.fixture(scope="module")
+def page(embedder, tmp_path_factory: pytest.TempPathFactory):
+    from gradio_client import Client
+
+    from rag import RAG
+    from rag.http.app import create_server
+
+    root = tmp_path_factory.mktemp("collections-page")
+    server = create_server(RAG(root / "data"), "127.0.0.1", 0).start()
+    client = Client(server.url, verbose=False, download_files=False)
+    for team, fact in FACT.items():
+        path = root / team / "handbook.md"
+        path.parent.mkdir()
+        path.write_text(HANDBOOK.format(deadline=fact), encoding="utf-8")
+        [result] = client.predict([handle_file(str(path))], "", team, api_name="/upload")["files"]
+        assert (result["source"], result["collection"], result["status"]) == ("handbook.md", team, "added"), result
+    yield server, client
+    client.close()
+    server.stop()
+
+
+def test_a_chat_asks_only_the_chosen_collections(page) -> None:
+    _, client = page
+    for team, fact in FACT.items():
+        first = client.predict("When is the Orion project deadline?", None, None, None, [team], api_name="/ask")
+        assert fact in first["answer"] and FACT[OTHER[team]] not in first["answer"]
+        assert {c["collection"] for c in first["citations"] + first["sources"]} == {team}
+        assert all(c["link"] == f"/files/{team}/handbook.md" for c in first["citations"])
+        follow = client.predict("Who leads it?", [["When is the Orion project deadline?", first["answer"]]], None,
+                                None, [team], api_name="/ask")
+        assert "Dana Whit" in follow["answer"]
+        assert {c["collection"] for c in follow["citations"] + follow["sources"]} == {team}
+    everything = client.predict("When is the Orion project deadline?", None, 10, api_name="/ask")
+    assert {c["collection"] for c in everything["sources"]} == {"team-a", "team-b"}  # default: all
+
+
+def test_collections_are_listed_shown_in_sources_and_deleted_per_collection(page) -> None:
+    server, client = page
+    assert client.predict(api_name="/collections") == [{"name": "team-a", "sources": 1, "chunks": 2},
+                                                       {"name": "team-b", "sources": 1, "chunks": 2}]
+    assert sorted((s["collection"], s["source"]) for s in client.predict(api_name="/sources")) == \
+        [("team-a", "handbook.md"), ("team-b", "handbook.md")]
+    r = httpx.get(server.url + "files/team-b/handbook.md")
+    assert r.status_code == 200 and FACT["team-b"] in r.text
+    with pytest.raises(AppError, match="No source named 'handbook.md' is indexed; indexed sources: none yet"):
+        client.predict("handbook.md", "", api_name="/delete")  # not in the default collection
+
+
+def test_bad_names_on_the_page_are_one_sentence(page, tmp_path: Path) -> None:
+    _, client = page
+    with pytest.raises(AppError, match="'Team A' is not valid: use 1 to 64 lower-case letters"):
+        client.predict("Orion?", None, None, None, ["Team A"], api_name="/ask")
+    with pytest.raises(AppError, match="There is no collection named 'nosuch'; existing collections: team-a, team-b"):
+        client.predict("Orion?", None, None, None, ["nosuch"], api_name="/ask")
+    note = tmp_path / "note.txt"
+    note.write_text("Kites fly on the beach.", encoding="utf-8")
+    with pytest.raises(AppError, match="'a/b' is not valid"):
+        client.predict([handle_file(str(note))], "", "a/b", api_name="/upload")
+    assert [c["name"] for c in client.predict(api_name="/collections")] == ["team-a", "team-b"]
