@@ -9,7 +9,8 @@ page), or from Python::
     ...
     server.stop()
 
-The app is the HTTP API (``rag.http.api``: REST, OpenAI-compatible, ``/files``) and, unless
+The app is the HTTP API (``rag.http.api``: REST, OpenAI-compatible, ``/files``), the citation
+viewer (``rag.http.viewer``: ``/view``) and, unless
 headless, the Gradio page (``ui.app``) mounted at ``/``; only then is Gradio imported.
 Requests pass, outermost first: ``rag.http.guard.EdgeGuard`` (Host, Origin, content type,
 body size), ``rag.http.auth.RequireLogin`` (when a key or login is set), CORS for the

@@ -1,6 +1,7 @@
 """The whole page in headless Chromium, as a new user goes through it: upload a PDF and watch its
 progress, ask, open the highlighted citation, ask a follow-up, see a source added meanwhile appear,
-reopen the saved chat and continue it, delete a source after confirming.
+reopen the saved chat, continue and rename it, ask one collection only, delete a source after
+confirming.
 
 Screenshots go to ``$RAG_SCREENSHOTS`` (default: a pytest temporary folder, printed at the end).
 """
@@ -132,9 +133,11 @@ def test_walkthrough(browser, embedder, tmp_path: Path, shots: Path) -> None:
         assert "Since when have scientists measured it?" in _text(browser, "chat")
 
         # 5. A source added elsewhere meanwhile (as `rag ingest` through this server does) shows up by itself.
-        rag.add_text("The Oressa beekeepers harvest lavender honey every August.", name="bees.txt")
+        rag.add_text("The Oressa beekeepers harvest lavender honey every August.", name="bees.txt",
+                     collection="team-b")
         _tab(browser, "Documents")
         wait(lambda: "bees.txt" in _text(browser, "sources-table"), 30, "the new source without a refresh")
+        assert "team-b" in _text(browser, "sources-table")
 
         # 6. The chat was saved: start a new one, reopen it, and continue it.
         _tab(browser, "Chat")
@@ -155,14 +158,26 @@ def test_walkthrough(browser, embedder, tmp_path: Path, shots: Path) -> None:
         assert rag.conversations.list()[0].title == "Glacier questions"
         browser.save_screenshot(str(shots / "5-reopened-chat.png"))
 
-        # 7. Delete a source: it asks first.
+        # 7. Ask only the collection team-b: the glacier PDF (in default) is no longer cited.
+        _choose(browser, "ask-collections", "team-b")
+        box.send_keys(Keys.ESCAPE)
+        wait(lambda: "Asking only: team-b." in _text(browser, "ask-collections"), 30, "the collection choice")
+        before = _text(browser, "chat").count("Answered by")
+        box.send_keys("When do the beekeepers harvest lavender honey?" + Keys.ENTER)
+        wait(lambda: _text(browser, "chat").count("Answered by") > before, 120, "the answer within team-b")
+        last = _text(browser, "chat").rsplit("When do the beekeepers harvest lavender honey?", 1)[1]
+        assert "August" in last and "Zentara" not in last
+        assert not browser.find_elements(By.CSS_SELECTOR, '#sources-panel a[href*="facts.pdf"]')
+        browser.save_screenshot(str(shots / "6-one-collection.png"))
+
+        # 8. Delete a source: it asks first.
         _tab(browser, "Documents")
         _choose(browser, "delete-choice", "bees.txt")
         browser.find_element(By.ID, "delete-button").click()
         confirm = wait(lambda: browser.find_element(By.ID, "confirm-delete-button"), 10, "the confirmation")
         wait(lambda: confirm.is_displayed(), 10, "the confirmation to show")
         assert "bees.txt" in _text(browser, "confirm-delete")
-        browser.save_screenshot(str(shots / "6-confirm-delete.png"))
+        browser.save_screenshot(str(shots / "7-confirm-delete.png"))
         assert "bees.txt" in [s.source for s in rag.sources()]  # nothing deleted before the answer
         confirm.click()
         wait(lambda: "Deleted bees.txt" in _text(browser, "delete-results").replace("*", ""), 60, "the deletion")
