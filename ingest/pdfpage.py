@@ -31,7 +31,7 @@ def _pdfium() -> Any:
     try:
         import pypdfium2
     except ImportError as exc:
-        raise MissingDependencyError("pypdfium2", "ui", "Showing a cited PDF page") from exc
+        raise MissingDependencyError("pypdfium2", "api", "Showing a cited PDF page") from exc
     return pypdfium2
 
 
