@@ -617,8 +617,8 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
 
                 where = write_target((collection or "").strip() or None, settings)
             except RagError as exc:
-                gr.Warning(user_message(exc))
-                return f"⚠️ {render.escape_md(user_message(exc))}"
+                gr.Warning(user_message(exc, "page"))
+                return f"⚠️ {render.escape_md(user_message(exc, "page"))}"
             return _results_markdown(actions.add_wikipedia(titles, where)["pages"], "title")
 
         def delete_ui(choice: str | None):
@@ -656,7 +656,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                 return actions.upload(items, password, progress=lambda frac, desc: progress(frac, desc=desc),
                                       collection=(collection or "").strip() or None)
             except RagError as exc:
-                raise gr.Error(user_message(exc)) from None
+                raise gr.Error(user_message(exc, "page")) from None
             finally:
                 for path, _ in items:  # stored (or refused) now: the received copy has done its job
                     _forget_upload(path, received)
@@ -699,7 +699,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
 
                 where = write_target((collection or "").strip() or None, settings)
             except RagError as exc:
-                raise gr.Error(user_message(exc)) from None
+                raise gr.Error(user_message(exc, "page")) from None
             return actions.add_wikipedia(list(titles or []), where)
 
         def sources() -> list[dict]:
@@ -714,7 +714,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             try:
                 return actions.collections()
             except Exception as exc:
-                raise gr.Error(user_message(exc)) from None
+                raise gr.Error(user_message(exc, "page")) from None
 
         def delete(source: str, collection: str | None = None) -> dict:
             """Delete a source of a collection ("": default), and its stored PDF."""
