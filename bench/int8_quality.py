@@ -8,24 +8,26 @@ Run (from the repo root):
 
 The corpora are ingested once through the product (``bench.tune_retrieval``'s pools: the
 product's chunks, its stored fp32 vectors and its BM25 candidates per query). Then the
-chunks and the queries are embedded again with MiniLM exported to ONNX and quantized with
-``onnxruntime.quantization.quantize_dynamic`` (int8 weights, one scale per output channel,
-``bench.embed_backends``), and each pairing is scored with the product's ranking (hybrid:
-min-max score fusion at the default keyword weight over the top ``fusion_candidates`` of each
-list) and with dense ranking alone:
+chunks and the queries are embedded again through the product's own encoders: torch fp32 (and
+the fp32 ONNX question encoder) and the int8 ones, ``RAG_DOC_ENCODER=onnx-int8`` and
+``RAG_QUERY_ENCODER=onnx-int8`` (MiniLM exported to ONNX and quantized with
+``onnxruntime.quantization.quantize_dynamic``, int8 weights, one scale per output channel:
+``rag.embed_onnx``), and each pairing is scored with the product's ranking (hybrid: min-max
+score fusion at the default keyword weight over the top ``fusion_candidates`` of each list)
+and with dense ranking alone:
 
 * fp32 / fp32 — the product today (the pool's own cosines);
 * int8 documents / fp32 questions — faster ingestion, questions as today;
 * fp32 documents / int8 questions — a faster question encoder, the store as today;
 * int8 / int8.
 
-An fp32 ONNX re-embedding is scored too, as the control: it must reproduce the product's
-figures (a non-zero delta there would mean the comparison, not int8, moved them).
+The fp32 re-embedding is scored too, as the control: it must reproduce the product's figures
+(a non-zero delta there would mean the comparison, not int8, moved them).
 The adoption rule (README, Ingestion): int8 is taken only where every delta is >= -0.005.
 
-Speed, in the same run and interleaved in blocks: chunks/s of the product's torch embedder,
-fp32 ONNX and int8 ONNX on the same chunk texts (batches of 32, longest first), and the
-median single-question latency of the fp32 and int8 question encoders.
+Speed, in the same run and interleaved in blocks: chunks/s of the torch and the int8 chunk
+encoders on the same chunk texts (batches of 32), and the median single-question latency of the
+fp32 and int8 question encoders.
 """
 
 from __future__ import annotations
@@ -53,25 +55,25 @@ def _cached_vectors(name: str, reuse: bool, make) -> np.ndarray:
     return vecs
 
 
-def _queries_one_by_one(encoder, queries: list[str]) -> tuple[np.ndarray, float]:
+def _queries_one_by_one(embedder, queries: list[str]) -> tuple[np.ndarray, float]:
     """Vectors of ``queries`` embedded one at a time (as the product embeds a question), and median ms."""
     out = np.zeros((len(queries), 384), dtype=np.float32)
     times = []
     for i, q in enumerate(queries):
         t = time.perf_counter()
-        out[i] = encoder.embed_one(q)
+        out[i] = embedder.embed([q])[0]
         times.append(time.perf_counter() - t)
     return out, float(np.median(times) * 1000)
 
 
-def speed(torch_embed, onnx32, onnx8, texts: list[str], block: int = 64) -> dict[str, float]:
-    """chunks/s of each document encoder on ``texts``, interleaved in blocks so each sees the same load."""
-    spent = {"torch_fp32": 0.0, "onnx_fp32": 0.0, "onnx_int8": 0.0}
+def speed(encoders: dict[str, Any], texts: list[str], block: int = 64) -> dict[str, float]:
+    """chunks/s of each chunk encoder on ``texts``, interleaved in blocks so each sees the same load."""
+    spent = {name: 0.0 for name in encoders}
     for lo in range(0, len(texts), block):
         part = texts[lo : lo + block]
-        for name, fn in (("torch_fp32", torch_embed), ("onnx_fp32", onnx32.embed), ("onnx_int8", onnx8.embed)):
+        for name, embedder in encoders.items():
             t = time.perf_counter()
-            fn(part)
+            embedder.embed(part)
             spent[name] += time.perf_counter() - t
     return {name: len(texts) / s for name, s in spent.items()}
 
@@ -87,14 +89,12 @@ def main(argv: list[str] | None = None) -> None:
     setup_offline()
 
     from bench import tune_retrieval as tr
-    from bench.embed_backends import OnnxEmbedder, _ensure_onnx_interpreter, export
     from rag import RAG
     from rag.eval.beir import _index_chunks, load_beir
     from rag.eval.squad import load_squad
     from rag.settings import Settings
     from ingest.index import SourceJob
 
-    _ensure_onnx_interpreter()
     settings = Settings.from_env()
     alpha = 1 - settings.keyword_weight
     depth = settings.fusion_candidates
@@ -129,13 +129,13 @@ def main(argv: list[str] | None = None) -> None:
         "scifact": (tr.cached_pool("scifact-test", args.reuse, scifact_pool), [beir.queries[q] for q in qids]),
     }
 
-    from rag.embed import MiniLMEmbedder, bundled_model_dir
+    from rag.embed import MiniLMEmbedder
 
-    model_dir = Path(settings.model_dir) if settings.model_dir else bundled_model_dir()
-    torch_embedder = MiniLMEmbedder(model_dir)
-    fp32_path, _, int8_path, export_info = export(model_dir)
-    onnx32 = OnnxEmbedder(fp32_path, model_dir, threads=0)
-    onnx8 = OnnxEmbedder(int8_path, model_dir, threads=0)
+    model_dir = settings.model_dir or None
+    fp32 = MiniLMEmbedder(model_dir, query_encoder="onnx", doc_encoder="torch", cache_dir=settings.cache_dir)
+    int8 = MiniLMEmbedder(model_dir, query_encoder="onnx-int8", doc_encoder="onnx-int8", cache_dir=settings.cache_dir)
+    if (int8.query_path, int8.doc_path) != ("onnx-int8", "onnx-int8"):
+        raise SystemExit("the int8 encoders could not be loaded here (see the warning above)")
 
     def score(corpus: str, pool: Any, cosine: np.ndarray) -> dict[str, float]:
         p = dataclasses.replace(pool, cosine=cosine)
@@ -150,26 +150,26 @@ def main(argv: list[str] | None = None) -> None:
         return {"hybrid_ndcg@10": tr.score_beir(p, qids, beir.qrels, hybrid)["ndcg@10"],
                 "dense_ndcg@10": tr.score_beir(p, qids, beir.qrels, p.cosine)["ndcg@10"]}
 
-    results: dict[str, Any] = {"export": export_info, "pairings": {}}
+    results: dict[str, Any] = {"pairings": {}}
     query_ms: dict[str, float] = {}
     for corpus, (pool, queries) in pools.items():
-        note(f"{corpus}: {len(pool.ids):,} chunks, {len(queries):,} queries: embedding with fp32 and int8 ONNX")
-        docs = {"fp32": _cached_vectors(f"{corpus}-docs-fp32", args.reuse, lambda: onnx32.embed(pool.texts)),
-                "int8": _cached_vectors(f"{corpus}-docs-int8", args.reuse, lambda: onnx8.embed(pool.texts))}
+        note(f"{corpus}: {len(pool.ids):,} chunks, {len(queries):,} queries: embedding with fp32 and int8")
+        docs = {"fp32": _cached_vectors(f"{corpus}-docs-torch", args.reuse, lambda: fp32.embed(pool.texts)),
+                "int8": _cached_vectors(f"{corpus}-docs-product-int8", args.reuse, lambda: int8.embed(pool.texts))}
         qv: dict[str, np.ndarray] = {}
-        for name, enc in (("fp32", onnx32), ("int8", onnx8)):
+        for name, enc in (("fp32", fp32), ("int8", int8)):
             qv[name], ms = _queries_one_by_one(enc, queries)
             query_ms[f"{corpus}_{name}"] = ms
-        rows = {"product (torch fp32 store, ONNX fp32 questions)": score(corpus, pool, pool.cosine)}
+        rows = {"product (stored vectors, fp32 questions)": score(corpus, pool, pool.cosine)}
         for d in ("fp32", "int8"):
             for q in ("fp32", "int8"):
-                label = f"ONNX docs {d} / questions {q}"
+                label = f"docs {d} / questions {q}"
                 rows[label] = score(corpus, pool, qv[q] @ docs[d].T)
         results["pairings"][corpus] = rows
 
     note(f"speed: {args.speed_texts} SciFact chunks per encoder, interleaved")
     texts = pools["scifact"][0].texts[: args.speed_texts]
-    results["chunks_per_s"] = speed(lambda t: torch_embedder.embed(t), onnx32, onnx8, texts)
+    results["chunks_per_s"] = speed({"torch_fp32": fp32, "onnx_int8": int8}, texts)
     results["question_ms_median"] = query_ms
     path = write_json("int8_quality", results)
 
@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     print_table(["corpus", "pairing", "metric", "value", "delta vs product"], table,
                 title="int8 MiniLM: retrieval quality (adopt only where every delta >= -0.005)")
     cps = results["chunks_per_s"]
-    print(f"\nchunks/s on {len(texts)} SciFact chunks: torch fp32 {cps['torch_fp32']:.1f}, ONNX fp32 "
-          f"{cps['onnx_fp32']:.1f}, ONNX int8 {cps['onnx_int8']:.1f} ({cps['onnx_int8'] / cps['torch_fp32']:.2f}x torch)")
+    print(f"\nchunks/s on {len(texts)} SciFact chunks: torch fp32 {cps['torch_fp32']:.1f}, int8 "
+          f"{cps['onnx_int8']:.1f} ({cps['onnx_int8'] / cps['torch_fp32']:.2f}x torch)")
     print("question encoder median ms: " + ", ".join(f"{k} {v:.2f}" for k, v in query_ms.items()))
     print(f"JSON: {path}")
 

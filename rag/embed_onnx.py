@@ -228,3 +228,147 @@ def load_query_encoder(
                         "RAG_QUERY_ENCODER=torch to skip this.", type(exc).__name__, exc)
             return None
     return None
+
+
+class OnnxBatchEncoder:
+    """Many texts at a time through an int8 copy of MiniLM with an attention mask: chunks at ingestion."""
+
+    def __init__(self, path: Path, threads: int = 0) -> None:
+        """Open an exported batch graph.
+
+        Args:
+            path: the ``.onnx`` file written by :func:`export_batch` (or its int8 copy).
+            threads: intra-op threads; 0 lets ONNX Runtime use one per core.
+        """
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(0, threads)
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path = path
+        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def encode(self, ids: Sequence[Sequence[int]], batch_size: int = 32) -> np.ndarray:
+        """Embed tokenized texts (with [CLS] and [SEP]), longest first so each batch pads little.
+
+        Args:
+            ids: one word-piece id list per text, each at most the model's limit.
+            batch_size: texts per run.
+
+        Returns:
+            A float32 array of shape (len(ids), dimension), L2-normalised, in the order given.
+        """
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        out: np.ndarray | None = None
+        for lo in range(0, len(order), batch_size):
+            part = order[lo : lo + batch_size]
+            width = max(len(ids[i]) for i in part)
+            batch = np.zeros((len(part), width), dtype=np.int64)
+            mask = np.zeros((len(part), width), dtype=np.int64)
+            for row, i in enumerate(part):
+                batch[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
+            vectors = self._session.run(None, {"input_ids": batch, "attention_mask": mask})[0]
+            if out is None:
+                out = np.zeros((len(ids), vectors.shape[1]), dtype=np.float32)
+            out[part] = vectors
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def export_batch(transformer: Any, path: Path) -> Path:
+    """Export an encoder taking ``input_ids`` and ``attention_mask``, with masked mean pooling and normalisation.
+
+    Args:
+        transformer: the ``transformers`` model under sentence-transformers' first module.
+        path: where to write; written to a temporary name first.
+
+    Returns:
+        ``path``.
+    """
+    import torch
+
+    class _Pooled(torch.nn.Module):
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, dim=-1)
+
+    wrapper = _Pooled(transformer).eval()  # see export(): a fresh Module is in training mode
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+    os.close(fd)
+    ids = torch.randint(1000, 2000, (2, 12), device=transformer.device)
+    mask = torch.ones_like(ids)
+    axes = {0: "batch", 1: "tokens"}
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper, (ids, mask), tmp, input_names=["input_ids", "attention_mask"], output_names=["embedding"],
+                dynamic_axes={"input_ids": axes, "attention_mask": axes, "embedding": {0: "batch"}},
+                opset_version=17, do_constant_folding=True, dynamo=False,
+            )
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_batch_encoder(
+    transformer: Any,
+    model_dir: Path,
+    cache_dir: Path,
+    *,
+    tokenize: Callable[[str], list[int]],
+    reference: Callable[[list[str]], np.ndarray],
+    threads: int = 0,
+    name: str = "",
+) -> OnnxBatchEncoder | None:
+    """The verified int8 batch encoder for a loaded model, exported and quantized on first use.
+
+    Args:
+        transformer: the loaded torch encoder.
+        model_dir: its directory (part of the cache key).
+        cache_dir: where exported graphs are kept.
+        tokenize: text to word-piece ids with specials, as the torch path tokenizes.
+        reference: sentence-transformers' own encoding of texts, to check the graph against.
+        threads: intra-op threads; 0 for one per core.
+        name: the model's name, for the cached file's name.
+
+    Returns:
+        The encoder, or None when it cannot be used here (the reason is logged; chunks are then
+        embedded on torch).
+    """
+    base = cached_graph_path(model_dir, cache_dir, name)
+    fp32 = base.with_name(base.stem + "-batch.onnx")
+    path = fp32.with_name(fp32.stem + "-int8.onnx")
+    for attempt in (1, 2):
+        try:
+            if not fp32.is_file():
+                log.info("exporting %s to ONNX for int8 ingestion (once): %s", name or model_dir.name, fp32)
+                export_batch(transformer, fp32)
+            if not path.is_file():
+                quantize_int8(fp32, path)
+            encoder = OnnxBatchEncoder(path, threads)
+            got = encoder.encode([tokenize(t) for t in _PROBES])
+            cosines = np.sum(got * reference(list(_PROBES)), axis=1)
+            if float(cosines.min()) < MIN_INT8_PROBE_COSINE:
+                raise ValueError(f"int8 vectors differ from torch's (cosine {float(cosines.min()):.5f})")
+            return encoder
+        except Exception as exc:  # noqa: BLE001 - any failure here only costs speed
+            if attempt == 1 and (path.is_file() or fp32.is_file()):
+                path.unlink(missing_ok=True)
+                fp32.unlink(missing_ok=True)
+                continue
+            log.warning("The int8 chunk encoder is unavailable (%s: %s); chunks are embedded with torch instead "
+                        "(slower). Point RAG_CACHE_DIR at a writable directory, or set RAG_DOC_ENCODER=torch.",
+                        type(exc).__name__, exc)
+            return None
+    return None

@@ -44,9 +44,11 @@ DEFAULT_COLLECTION = "default"
 RETRIEVAL_MODES = ("dense", "keyword", "hybrid")
 FUSIONS = ("minmax", "rrf")
 QUERY_ENCODERS = ("onnx", "onnx-int8", "torch")
+DOC_ENCODERS = ("torch", "onnx-int8")
 # The settings that take one of a few values, checked by check_choice.
 OCR_MODES = ("auto", "off")
-CHOICES = {"retrieval_mode": RETRIEVAL_MODES, "fusion": FUSIONS, "query_encoder": QUERY_ENCODERS, "ocr": OCR_MODES}
+CHOICES = {"retrieval_mode": RETRIEVAL_MODES, "fusion": FUSIONS, "query_encoder": QUERY_ENCODERS,
+           "doc_encoder": DOC_ENCODERS, "ocr": OCR_MODES}
 
 
 def default_data_dir() -> Path:
@@ -94,6 +96,10 @@ class Settings:
     # of that graph, faster again at a retrieval cost measured by python -m bench.int8_quality.
     # "torch" keeps them on torch.
     query_encoder: str = "onnx"
+    # Chunks are embedded on torch; "onnx-int8" embeds them with an int8 copy of MiniLM, about
+    # twice as fast on CPU with retrieval quality measured by python -m bench.int8_quality. Set it
+    # before a store's first ingestion: vectors already stored stay as they were.
+    doc_encoder: str = "torch"
     cache_dir: Path = dataclasses.field(default_factory=default_cache_dir)
     # Wikipedia.
     wikipedia_api_url: str = "https://en.wikipedia.org/w/api.php"

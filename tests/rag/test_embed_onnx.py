@@ -145,3 +145,40 @@ def test_the_int8_query_encoder_is_cached_beside_fp32_and_stays_close_to_torch(t
     # what that does to retrieval); a broken quantization would fall far below.
     assert float(cosines.min()) > embed_onnx.MIN_INT8_PROBE_COSINE and float(cosines.mean()) > 0.99
     assert float(cosines.max()) < 0.99999  # it really is the quantized graph, not fp32
+
+
+def test_the_int8_chunk_encoder_embeds_batches_close_to_torch_in_order(torch_embedder, tmp_path: Path) -> None:
+    from rag.embed import MiniLMEmbedder
+    from rag.eval.squad import load_squad
+
+    int8 = MiniLMEmbedder(cache_dir=tmp_path, doc_encoder="onnx-int8", batch_size=8)
+    assert int8.doc_path == "onnx-int8" and torch_embedder.doc_path == "torch"
+    paragraphs = [d.text for d in load_squad(require_shared("squad", "squad-dev-v1.1-half-a.json"),
+                                             limit_articles=1).documents][:40]
+    # Lengths mixed on purpose (longest-first batching must give each vector back to its text),
+    # one text past MiniLM's limit (cut as torch cuts it).
+    texts = paragraphs + ["a", "x " * 600, "naïve café — 北京"]
+    got = int8.embed(texts)
+    want = torch_embedder.embed(texts)
+    cosines = np.sum(got * want, axis=1)
+    assert got.shape == want.shape and got.dtype == np.float32
+    assert float(cosines.min()) > embed_onnx.MIN_INT8_PROBE_COSINE and float(cosines.mean()) > 0.99
+    assert float(cosines.max()) < 0.99999
+    # each text's vector is its own: its nearest torch vector is the same text's
+    assert (np.argmax(got @ want.T, axis=1) == np.arange(len(texts))).mean() > 0.95
+
+
+def test_ingestion_with_the_int8_chunk_encoder_finds_what_torch_finds(tmp_path: Path) -> None:
+    from rag import RAG
+    from rag.eval.squad import load_squad
+
+    squad = load_squad(require_shared("squad", "squad-dev-v1.1-half-a.json"), limit_articles=2)
+    found = {}
+    for encoder in ("torch", "onnx-int8"):
+        rag = RAG(tmp_path / encoder, doc_encoder=encoder, cache_dir=tmp_path / "cache")
+        assert rag.embedder.doc_path == encoder
+        for doc in squad.documents:
+            rag.add_text(doc.text, name=doc.source, title=doc.title)
+        found[encoder] = [rag.search(q.text, k=1)[0].chunk.text for q in squad.questions[::10][:40]]
+    same = sum(a == b for a, b in zip(found["torch"], found["onnx-int8"])) / len(found["torch"])
+    assert same >= 0.9
