@@ -187,4 +187,5 @@ def test_search_in_an_unknown_source_and_delete_of_an_unknown_one_name_what_is_i
     assert {h["source"] for h in json.loads(ok.stdout)["hits"]} == {"note03.txt"}
 
     result = CliRunner().invoke(main, ["--data-dir", str(data), "delete", "nosuch.pdf"])
-    assert result.exit_code == 1 and result.output.strip().endswith("and 2 more")
+    assert result.exit_code == 1
+    assert result.output.strip().endswith("note02.txt and 2 more; `rag sources` lists them all")
