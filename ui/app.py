@@ -618,7 +618,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                 where = write_target((collection or "").strip() or None, settings)
             except RagError as exc:
                 gr.Warning(user_message(exc, "page"))
-                return f"⚠️ {render.escape_md(user_message(exc, "page"))}"
+                return "⚠️ " + render.escape_md(user_message(exc, "page"))
             return _results_markdown(actions.add_wikipedia(titles, where)["pages"], "title")
 
         def delete_ui(choice: str | None):
