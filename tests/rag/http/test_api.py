@@ -188,7 +188,7 @@ def test_remote_client_streams_a_language_model_answer_as_it_is_written(server, 
 
 def test_a_generator_failing_midway_ends_both_streams_with_one_sentence(server, monkeypatch) -> None:
     """A language model that dies after its first words (a remote LLM dropping the connection)."""
-    def dying_stream(question, history=None, *, k=None, sources=None):
+    def dying_stream(question, history=None, *, k=None, sources=None, collection=None):
         yield "The crazy ones are"
         raise RagError("The language model server stopped answering midway; ask again")
 
