@@ -51,7 +51,9 @@ def features(row: dict, case: dict) -> dict[str, float]:
     idf_c = {x: math.log((n + 1) / (dfc.get(x, 0) + 1)) + 1 for x in qset}
     tot_c = sum(idf_c.values()) or 1.0
     ov_c = max((sum(idf_c[x] for x in sw) / tot_c for sw in sents), default=0.0)
-    N = case["n"]
+    from rag.refuse import MIN_IDF_SCOPE
+
+    N = max(case["n"], MIN_IDF_SCOPE)  # the product's floor (rag.refuse._idf)
     df = case["df"]
     idf = {x: math.log((N - df.get(x, 0) + 0.5) / (df.get(x, 0) + 0.5) + 1) for x in qset}
     tot = sum(idf.values()) or 1.0
@@ -79,13 +81,34 @@ def features(row: dict, case: dict) -> dict[str, float]:
     zero_any = float(bool(zero))
     zero_share = sum(idf[x] for x in zero) / tot if qset else 0.0
     legacy = c1 + 0.5 * s1 + 0.5 * ov_c + 0.1 * nm
+    kw = case.get("keyword_ids") or []
+    ids = case.get("ids") or []
+    extra["agree"] = float(bool(kw) and bool(ids) and kw[0] == ids[int(np.argmax(top5))])
     return {"c1": c1, "s1": s1, "ov_c": ov_c, "ov_i": ov_i, "ch_i": ch_i, "miss": miss, "rare_miss": rare_missing,
             "names": nm, "margin": margin, "zero_any": zero_any, "zero_share": zero_share,
             "name_miss": float(nm < 1.0), **extra, "legacy": legacy}
 
 
+def elsewhere(row: dict, case: dict) -> bool:
+    """rag.eval.refusals.answered_elsewhere on a dumped unanswerable case (False without gold answers)."""
+    from rag.eval.refusals import answered_elsewhere
+    from rag.eval.squad import Question
+    from rag.refuse import question_words
+    from rag.types import Chunk, Hit
+
+    if not row.get("answers"):
+        return False
+    raw = question_words(row["q"])
+    by_raw = {w: case["df"].get(x, 0) for x, w in raw.items()}
+    hits = [Hit(Chunk(str(i), src, text, "text", src, 0, len(text), 0), 0.0)
+            for i, (src, text) in enumerate(zip(case["src"], case["text"]))]
+    return answered_elsewhere(Question("", row["q"], tuple(row["answers"]), row["source"]), hits,
+                              lambda words: (case["n"], {w: by_raw.get(w, 0) for w in words}))
+
+
 def load(paths: list[str]):
-    data = defaultdict(lambda: {"a": [], "u": [], "src": []})
+    """Per configuration: answerable and unanswerable features, articles, and which unanswerable are answered elsewhere."""
+    data = defaultdict(lambda: {"a": [], "u": [], "src": [], "elsewhere": []})
     for p in paths:
         for line in open(p, encoding="utf-8"):
             row = json.loads(line)
@@ -94,6 +117,7 @@ def load(paths: list[str]):
                 data[c]["a"].append(features(row, row[c + "/a"]))
                 data[c]["u"].append(features(row, row[c + "/u"]))
                 data[c]["src"].append(row["source"])
+                data[c]["elsewhere"].append(elsewhere(row, row[c + "/u"]))
     return data
 
 
@@ -112,6 +136,13 @@ def quantile_threshold(score_a: np.ndarray, q: float = 0.05) -> float:
 
 RULES = {
     "chunk": lambda f: f["c1"],
+    "sentence": lambda f: f["s1"],
+    "s1+ov_i": lambda f: f["s1"] + 0.5 * f["ov_i"],
+    "s1+c1/2+ov_i+ch_i/4 (product)": lambda f: f["s1"] + 0.5 * f["c1"] + 0.5 * f["ov_i"] + 0.25 * f["ch_i"],
+    "s1+ov_i+c1/4": lambda f: f["s1"] + 0.5 * f["ov_i"] + 0.25 * f["c1"],
+    "s1+0.4ov_i": lambda f: f["s1"] + 0.4 * f["ov_i"],
+    "s1+0.6ov_i": lambda f: f["s1"] + 0.6 * f["ov_i"],
+    "s1+ov_i+agree": lambda f: f["s1"] + 0.5 * f["ov_i"] + 0.05 * f["agree"],
     "c1+ov_c+names": lambda f: f["c1"] + 0.5 * f["ov_c"] + 0.1 * f["names"],
     "c1+ov_i+names": lambda f: f["c1"] + 0.5 * f["ov_i"] + 0.1 * f["names"],
     "c1+ov_i": lambda f: f["c1"] + 0.5 * f["ov_i"],
@@ -160,29 +191,43 @@ def show(data, name, rule, t=None):
 
 
 def product_table(data) -> None:
-    """The product's rule at settings.refuse_below per configuration, with rag eval refusals' own cross-fit."""
+    """The product's rule at settings.refuse_below per configuration, with rag eval refusals' own cross-fit.
+
+    As ``rag eval refusals`` reports it: unanswerable questions another source answers
+    (:func:`rag.eval.refusals.answered_elsewhere`) are left out of ``refused_unanswerable`` and
+    of the fits; ``raw`` counts them.
+    """
     from rag.eval.refusals import best_threshold
-    from rag.refuse import COVERAGE_WEIGHT
+    from rag.refuse import CHUNK_COVERAGE_WEIGHT, CHUNK_WEIGHT, COVERAGE_WEIGHT, SENTENCE_WEIGHT
     from rag.settings import REFUSE_BELOW
+
+    def score(f: dict) -> float:
+        return (SENTENCE_WEIGHT * f["s1"] + CHUNK_WEIGHT * f["c1"] + COVERAGE_WEIGHT * f["ov_i"]
+                + CHUNK_COVERAGE_WEIGHT * f["ch_i"])
 
     order: dict[str, int] = {}
     for d in data.values():
         for src in d["src"]:
             order.setdefault(src, len(order))
-    print(f"product rule: chunk + {COVERAGE_WEIGHT} * coverage, refuse below {REFUSE_BELOW}")
+    print(f"product rule: {SENTENCE_WEIGHT} * sentence + {CHUNK_WEIGHT} * chunk + {COVERAGE_WEIGHT} * coverage "
+          f"+ {CHUNK_COVERAGE_WEIGHT} * chunk coverage, refuse below {REFUSE_BELOW}")
     for c, d in sorted(data.items()):
-        a = [f["c1"] + COVERAGE_WEIGHT * f["ov_i"] for f in d["a"]]
-        u = [f["c1"] + COVERAGE_WEIGHT * f["ov_i"] for f in d["u"]]
-        ru = sum(v < REFUSE_BELOW for v in u) / len(u)
+        a = [score(f) for f in d["a"]]
+        u = [score(f) for f in d["u"]]
+        clear = [i for i, e in enumerate(d["elsewhere"]) if not e]
+        ru = sum(u[i] < REFUSE_BELOW for i in clear) / len(clear)
+        raw = sum(v < REFUSE_BELOW for v in u) / len(u)
         ra = sum(v < REFUSE_BELOW for v in a) / len(a)
         folds = []
         for parity in (0, 1):
             fit = [i for i, src in enumerate(d["src"]) if order[src] % 2 == parity]
             held = [i for i, src in enumerate(d["src"]) if order[src] % 2 != parity]
-            t, _, _ = best_threshold([a[i] for i in fit], [u[i] for i in fit])
-            folds.append((sum(u[i] < t for i in held) / len(held), sum(a[i] < t for i in held) / len(held)))
+            held_clear = [i for i in held if not d["elsewhere"][i]]
+            t, _, _ = best_threshold([a[i] for i in fit], [u[i] for i in fit if not d["elsewhere"][i]])
+            folds.append((sum(u[i] < t for i in held_clear) / len(held_clear), sum(a[i] < t for i in held) / len(held)))
         cu, ca = (folds[0][0] + folds[1][0]) / 2, (folds[0][1] + folds[1][1]) / 2
-        print(f"  {c:10s} n={len(a)}  refused unanswerable {ru:.3f}  answerable {ra:.3f}  cross-fit {cu:.3f} / {ca:.3f}")
+        print(f"  {c:10s} n={len(a)}  refused unanswerable {ru:.3f} (raw {raw:.3f}, {len(u) - len(clear)} answered "
+              f"elsewhere)  answerable {ra:.3f}  cross-fit {cu:.3f} / {ca:.3f}")
 
 
 if __name__ == "__main__":

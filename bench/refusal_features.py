@@ -9,7 +9,9 @@ restricts retrieval to its own sources (SQuAD + its distractors), so the store i
 once for all of them. Each line holds, per configuration and case (``NAME/a`` answerable,
 ``NAME/u`` own article left out): the hit cosines and sources, the question words each
 top-5 sentence and each chunk holds, the words' document frequencies in the configuration's
-sources, and (without --no-sentences, slow on a busy CPU) the sentences' cosines.
+sources, the chunk ids and BM25's own top 5 in that scope, the question's gold answers (for
+``rag.eval.refusals.answered_elsewhere``), and (without --no-sentences, slow on a busy CPU) the
+sentences' cosines, which the product's evidence reads.
 ``python -m bench.fit_refusals OUT.jsonl ...`` scores rules on them; the product's rule
 (:func:`rag.refuse.assess`) gives the same scores as ``rag eval refusals --dump``.
 """
@@ -70,7 +72,8 @@ def main() -> None:
     if args.max_questions and args.max_questions < len(questions):
         step = len(questions) / args.max_questions
         questions = [questions[int(i * step)] for i in range(args.max_questions)]
-    answerer = Answerer(rag.retriever, ExtractiveGenerator(rag.embedder), s, rag.embedder)
+    extractor = ExtractiveGenerator(rag.embedder)
+    answerer = Answerer(rag.retriever, extractor, s, rag.embedder)
     keywords = rag.store.keywords
     from tqdm import tqdm
 
@@ -82,7 +85,7 @@ def main() -> None:
             for w in re.findall(r"[a-z0-9]+", q.text.lower()):
                 if _stem(w) in qwords:
                     raw.setdefault(_stem(w), w)
-            row = {"i": qi, "source": q.source, "q": q.text, "words": qwords}
+            row = {"i": qi, "source": q.source, "q": q.text, "words": qwords, "answers": list(q.answers)}
             for cname, scope in configs.items():
                 for case, sources in (("a", scope), ("u", [x for x in scope if x != q.source])):
                     found = answerer.retrieve(q.text, sources=sources)
@@ -90,6 +93,8 @@ def main() -> None:
                     per_hit = ([(chunk_sentences(h.text), None) for h in hits[:5]] if args.no_sentences
                                else answerer.passages.many(hits[:5]))
                     n, raw_df = keywords.document_frequencies(list(raw.values()), sources)
+                    # BM25's own list (the dense best is the hits' best cosine): do the two agree?
+                    keyword_ids = [i for i, _ in rag.store.keyword_query(q.text, 5, sources)]
                     df = {w: raw_df[raw[w]] for w in qwords}
                     row[cname + "/" + case] = {
                         "cos": [round(h.score, 4) for h in hits],
@@ -99,7 +104,8 @@ def main() -> None:
                         "sent_words": [[sorted(content_words(t) & set(qwords)) for t in texts] for texts, _ in per_hit],
                         "chunk_words": [sorted(content_words(keyword_text(h.chunk)) & set(qwords)) for h in hits],
                         "text": [h.text for h in hits[:5]],
-                        "n": n, "df": df,
+                        "n": n, "df": df, "ids": [h.chunk.id for h in hits[:5]],
+                        "keyword_ids": keyword_ids,
                         "hit": any(is_hit(h, q) for h in hits) if case == "a" else False,
                     }
             out.write(json.dumps(row) + "\n")

@@ -36,7 +36,7 @@ from rag.cite import PassageVectors, cite
 from rag.conversation import Retrieved, condense, fused_search, normalize_history
 from rag.prompt import NO_ANSWER, pack_prompt
 from rag.protocols import Answering, Embedder, is_extractor
-from rag.refuse import assess, frequencies_for, should_refuse
+from rag.refuse import assess, frequencies_for, sentence_cosines, should_refuse
 from rag.retrieve import EmptyQueryError, Retriever
 from rag.settings import Settings
 from rag.types import Answer, Evidence, Hit
@@ -129,7 +129,9 @@ class Answerer:
         """
         frequencies = frequencies_for(self.retriever.store, sources, collections)
         queries = found.queries or (found.query,)
-        return max((assess(q, found.hits, frequencies) for q in queries), key=lambda e: e.score)
+        # The sentence vectors are the extractor's cache: an extract after this embeds nothing more.
+        return max((assess(q, found.hits, frequencies, sentence_cosines(self.passages, found.hits, self.vector(q)))
+                    for q in queries), key=lambda e: e.score)
 
     def evidence(self, found: Retrieved, *, sources: Sequence[str] | None = None,
                  collections: Sequence[str] | None = None) -> float:
@@ -206,6 +208,10 @@ class Answerer:
 
     def _extract(self, question: str, found: Retrieved, k: int) -> Iterator[str | Answer]:
         gen = self.generator
+        # A fused follow-up ("Who was their leader?") is answered for the question with the
+        # previous turns, as it was retrieved: the turns say whose leader.
+        if found.method == "fused" and len(found.queries) > 1:
+            question = found.queries[-1]
         sentences = gen.select(question, found.hits, question_vector=self.vector(question))
         if not sentences:
             yield NO_ANSWER

@@ -110,7 +110,7 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], titles: tuple[str, ...],
         report = _ingest_here(rag, paths, titles, password, progress=not no_progress and not as_json,
                               collection=collection)
     if as_json:
-        emit_json({**report.to_dict(), "collection": collection})
+        emit_json(report.to_dict())
     else:
         click.echo(summary(report, collection))
     if report.skipped:

@@ -11,12 +11,12 @@ Two strategies, chosen by the generator:
   turns. Reciprocal-rank fusion (RRF, k=60, each ranking 20 deep) merges them, so a chunk
   that both rankings place high wins, and a question that names its own subject is not
   drowned by the old topic. When the question has no referring word (it, they, his,
-  this, there, ...), the history ranking counts half.
+  this, there, ...), the history ranking counts half. Whether to fuse at all is
+  :func:`needs_history`: a question that stands alone is retrieved alone.
 
-Measured with MiniLM on ``data/eval/followups-squad-half-a.json`` (43 conversations, turn-2
-hit@5, ``rag eval followups``): question alone 0.70, question + previous turn 0.93, fusion
-0.98. On 300 SQuAD questions asked after a question about another article (a topic switch),
-hit@5 is 0.84 alone, 0.38 concatenated and 0.82 fused.
+``rag eval followups`` measures both sides of the rule: turn-2 hit@5 on two-turn
+conversations (``data/eval/followups-squad-half-a.json``), and hit@5 of SQuAD questions asked
+after a question about another article, against the same questions asked alone (docs/answers.md).
 
 The retrieval query reported in ``Answer.query`` is the standalone question, or for fusion
 ``"<question> [+ previous turn: <turn>]"``.
@@ -49,6 +49,9 @@ ANAPHORA = re.compile(
 ELLIPSIS_WORDS = 1
 _ELLIPSIS = re.compile(r"^\s*(and|or|but|also|what about|how about|und|was ist mit)\b", re.I)
 CLEARLY_BETTER = 0.1
+# A question with such a word is retrieved alone when the history makes the best chunk this
+# much farther (cosine): the word points inside the question ("fans ... their own ad").
+HISTORY_WORSE = 0.05
 CONDENSE_MAX_NEW_TOKENS = 64
 _ASSISTANT_CHARS = 400  # how much of each earlier answer the condensing prompt shows
 _CONDENSE_TURNS = 3
@@ -140,13 +143,48 @@ def depends_on_history(question: str) -> bool:
     return len(content_words(question)) <= ELLIPSIS_WORDS
 
 
-def _clearly_better(combined: Sequence[Hit], alone: Sequence[Hit]) -> bool:
-    """The question with history finds a clearly closer chunk than the question alone."""
+def _clearly_better(combined: Sequence[Hit], alone: Sequence[Hit], k: int) -> bool:
+    """The question with history finds a clearly closer chunk, from a source the question alone also finds.
+
+    The source check keeps a previous turn from replacing the topic: a question about a new
+    subject plus the old turn often matches the old subject's chunks more closely than the
+    question alone matches anything, but those chunks are not among the question's own.
+    """
     if not combined:
         return False
     if not alone:
         return True
-    return combined[0].score >= alone[0].score + CLEARLY_BETTER
+    return (combined[0].score >= alone[0].score + CLEARLY_BETTER
+            and combined[0].source in {h.source for h in alone[:k]})
+
+
+def _clearly_worse(combined: Sequence[Hit], alone: Sequence[Hit]) -> bool:
+    """The question with history finds nothing as close as the question alone does, by a margin."""
+    return bool(alone) and (not combined or combined[0].score < alone[0].score - HISTORY_WORSE)
+
+
+def needs_history(question: str, combined: Sequence[Hit], alone: Sequence[Hit], k: int) -> bool:
+    """Whether a follow-up's retrieval fuses the conversation (the two rankings, best first).
+
+    An elliptical question always does. One with a word that may refer back ("it", "their",
+    "that") does unless the history makes the best match clearly worse: in "Which company
+    held contests for fans to create their own ad?" the word points inside the question, and
+    the old turn only pulls the query away. Any other question does only when the history
+    finds a clearly closer chunk of a source the question alone also finds.
+
+    Args:
+        question: the new question.
+        combined: the ranking of the previous turns + the question.
+        alone: the ranking of the question alone.
+        k: how many hits the turn returns (the question's own sources are its top ``k``).
+    """
+    if _ELLIPSIS.match(question):
+        return True
+    if refers_back(question):
+        return not _clearly_worse(combined, alone)
+    if depends_on_history(question):  # too few content words to stand alone ("Population?")
+        return True
+    return _clearly_better(combined, alone, k)
 
 
 def fused_query(question: str, history: History, n: int = FUSE_TURNS) -> str:
@@ -184,7 +222,7 @@ def fused_search(search: Callable[..., list[Hit]], question: str, history: Histo
     alone = search(question, depth, sources=sources)
     combined_text = fused_query(question, history)
     combined = search(combined_text, depth, sources=sources)
-    if not depends_on_history(question) and not _clearly_better(combined, alone):
+    if not needs_history(question, combined, alone, k):
         # "What is the capital of Denmark?" after German turns about another PDF: a question
         # that stands alone is retrieved alone.
         return Retrieved(question.strip(), alone[:k], (question.strip(),), "question", (tuple(alone),))

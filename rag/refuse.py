@@ -7,20 +7,35 @@ returns an :class:`~rag.types.Evidence`; :func:`should_refuse` compares its scor
 
 The score, over the first :data:`EVIDENCE_DEPTH` hits::
 
-    evidence = best chunk cosine + COVERAGE_WEIGHT * coverage
+    evidence = SENTENCE_WEIGHT * best sentence cosine + CHUNK_WEIGHT * best chunk cosine
+               + COVERAGE_WEIGHT * coverage + CHUNK_COVERAGE_WEIGHT * chunk coverage
+
+*best sentence cosine* is the highest MiniLM cosine between the question and any single
+sentence of those chunks (:func:`sentence_cosines`; the vectors are the extractive
+generator's cache, so an extract embeds nothing twice). A question whose own document is
+missing still finds chunks on its topic (a Scottish Parliament question lands on the United
+Kingdom article), and whole chunks on the topic score nearly as high as the right one; what
+such chunks lack is one sentence that says what was asked.
 
 *coverage* is the share of the question's content words that the best single sentence
 holds, each word weighted by its BM25 IDF **over the whole searched scope** (every chunk of
 the store, or of the sources the question is restricted to), read from the keyword index
-(:meth:`rag.protocols.KeywordIndex.document_frequencies`). A question about something the
-documents never mention still finds chunks on its topic; what it misses are its rare words
-("Huguenots", "Dioscorides"), which weigh most because the whole store seldom or never
-holds them. Taking the IDF from the store rather than from the few candidate sentences
-keeps a word's weight the same whichever chunks happened to be retrieved, and the score
-needs no sentence embeddings. The weight and ``settings.refuse_below`` were fitted on
-SQuAD half-a with and without distractor text (``rag eval refusals --distractors``,
-``bench.fit_refusals``). A store without a keyword index falls back to IDF over the
-candidate sentences.
+(:meth:`rag.protocols.KeywordIndex.document_frequencies`): what an off-topic match misses are
+the question's rare words ("Huguenots", "Dioscorides"), which weigh most because the whole
+store seldom or never holds them. Taking the IDF from the store rather than from the few
+candidate sentences keeps a word's weight the same whichever chunks happened to be
+retrieved, so the threshold does not drift as the store grows. A store without a keyword
+index falls back to IDF over the candidate sentences.
+
+*chunk coverage* is the same share for the best single chunk (its text, title and section, as
+the keyword index sees them): the question's words found together in one chunk, not spread
+over several.
+
+The weights and ``settings.refuse_below`` were chosen by measurement on SQuAD half-a alone and
+with distractor text (Wikipedia wikitext, SciFact abstracts): ``python -m
+bench.refusal_features`` dumps the features, ``python -m bench.fit_refusals`` compares rules
+and fits one threshold for every store configuration; ``rag eval refusals --distractors``
+checks the product end to end.
 """
 
 from __future__ import annotations
@@ -28,18 +43,25 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Callable, Sequence
 
+import numpy as np
+
 from rag.settings import Settings
 from rag.text import IdfOverlap, content_words, stem, words
 from rag.types import Evidence, Hit
 
 if TYPE_CHECKING:
+    from rag.cite import PassageVectors
     from rag.protocols import Store
 
 # Evidence is judged on the best chunks only, whatever k is, so one threshold fits all.
 EVIDENCE_DEPTH = 5
-# (chunks in scope, {word: chunks holding it}) for the question's words; see KeywordIndex.
-# The weight of the word coverage against the chunk cosine (bench.fit_refusals, README Answers).
+# The weights of the best sentence's cosine, the best chunk's cosine and the word coverage
+# (fitted with bench.fit_refusals on SQuAD half-a with and without distractors; docs/answers.md).
+SENTENCE_WEIGHT = 1.0
+CHUNK_WEIGHT = 0.5
 COVERAGE_WEIGHT = 0.5
+CHUNK_COVERAGE_WEIGHT = 0.25
+# (chunks in scope, {word: chunks holding it}) for the question's words; see KeywordIndex.
 Frequencies = Callable[[Sequence[str]], "tuple[int, dict[str, int]]"]
 
 def question_words(question: str) -> dict[str, str]:
@@ -76,7 +98,41 @@ def _idf(chunks: int, df: int) -> float:
     return math.log((chunks - df + 0.5) / (df + 0.5) + 1.0)
 
 
-def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None = None) -> Evidence:
+def word_weights(qwords: dict[str, str], frequencies: Frequencies | None,
+                 sentences: Sequence[set[str]] = ()) -> dict[str, float]:
+    """Each question word's weight: its BM25 IDF over the searched scope.
+
+    Args:
+        qwords: :func:`question_words` of the question.
+        frequencies: document frequencies of the searched scope; without them, IDF is taken
+            over ``sentences`` (each a candidate sentence's content words).
+        sentences: the candidate sentences' content words (used only without ``frequencies``).
+
+    Returns:
+        ``{stem: weight}`` for every question word.
+    """
+    if frequencies is not None and qwords:
+        chunks, df = frequencies(list(qwords.values()))
+        return {x: _idf(chunks, df.get(raw, 0)) for x, raw in qwords.items()}
+    return IdfOverlap(set(qwords), sentences).idf
+
+
+def sentence_cosines(passages: PassageVectors, hits: Sequence[Hit], question_vector: np.ndarray) -> list[np.ndarray]:
+    """Each of the first :data:`EVIDENCE_DEPTH` hits' sentence cosines to the question (what :func:`assess` reads).
+
+    Args:
+        passages: the sentence-vector cache (the extractive generator's own, so nothing is embedded twice).
+        hits: retrieved chunks, best first.
+        question_vector: the question's unit MiniLM vector.
+
+    Returns:
+        One array per hit, in :func:`rag.cite.chunk_sentences` order.
+    """
+    return [vectors @ question_vector for _, vectors in passages.many(list(hits)[:EVIDENCE_DEPTH])]
+
+
+def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None,
+           cosines: Sequence[Sequence[float]]) -> Evidence:
     """How strongly the best retrieved chunks bear on ``question`` (see the module docstring).
 
     Args:
@@ -84,26 +140,32 @@ def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None =
         hits: retrieved chunks, best first; only the first :data:`EVIDENCE_DEPTH` count.
         frequencies: document frequencies of words in the searched scope (the keyword
             index's); without them, IDF is taken over the candidate sentences.
+        cosines: :func:`sentence_cosines` of these hits for ``question``.
 
     Returns:
         The evidence; ``score`` is ``-inf`` without hits.
     """
     from rag.cite import chunk_sentences
+    from rag.keyword import keyword_text
 
     hits = list(hits)[:EVIDENCE_DEPTH]
     if not hits:
-        return Evidence(score=float("-inf"), chunk=0.0, coverage=0.0)
+        return Evidence(score=float("-inf"), chunk=0.0, coverage=0.0, sentence=0.0, chunk_coverage=0.0)
     qwords = question_words(question)
     sentences = [content_words(t) & qwords.keys() for h in hits for t in chunk_sentences(h.text)]
-    if frequencies is not None and qwords:
-        chunks, df = frequencies(list(qwords.values()))
-        idf = {x: _idf(chunks, df.get(raw, 0)) for x, raw in qwords.items()}
-    else:
-        idf = IdfOverlap(set(qwords), sentences).idf
+    idf = word_weights(qwords, frequencies, sentences)
     total = sum(idf.values()) or 1.0
-    coverage = max((sum(idf[x] for x in s) / total for s in sentences), default=0.0) if qwords else 1.0
+
+    def share(held: set[str]) -> float:
+        return sum(idf[x] for x in held & qwords.keys()) / total if qwords else 1.0
+
+    coverage = max((share(s) for s in sentences), default=0.0)
+    chunk_coverage = max(share(content_words(keyword_text(h.chunk))) for h in hits)
     top = max(h.score for h in hits)
-    return Evidence(score=top + COVERAGE_WEIGHT * coverage, chunk=top, coverage=coverage)
+    sentence = max((float(c) for per_hit in cosines[:EVIDENCE_DEPTH] for c in per_hit), default=top)
+    score = (SENTENCE_WEIGHT * sentence + CHUNK_WEIGHT * top + COVERAGE_WEIGHT * coverage
+             + CHUNK_COVERAGE_WEIGHT * chunk_coverage)
+    return Evidence(score=score, chunk=top, coverage=coverage, sentence=sentence, chunk_coverage=chunk_coverage)
 
 
 def should_refuse(evidence: Evidence, settings: Settings) -> bool:

@@ -14,19 +14,20 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from rag.errors import ConfigError
+from rag.errors import ConfigError, RagError
 
 # MiniLM reads at most 256 word pieces including [CLS] and [SEP]; the rest is silently dropped.
 EMBEDDER_MAX_TOKENS = 254
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# refuse_below: the rag.refuse evidence score (best chunk cosine + 0.5 * IDF-weighted word
-# coverage of the best sentence) under which an answer is refused. Fitted with hybrid retrieval
-# on SQuAD half-a alone and with distractor text (`rag eval refusals --distractors`): the
-# threshold that refuses at most 5% of questions whose article is indexed in every store
-# configuration (README, Answers, for the figures and the held-out check).
-REFUSE_BELOW = 0.65
+# refuse_below: the rag.refuse evidence score (best sentence cosine + 0.5 * best chunk cosine
+# + 0.5 * IDF-weighted word coverage of the best sentence + 0.25 * that of the best chunk) under
+# which an answer is refused. Fitted with hybrid retrieval on SQuAD half-a alone and with
+# distractor text (`python -m bench.fit_refusals`): the threshold that refuses at most 5% of
+# questions whose article is indexed in every store configuration (docs/answers.md for the
+# figures and the held-out check).
+REFUSE_BELOW = 1.084
 # support_below is calibrated on SQuAD half-a with `rag eval support` (rag.eval.answers).
 # support_below: MiniLM cosine under which a cited chunk does not support its sentence; 0.50
 # flags 3% of right citations and 93% of citations of another article's nearest chunk.
@@ -275,7 +276,10 @@ class Settings:
             if key == self.api_key:
                 raise ConfigError("A key in RAG_COLLECTION_KEYS is the same as RAG_API_KEY (which sees every "
                                   "collection); give each bound key its own value")
-            out[key] = tuple(dict.fromkeys(check_name(str(n), self) for n in names))
+            try:
+                out[key] = tuple(dict.fromkeys(check_name(str(n), self) for n in names))
+            except RagError as exc:
+                raise ConfigError(f"RAG_COLLECTION_KEYS binds a key to a bad name: {exc}") from None
         return out
 
     @property

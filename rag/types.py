@@ -327,9 +327,12 @@ class Evidence:
     score: float
     chunk: float  # the best chunk's cosine to the question
     coverage: float  # IDF-weighted share of the question's words that the best sentence holds
+    sentence: float = 0.0  # the best single sentence's cosine to the question
+    chunk_coverage: float = 0.0  # the same share for the best single chunk (text, title, section)
 
     def as_dict(self) -> dict[str, float]:
-        return {"score": self.score, "chunk": self.chunk, "coverage": self.coverage}
+        return {"score": self.score, "chunk": self.chunk, "coverage": self.coverage, "sentence": self.sentence,
+                "chunk_coverage": self.chunk_coverage}
 
 
 @dataclass(frozen=True)

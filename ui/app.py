@@ -50,8 +50,10 @@ source's url or null.
 The final ``answer`` replaces the streamed text (citations are renumbered at the end).
 
 ``/upload`` — ``files: list[file]`` (``handle_file(path)`` each), ``password: str`` (""
-for none), ``collection: str`` (the collection they go into; "" for ``default``) → ``{"files":
-[{"file", "source", "collection", "status", "chunks", "message", "needs_password"}]}``, one per file, with ``status`` ``added``, ``replaced``, ``unchanged``
+for none) → ``{"files": [{"file", "source", "collection", "status", "chunks", "message",
+"needs_password"}]}``, one per file, into the ``default`` collection; ``/upload_into`` takes a
+third value, ``collection: str`` (the collection they go into, new or existing; "" for
+``default``), and answers the same; with ``status`` ``added``, ``replaced``, ``unchanged``
 or ``refused`` (``message`` says why in one sentence). A file is checked by content
 (``%PDF-``, not its extension), stored under ``DATA_DIR/files`` under a sanitized name
 (its base name, odd characters replaced), which is also its source name, and served at
@@ -661,6 +663,10 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                 for path, _ in items:  # stored (or refused) now: the received copy has done its job
                     _forget_upload(path, received)
 
+        def upload_default(files: list[dict] | None, password: str | None, progress=gr.Progress()) -> dict[str, Any]:
+            """Store and ingest uploaded files into the default collection; one result per file."""
+            return upload(files, password, None, progress)
+
         def ask(question: str, history: list[list[str]] | None = None, k: int | None = None,
                 sources: list[str] | None = None, collections: list[str] | None = None) -> Iterator[dict]:
             """Answer a question from the indexed documents, streaming; the last update has the citations."""
@@ -750,10 +756,14 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
         saved_chats.wire(chatbot, turns, sources_panel, demo)
 
         upload_btn.click(lambda: (*busy(), READING), None, [*buttons, upload_md], queue=False, **private).then(
-            upload, [pdfs, password, upload_into], [upload_json], api_name="upload", preprocess=False,
+            upload, [pdfs, password, upload_into], [upload_json], api_name="upload_into", preprocess=False,
             show_progress_on=[upload_md], **write_limits
         ).then(show_upload, [upload_json], [upload_md], **private).then(
             idle, None, buttons, queue=False, **private).then(**after_change)
+        # /upload as before collections (a raw HTTP call sends exactly its two values): into default.
+        upload_default_trigger = gr.Button(visible=False, elem_id="upload-default")
+        upload_default_trigger.click(upload_default, [pdfs, password], [upload_json], api_name="upload",
+                                     preprocess=False, **write_limits)
         wiki_btn.click(add_wiki_ui, [wiki_titles, upload_into], [wiki_md], **write_limits, **private
                        ).then(**after_change)
         ask_in.change(lambda chosen: gr.update(info=asking_label(chosen)), [ask_in], [ask_in], **private)

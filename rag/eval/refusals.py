@@ -11,6 +11,15 @@ The store holds every article of the SQuAD file and, with ``distractors``, more 
 answers none of the questions (:mod:`rag.eval.distractors`: Wikipedia wikitext, SciFact
 abstracts), so the same defaults can be checked as the store grows and its content changes.
 
+Some "unanswerable" questions are in truth answered by another source of the store (a
+distractor, or another SQuAD article: the Huguenot article says where Fort Caroline was built).
+:func:`answered_elsewhere` finds them by a rule judged on clear cases: one of the evidence's
+chunks holds a sentence with a gold answer string *and* at least :data:`ANSWERED_SHARE` of the
+question's other words (IDF-weighted over the searched scope, as the evidence weighs them).
+Answering those is right, refusing them is not wrong, so they are left out of
+``refused_unanswerable`` and of the threshold fits; ``refused_unanswerable_raw`` counts every
+question, and ``answered_elsewhere`` says how many were set apart.
+
 Reported: the share refused in each case at the product's rule (``refused_unanswerable``,
 ``refused_answerable``), and the threshold that refuses the most unanswerable questions while
 refusing at most 5% of answerable ones, fitted on the even-numbered articles and scored on the
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,11 +39,53 @@ from typing import Any, Iterator, Sequence
 from rag.eval.common import (EvalDataError, extractive_answerer, iter_progress, resolve_settings,
                               spread_questions, temporary_rag)
 from rag.eval.distractors import load_distractors
-from rag.eval.squad import is_hit, load_squad
+from rag.eval.squad import Question, is_hit, load_squad
+from rag.refuse import EVIDENCE_DEPTH, Frequencies, frequencies_for, question_words, word_weights
 from rag.settings import Settings
-from rag.types import Document
+from rag.text import content_words
+from rag.types import Document, Hit
 
 MAX_FALSE_REFUSALS = 0.05
+# A sentence with a gold answer answers the question when it also holds this share of the
+# question's other words (IDF-weighted): a bare "three" or "the north" in a sentence about
+# something else does not.
+ANSWERED_SHARE = 0.5
+
+
+def _normal(text: str) -> str:
+    return " " + " ".join(re.sub(r"[^\w]+", " ", text.casefold()).split()) + " "
+
+
+def answered_elsewhere(question: Question, hits: Sequence[Hit], frequencies: Frequencies | None) -> bool:
+    """Whether the evidence's chunks (not the question's own article) in truth answer ``question``.
+
+    True when a sentence of the first :data:`~rag.refuse.EVIDENCE_DEPTH` hits holds a gold
+    answer (whole words, case-insensitive) and at least :data:`ANSWERED_SHARE` of the IDF
+    weight of the question's content words that are not part of that answer.
+
+    Args:
+        question: the SQuAD question with its gold answers.
+        hits: what was retrieved with its own article left out.
+        frequencies: document frequencies of the searched scope (the evidence's own weights).
+    """
+    from rag.cite import chunk_sentences
+
+    qwords = question_words(question.text)
+    if not qwords:
+        return False
+    weight = word_weights(qwords, frequencies)
+    golds = [(_normal(a), content_words(a)) for a in question.answers if _normal(a).strip()]
+    for hit in list(hits)[:EVIDENCE_DEPTH]:
+        for sentence in chunk_sentences(hit.text):
+            text = _normal(sentence)
+            for gold, gold_words in golds:
+                if gold not in text:
+                    continue
+                rest = qwords.keys() - gold_words
+                total = sum(weight[x] for x in rest)
+                if total and sum(weight[x] for x in rest & content_words(sentence)) >= ANSWERED_SHARE * total:
+                    return True
+    return False
 
 
 def best_threshold(answerable: Sequence[float], unanswerable: Sequence[float],
@@ -116,7 +168,9 @@ def evaluate_refusals(
         rag: a facade whose store already holds exactly these documents (skips ingestion).
 
     Returns:
-        ``refused_unanswerable``, ``refused_answerable`` under the product's rule;
+        ``refused_unanswerable`` (over the questions no other source answers, see
+        :func:`answered_elsewhere`; ``refused_unanswerable_raw`` over all of them and
+        ``answered_elsewhere`` how many were set apart), ``refused_answerable`` under the product's rule;
         ``refused_answerable_retrievable`` (answerable questions whose retrieved chunks hold
         the answer); the fitted threshold and its rates on held-out articles; ``n``, ``seconds``.
     """
@@ -129,7 +183,8 @@ def evaluate_refusals(
     extra = load_distractors(distractors, limit=distractor_limit) if distractors else None
     scope = sources + (extra.sources if extra else [])
     questions = spread_questions(data.questions, max_questions)
-    rows: list[tuple[str, float, float, bool]] = []  # (source, answerable ev, unanswerable ev, retrievable)
+    # (source, answerable evidence, unanswerable evidence, retrievable, answered elsewhere)
+    rows: list[tuple[str, float, float, bool, bool]] = []
     out = open(dump, "w", encoding="utf-8") if dump else None  # noqa: SIM115 (closed below)
     documents = list(data.documents) + (extra.documents if extra else [])
     try:
@@ -144,9 +199,11 @@ def evaluate_refusals(
                 retrievable = any(is_hit(h, q) for h in found.hits)
                 ev_found = answerer.assess(found, sources=everywhere)
                 ev_missing = answerer.assess(missing, sources=others)
-                rows.append((q.source, ev_found.score, ev_missing.score, retrievable))
+                elsewhere = answered_elsewhere(q, missing.hits, frequencies_for(r.store, others))
+                rows.append((q.source, ev_found.score, ev_missing.score, retrievable, elsewhere))
                 if out is not None:
                     out.write(json.dumps({"source": q.source, "question": q.text, "retrievable": retrievable,
+                                          "answered_elsewhere": elsewhere,
                                           "answerable": ev_found.as_dict(), "unanswerable": ev_missing.as_dict()})
                               + "\n")
     finally:
@@ -154,25 +211,32 @@ def evaluate_refusals(
             out.close()
     t = s.refuse_below
     n = len(rows)
-    pos = [a for _, a, _, _ in rows]
-    neg = [b for _, _, b, _ in rows]
-    retrievable = [a for _, a, _, ok in rows if ok]
+    pos = [row[1] for row in rows]
+    clear = [row for row in rows if not row[4]]  # unanswerable questions no other source answers
+    neg = [row[2] for row in clear]
+    retrievable = [row[1] for row in rows if row[3]]
     order = {src: i for i, src in enumerate(sources)}
     # Two-fold cross-fit by article: fit the threshold on one half, score it on the other, both ways.
     folds = []
     for fit_parity in (0, 1):
         fit = [row for row in rows if order[row[0]] % 2 == fit_parity]
         held = [row for row in rows if order[row[0]] % 2 != fit_parity]
-        fitted, _, _ = best_threshold([a for _, a, _, _ in fit], [b for _, _, b, _ in fit])
-        folds.append((fitted, sum(b < fitted for _, _, b, _ in held) / max(len(held), 1),
-                      sum(a < fitted for _, a, _, _ in held) / max(len(held), 1)))
+        held_clear = [row for row in held if not row[4]]
+        fitted, _, _ = best_threshold([row[1] for row in fit], [row[2] for row in fit if not row[4]])
+        folds.append((fitted, sum(row[2] < fitted for row in held_clear) / max(len(held_clear), 1),
+                      sum(row[1] < fitted for row in held) / max(len(held), 1),
+                      sum(row[2] < fitted for row in held) / max(len(held), 1)))
     overall, overall_unans, overall_ans = best_threshold(pos, neg)
+    elsewhere = [row for row in rows if row[4]]
     return {
         "eval": "refusals",
         "dataset": data.name,
         "distractors": extra.label if extra else "",
-        "refused_unanswerable": sum(v < t for v in neg) / n,
+        "refused_unanswerable": sum(v < t for v in neg) / max(len(neg), 1),
         "refused_answerable": sum(v < t for v in pos) / n,
+        "refused_unanswerable_raw": sum(row[2] < t for row in rows) / n,
+        "answered_elsewhere": len(elsewhere),
+        "answered_elsewhere_not_refused": sum(row[2] >= t for row in elsewhere),
         "refused_answerable_retrievable": sum(v < t for v in retrievable) / max(len(retrievable), 1),
         "refuse_below": t,
         # Fitted on even articles, scored on odd ones; then the other way round; then the mean.
@@ -184,6 +248,7 @@ def evaluate_refusals(
         "heldout_even_refused_answerable": folds[1][2],
         "crossfit_refused_unanswerable": (folds[0][1] + folds[1][1]) / 2,
         "crossfit_refused_answerable": (folds[0][2] + folds[1][2]) / 2,
+        "crossfit_refused_unanswerable_raw": (folds[0][3] + folds[1][3]) / 2,
         "best_threshold_all": round(overall, 4),
         "best_refused_unanswerable_all": overall_unans,
         "best_refused_answerable_all": overall_ans,

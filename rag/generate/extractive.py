@@ -1,71 +1,71 @@
 """The offline default: answer with the best sentences of the retrieved chunks, no language model.
 
 ``ExtractiveGenerator`` scores every sentence of the retrieved chunks against the question
-and returns the best one to three, verbatim, each followed by the citation of its chunk.
-The answer text starts with :data:`EXTRACT_PREFIX` (``From the documents:``) and the
+and answers with the best one, verbatim, followed by the citation of its chunk; a second or
+third joins it only while the ranker is unsure (see :meth:`ExtractiveGenerator.select`). The
+answer text starts with :data:`EXTRACT_PREFIX` (``From the documents:``) and the
 ``Answer.generator`` is ``extractive``, so every surface shows it is an extract.
 
-A sentence's score adds up, with weights fitted on SQuAD half-a (``rag eval answers``):
-
-* ``cosine``: MiniLM cosine between the question and the sentence;
-* ``overlap``: the share of the question's content words (IDF-weighted over the candidate
-  sentences, crude suffix stemming) that the sentence contains;
-* ``chunk``: the cosine of the sentence's chunk to the question (retrieval's own score);
-* ``context``: how much better the previous sentence matches than this one (the answer
-  often follows the sentence that names the subject: "... Newton. He was sacked seven times.");
-* ``answer type``: for when/how many/who/where questions, whether the sentence has a date,
-  a number, a name, or a place after in/at/near (a name or place the question does not
-  already contain);
-* ``centrality`` (subtracted): cosine to its chunk's mean sentence, which is high for topic
-  sentences ("Super Bowl 50 was an American football game ...") that restate a subject
-  without answering anything about it.
-
-Sentences repeated in overlapping chunks count once.
+A sentence's score is a weighted sum of the features of
+:mod:`rag.generate.sentence_features` (MiniLM cosines of the sentence and its neighbours,
+IDF overlap with the question's words, its chunk's retrieval score and rank, its place in the
+chunk, whether it holds the kind of thing the question asks for, its length, ...); the
+scores of one question's candidates are turned into probabilities by a softmax. Sentences
+repeated in overlapping chunks count once.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from rag.cite import PassageVectors, neutralize_brackets
+from rag.errors import ConfigError
+from rag.generate.sentence_features import FEATURES, answer_type, candidate_features, matches_type
 from rag.protocols import Embedder
-from rag.text import IdfOverlap, content_words, words as _words
 from rag.types import Hit
+
+__all__ = ["EXTRACT_PREFIX", "ExtractiveGenerator", "Sentence", "answer_type", "matches_type"]
 
 EXTRACT_PREFIX = "From the documents:"
 MAX_SENTENCES = 3
 
-# Fitted on SQuAD half-a (see rag.eval.answers.evaluate_extract and the README).
+# A listwise ranker over rag.generate.sentence_features.FEATURES, fitted by bench/fit_sentences.py
+# (--l2 0.1) on the dump of bench/sentence_features.py (SQuAD half-a, product retrieval): a softmax
+# over each question's candidate sentences, maximising the probability of those that hold a gold
+# answer, checked by a two-fold cross-fit by article (even/odd). Refit with those two scripts after
+# changing a feature.
 WEIGHTS = {
-    "cosine": 1.0,
-    "overlap": 1.0,
-    "chunk": 1.0,
-    "context": 0.5,
-    "answer_type": 0.2,
-    "centrality": 0.6,
+    "cosine": 3.8495,
+    "pair_cosine": 2.7069,
+    "prev_cosine": -0.4435,
+    "next_cosine": -0.0486,
+    "context": -0.3259,
+    "centrality": -3.7203,
+    "overlap": 5.8892,
+    "prev_overlap": 3.1197,
+    "next_overlap": 0.1055,
+    "chunk_overlap": 0.9730,
+    "chunk_score": 0.8844,
+    "chunk_gap": -1.6536,
+    "chunk_rank": 2.1401,
+    "first": -0.0988,
+    "position": -0.1889,
+    "type_match": 0.6630,
+    "date_match": 0.5384,
+    "number_match": 0.3400,
+    "person_match": 0.3653,
+    "bigrams": 1.5276,
+    "log_words": 0.0070,
+    "short": -0.6687,
+    "novelty": -2.6793,
+    "copies": -0.0835,
 }
-
-_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-           "november", "december")
-_NUMBER_WORDS = frozenset(
-    "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
-    "eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million billion "
-    "trillion dozen half percent".split()
-)
-_DATE_Q = re.compile(r"\b(when|what year|which year|what month|what day|what date|what century|which century|"
-                     r"what decade|in what year|what time)\b")
-_NUM_Q = re.compile(r"\b(how many|how much|what percentage|what percent|how long|how far|how old|how large|how big|"
-                    r"how high|how tall|how fast|what number|what amount|how often|what proportion|what fraction)\b")
-_PERSON_Q = re.compile(r"\b(who|whom|whose)\b")
-_PLACE_Q = re.compile(r"\b(where|what city|which city|what country|which country|what state|which state|"
-                      r"what region|what place)\b")
-
-_PLACE = re.compile(r"\b(?:in|at|near|from|to)\s+(?:the\s+)?([A-Z][\w'-]+)")
-
+# A sentence after the best one is added only while its own probability is at least this
+# (chosen with the same fit: it buys answers the best sentence misses at few extra words).
+ADD_SENTENCE = 0.15
 
 @dataclass(frozen=True)
 class Sentence:
@@ -75,31 +75,7 @@ class Sentence:
     hit: int
     score: float
     cosine: float
-
-
-def answer_type(question: str) -> str | None:
-    """``date``, ``number``, ``person``, ``place`` or None, from the question's wh-phrase."""
-    q = question.lower()
-    for kind, pattern in (("date", _DATE_Q), ("number", _NUM_Q), ("person", _PERSON_Q), ("place", _PLACE_Q)):
-        if pattern.search(q):
-            return kind
-    return None
-
-
-def matches_type(kind: str | None, sentence: str, question_words: set[str]) -> bool:
-    """Whether ``sentence`` holds the kind of thing the question asks for."""
-    if kind is None:
-        return False
-    low = sentence.lower()
-    if kind == "date":
-        return bool(re.search(r"\b(1[0-9]{3}|20[0-9]{2})s?\b", sentence)) or "century" in low or \
-            any(m in low for m in _MONTHS)
-    if kind == "number":
-        return bool(re.search(r"\d", sentence)) or any(w in _NUMBER_WORDS for w in _words(sentence))
-    if kind == "place":  # "in Santa Clara", "at Levi's Stadium"
-        return any(m.group(1).lower() not in question_words for m in _PLACE.finditer(sentence))
-    names = re.findall(r"\b[A-Z][\w'-]+", sentence)[1:]  # the first word is capitalised anyway
-    return any(n.lower() not in question_words for n in names)
+    probability: float = 1.0
 
 
 class ExtractiveGenerator:
@@ -119,7 +95,8 @@ class ExtractiveGenerator:
     warning: str | None = None
 
     def __init__(self, embedder: Embedder, *, max_sentences: int = MAX_SENTENCES,
-                 weights: dict[str, float] | None = None, passages: PassageVectors | None = None) -> None:
+                 weights: dict[str, float] | None = None, passages: PassageVectors | None = None,
+                 add_sentence: float = ADD_SENTENCE) -> None:
         """Keep MiniLM; sentence vectors are cached per chunk.
 
         Args:
@@ -127,10 +104,15 @@ class ExtractiveGenerator:
             max_sentences: the most sentences an answer quotes.
             weights: overrides for :data:`WEIGHTS`.
             passages: a shared sentence-vector cache.
+            add_sentence: the probability a sentence after the best needs to join it.
         """
         self.embedder = embedder
         self.max_sentences = max_sentences
         self.weights = {**WEIGHTS, **(weights or {})}
+        unknown = set(self.weights) - set(FEATURES)
+        if unknown:
+            raise ConfigError(f"unknown sentence features {sorted(unknown)}; choose from {', '.join(FEATURES)}")
+        self.add_sentence = add_sentence
         self.passages = passages or PassageVectors(embedder)
 
     def rank(self, question: str, hits: Sequence[Hit], *, question_vector: np.ndarray | None = None) -> list[Sentence]:
@@ -142,42 +124,45 @@ class ExtractiveGenerator:
             question_vector: the question's MiniLM vector, when already computed.
 
         Returns:
-            The scored sentences.
+            The scored sentences; their probabilities (softmax of the scores) sum to 1.
         """
         if not hits:
             return []
-        w = self.weights
         qv = question_vector if question_vector is not None else self.embedder.embed([question])[0]
-        per_hit = self.passages.many(hits)
-        q_content = content_words(question)
-        q_words = set(_words(question))
-        kind = answer_type(question)
-        sentence_words = [[content_words(t) for t in texts] for texts, _ in per_hit]
-        # IDF over the candidate sentences: a question word found in every sentence tells nothing.
-        overlap_of = IdfOverlap(q_content, (ws for per in sentence_words for ws in per))
-
-        best: dict[str, Sentence] = {}
-        for index, (hit, (texts, vectors)) in enumerate(zip(hits, per_hit)):
+        chunks = []
+        for texts, vectors in self.passages.many(hits):
             if not texts:
+                chunks.append(((), (), (), ()))
                 continue
             cos = vectors @ qv
             centre = vectors.mean(axis=0)
             centre /= np.linalg.norm(centre) + 1e-12
-            centrality = vectors @ centre
-            for j, text in enumerate(texts):
-                overlap = overlap_of(sentence_words[index][j])
-                context = max(float(cos[j - 1] - cos[j]), 0.0) if j > 0 else 0.0
-                score = (w["cosine"] * float(cos[j]) + w["overlap"] * overlap + w["chunk"] * hit.score
-                         + w["context"] * context + w["answer_type"] * matches_type(kind, text, q_words)
-                         - w["centrality"] * float(centrality[j]))
-                key = " ".join(text.lower().split())
-                if key not in best or score > best[key].score:
-                    best[key] = Sentence(text, index, score, float(cos[j]))
-        return sorted(best.values(), key=lambda s: -s.score)
+            pairs = vectors[:-1] + vectors[1:]
+            pairs /= np.linalg.norm(pairs, axis=1, keepdims=True) + 1e-12
+            chunks.append((texts, cos, np.concatenate([cos[:1], pairs @ qv]), vectors @ centre))
+        candidates = candidate_features(question, chunks, [h.score for h in hits])
+        if not candidates:
+            return []
+        w = np.array([self.weights.get(f, 0.0) for f in FEATURES])
+        scores = np.array([c.features for c in candidates]) @ w
+        p = np.exp(scores - scores.max())
+        p /= p.sum()
+        out = [Sentence(c.text, c.hit, float(x), c.cosine, float(q)) for c, x, q in zip(candidates, scores, p)]
+        return sorted(out, key=lambda s: -s.score)
 
     def select(self, question: str, hits: Sequence[Hit], *, question_vector: np.ndarray | None = None) -> list[Sentence]:
-        """The best 1 to ``max_sentences`` sentences for ``question``, best first."""
-        return self.rank(question, hits, question_vector=question_vector)[: self.max_sentences]
+        """The best sentence for ``question``, then the next ones while each is probable enough.
+
+        A runner-up joins while its probability is at least :data:`ADD_SENTENCE`, up to
+        ``max_sentences`` in all.
+        """
+        ranked = self.rank(question, hits, question_vector=question_vector)
+        picked = ranked[:1]
+        for s in ranked[1: self.max_sentences]:
+            if s.probability < self.add_sentence:
+                break
+            picked.append(s)
+        return picked
 
     @staticmethod
     def compose(sentences: Sequence[Sentence]) -> str:

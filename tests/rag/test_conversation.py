@@ -15,6 +15,7 @@ from rag.conversation import (
     describe_fused,
     fused_query,
     fused_search,
+    needs_history,
     normalize_history,
     rrf,
 )
@@ -57,6 +58,24 @@ def test_history_shapes() -> None:
 ])
 def test_anaphora(question: str, refers: bool) -> None:
     assert bool(ANAPHORA.search(question)) is refers
+
+
+def test_needs_history_rules() -> None:
+    alone = [h("Fresno", 0.55), h("Fresno", 0.5), h("Jacksonville", 0.4)]
+    farther = [h("Jacksonville", 0.45)]
+    closer_elsewhere = [h("Normans", 0.8)]
+    closer_here = [h("Jacksonville", 0.8)]
+    # An elliptical or very short question always uses the conversation.
+    assert needs_history("And in 1990?", farther, alone, 3)
+    assert needs_history("Population?", farther, alone, 3)
+    # A word that may refer back: fused unless the history makes the best match clearly worse.
+    assert needs_history("Who founded it?", [h("Fresno", 0.52)], alone, 3)
+    assert not needs_history("Which company held contests for fans to create their own ad?", farther, alone, 3)
+    # No such word: only a clearly closer chunk of a source the question alone also finds.
+    question = "Which river is contained inside the city limits?"
+    assert needs_history(question, closer_here, alone, 3)
+    assert not needs_history(question, closer_elsewhere, alone, 3)
+    assert not needs_history(question, [h("Jacksonville", 0.6)], alone, 3)
 
 
 def test_condense_prompt_is_in_the_models_format() -> None:
@@ -172,6 +191,12 @@ def test_a_question_that_stands_alone_is_retrieved_alone(squad_store) -> None:
     history = [("Wie hoch war die Bevölkerung von Fresno im Jahr 2010?", ""), ("Und die Fläche von Fresno?", "")]
     found = fused_search(search, question, history, 5)
     assert found.method == "question" and found.query == question
+    assert [x.chunk.id for x in found.hits] == [x.chunk.id for x in search(question, 5)]
+    # A word that points inside the question ("the river that ...") is no reason to fuse an
+    # unrelated turn: the history only pulls the query away from the question's subject.
+    question = "What is the name of the river that is completely contained inside Jacksonville?"
+    found = fused_search(search, question, [("In what year did BankAmericard change its name?", "")], 5)
+    assert found.method == "question"
     assert [x.chunk.id for x in found.hits] == [x.chunk.id for x in search(question, 5)]
     # A question that refers back, or is elliptical, still uses the conversation.
     assert fused_search(search, "What was its population in 2010?", history, 5).method == "fused"

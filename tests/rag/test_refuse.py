@@ -10,9 +10,10 @@ import pytest
 from rag import RAG
 from rag.eval.distractors import beir_documents, wikitext_documents
 from rag.prompt import NO_ANSWER
-from rag.refuse import EVIDENCE_DEPTH, assess, frequencies_for, question_words
+from rag.refuse import (CHUNK_COVERAGE_WEIGHT, CHUNK_WEIGHT, COVERAGE_WEIGHT, EVIDENCE_DEPTH, SENTENCE_WEIGHT,
+                         assess, frequencies_for, question_words, sentence_cosines)
 from rag.settings import REFUSE_BELOW
-from rag.types import Document
+from rag.types import Document, Evidence
 from tests.conftest import require_shared
 from tests.rag.test_answer import UNRELATED, corpus, store_dir  # noqa: F401  (fixtures)
 
@@ -77,9 +78,19 @@ def test_evidence_is_judged_on_the_best_chunks_only(squad_rag: RAG) -> None:
     hits = squad_rag.search("Who was the leader of the Norse raiders?", 10)
     q = "Who was the leader of the Norse raiders?"
     freq = frequencies_for(squad_rag.store)
-    assert assess(q, hits, freq) == assess(q, hits[:EVIDENCE_DEPTH], freq)
-    assert assess(q, hits, freq) != assess(q, hits[1:], freq)  # the best chunk does count
-    assert assess(q, [], freq).score == float("-inf")
+    answerer = squad_rag.answerer
+
+    def evidence(hits: list) -> Evidence:
+        return assess(q, hits, freq, sentence_cosines(answerer.passages, hits, answerer.vector(q)))
+
+    assert evidence(hits) == evidence(hits[:EVIDENCE_DEPTH])
+    assert evidence(hits) != evidence(hits[1:])  # the best chunk does count
+    assert evidence([]).score == float("-inf")
+    best = evidence(hits)
+    assert -1 <= best.sentence <= 1 and 0 <= best.coverage <= best.chunk_coverage <= 1
+    assert best.score == pytest.approx(SENTENCE_WEIGHT * best.sentence + CHUNK_WEIGHT * best.chunk
+                                       + COVERAGE_WEIGHT * best.coverage + CHUNK_COVERAGE_WEIGHT * best.chunk_coverage)
+    assert answerer.assess(answerer.retrieve(q)) == best
 
 
 # -- with distractors ------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ def test_named_endpoints(client) -> None:
     api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     params = {name: [p["parameter_name"] for p in info["parameters"]] for name, info in api.items()}
     assert params == {
-        "/upload": ["files", "password", "collection"],
+        "/upload": ["files", "password"],
+        "/upload_into": ["files", "password", "collection"],
         "/ask": ["question", "history", "k", "sources", "collections"],
         "/add_wikipedia": ["titles", "collection"],
         "/delete": ["source", "collection"],

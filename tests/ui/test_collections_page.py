@@ -30,7 +30,7 @@ def page(embedder, tmp_path_factory: pytest.TempPathFactory):
         path = root / team / "handbook.md"
         path.parent.mkdir()
         path.write_text(HANDBOOK.format(deadline=fact), encoding="utf-8")
-        [result] = client.predict([handle_file(str(path))], "", team, api_name="/upload")["files"]
+        [result] = client.predict([handle_file(str(path))], "", team, api_name="/upload_into")["files"]
         assert (result["source"], result["collection"], result["status"]) == ("handbook.md", team, "added"), result
     yield server, client
     client.close()
@@ -77,5 +77,9 @@ def test_bad_names_on_the_page_are_one_sentence(page, tmp_path: Path) -> None:
     note = tmp_path / "note.txt"
     note.write_text("Kites fly on the beach.", encoding="utf-8")
     with pytest.raises(AppError, match="'a/b' is not valid"):
-        client.predict([handle_file(str(note))], "", "a/b", api_name="/upload")
+        client.predict([handle_file(str(note))], "", "a/b", api_name="/upload_into")
     assert [c["name"] for c in client.predict(api_name="/collections")] == ["team-a", "team-b"]
+    # /upload (two values, as raw HTTP callers send it) still goes into the default collection.
+    [plain] = client.predict([handle_file(str(note))], "", api_name="/upload")["files"]
+    assert (plain["collection"], plain["status"]) == ("default", "added")
+    assert client.predict("note.txt", "", api_name="/delete")["chunks"] == 1

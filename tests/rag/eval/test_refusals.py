@@ -12,7 +12,9 @@ from click.testing import CliRunner
 from rag.cli import main
 from rag.eval.common import EvalDataError
 from rag.eval.distractors import load_distractors, wikitext_to_plain
-from rag.eval.refusals import best_threshold, evaluate_refusals
+from rag.eval.refusals import answered_elsewhere, best_threshold, evaluate_refusals
+from rag.eval.squad import Question, load_squad
+from rag.types import Chunk, Hit
 from tests.conftest import require_shared
 from tests.rag.eval.test_answers_eval import small_squad  # noqa: F401  (fixture)
 
@@ -68,7 +70,11 @@ def test_refusals_with_distractors_kept_store_and_dump(embedder, small_squad: Pa
     assert first["refused_unanswerable"] >= 0.6 and first["refused_answerable"] <= 0.2
     rows = [json.loads(line) for line in dump.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 12 and {"answerable", "unanswerable", "source", "question"} <= set(rows[0])
-    assert sum(r["unanswerable"]["score"] < first["refuse_below"] for r in rows) / 12 == first["refused_unanswerable"]
+    assert sum(r["unanswerable"]["score"] < first["refuse_below"] for r in rows) / 12 == first["refused_unanswerable_raw"]
+    clear = [r for r in rows if not r["answered_elsewhere"]]
+    assert len(clear) == 12 - first["answered_elsewhere"]
+    assert sum(r["unanswerable"]["score"] < first["refuse_below"] for r in clear) / len(clear) == \
+        first["refused_unanswerable"]
     again = evaluate_refusals(small_squad, max_questions=12, distractors=distractor_paths, distractor_limit=SCIFACT,
                               store=store)
     for key in ("refused_unanswerable", "refused_answerable", "best_threshold_all"):
@@ -88,3 +94,18 @@ def test_distractor_loaders_read_real_text(distractor_paths: list[Path]) -> None
         load_distractors([wiki / "missing"])
     out = CliRunner().invoke(main, ["eval", "refusals", "x.json", "--distractors", str(wiki / "missing")])
     assert out.exit_code != 0 and "Traceback" not in out.output
+
+
+def test_answered_elsewhere_needs_the_answer_and_the_question_in_one_sentence() -> None:
+    """Another article that states the answer answers the question; a bare answer word in passing does not."""
+    data = load_squad(require_shared("squad", "squad-dev-v1.1-half-a.json"))
+    by_text = {q.text: q for q in data.questions}
+    colony = by_text["What is the name of the French colony established in 1564?"]  # Jacksonville's
+    normans = by_text["What part of France were the Normans located?"]  # gold "north"
+    huguenot = next(d for d in data.documents if d.source == "wikipedia:Huguenot")
+    paragraph = next(p for p in huguenot.text.split("\n") if p.startswith("French Huguenots made two attempts"))
+    hit = Hit(Chunk("h1", huguenot.source, paragraph, "wikipedia", "Huguenot", 0, len(paragraph), 100), 0.5)
+    assert "Fort Caroline" in paragraph and "North America" in paragraph
+    assert colony.source != hit.source and answered_elsewhere(colony, [hit], None) is True
+    assert answered_elsewhere(normans, [hit], None) is False  # "a haven in North America"
+    assert answered_elsewhere(Question("x", colony.text, ("Charlesfort",), colony.source), [hit], None) is False

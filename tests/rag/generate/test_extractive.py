@@ -70,6 +70,32 @@ def test_compose_quotes_up_to_three_sentences_each_cited(gen) -> None:
     assert "24–10" in text
 
 
+def test_the_answer_to_a_known_question_is_the_one_sentence_that_holds_it(gen) -> None:
+    # The best sentence is sure enough that nothing joins it.
+    sentences = gen.select("Which network broadcast Super Bowl 50 in the U.S.?", HITS)
+    assert len(sentences) == 1 and "CBS" in sentences[0].text and sentences[0].hit == 2
+    assert sentences[0].probability > 0.5
+
+
+def test_a_runner_up_joins_only_while_it_is_probable(embedder) -> None:
+    question = "Who won Super Bowl 50 and what was the score?"
+    ranked = ExtractiveGenerator(embedder).rank(question, HITS)
+    assert abs(sum(s.probability for s in ranked) - 1) < 1e-6
+    assert [s.probability for s in ranked] == sorted((s.probability for s in ranked), reverse=True)
+    assert len(ExtractiveGenerator(embedder, add_sentence=0.0).select(question, HITS)) == 3
+    assert len(ExtractiveGenerator(embedder, add_sentence=1.01).select(question, HITS)) == 1
+    second = ranked[1].probability
+    picked = ExtractiveGenerator(embedder, add_sentence=second).select(question, HITS)
+    assert [s.text for s in picked][:2] == [s.text for s in ranked[:2]]
+
+
+def test_an_unknown_weight_is_refused(embedder) -> None:
+    from rag.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown sentence features"):
+        ExtractiveGenerator(embedder, weights={"cosnie": 1.0})
+
+
 def test_a_sentence_repeated_in_overlapping_chunks_counts_once(gen) -> None:
     overlap = hit(BROADCAST.split(". ")[1], "Super Bowl 50", 0.44)  # the halftime sentence again
     texts = [s.text for s in gen.rank("Who headlined the halftime show?", [*HITS, overlap])]

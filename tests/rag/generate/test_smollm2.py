@@ -209,8 +209,13 @@ def test_answers_over_an_ingested_pdf_through_the_gptq_loader(gptq_rag: RAG) -> 
     assert answer.text.strip()
     source = answer.sources[0]
     assert source.page == 3 and "Copenhagen" in source.text and source.source.endswith("multicolumn.pdf")
-    # the streamed text is the answer, citation markers aside; every marker points to a source
-    assert MARKERS.sub("", answer.text) == MARKERS.sub("", "".join(pieces).strip())
+    # the streamed text is the answer, citation markers aside (and the whitespace around them: a
+    # marker the model wrote on its own line, "Denmark\n\n[2] Copenhagen", pointing to no source,
+    # is dropped from the answer with its line break kept); every marker points to a source
+    def words(text: str) -> list[str]:
+        return MARKERS.sub("", text).split()
+
+    assert words(answer.text) == words("".join(pieces))
     assert {int(n) for n in re.findall(r"\[(\d+)", answer.text)} == {c.number for c in answer.citations}
     assert all(c.hit in answer.sources for c in answer.citations)
 
