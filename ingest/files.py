@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from rag.errors import InvalidNameError, UnreadableSourceError
+from rag.errors import InvalidNameError, SourceError, UnreadableSourceError
 from rag.settings import DEFAULT_COLLECTION
 
 log = logging.getLogger(__name__)
@@ -240,6 +240,42 @@ def stage_upload(files_dir: str | Path, upload_path: str | Path, name: str | Non
                       digest=file_digest(target) or "", _lock_fd=fd)
 
 
+def keep_copy(files_dir: str | Path, path: str | Path, name: str,
+              collection: str = DEFAULT_COLLECTION) -> StagedFile | None:
+    """Stage a copy of a local file (``rag ingest file.pdf``, ``RAG.add_pdf``) so citations can open it.
+
+    The copy is committed into ``files_dir`` with the source's chunks, as an upload is. A file
+    whose source name is not already a safe stored name (``Café.pdf``), or whose content is not
+    what its name says, is not kept (its citations then show the path it was read from); this
+    never makes the ingestion itself fail.
+
+    Args:
+        files_dir: where stored files are kept.
+        path: the file that was read.
+        name: its source name.
+        collection: its collection (the copy goes into :func:`collection_dir`).
+
+    Returns:
+        The staged copy, or None when it is not kept.
+    """
+    kind = name_kind(name)
+    if kind is None or safe_name(name, kind) != name:
+        log.info("not keeping a copy of %s: its name is not a safe stored name", name)
+        return None
+    kept = stored_file(collection_dir(files_dir, collection), name)
+    if kept is not None and file_digest(kept) == file_digest(path):
+        return None  # the same bytes are kept already
+    try:
+        staged = stage_upload(files_dir, path, name, collection=collection)
+    except (SourceError, OSError) as exc:
+        log.info("not keeping a copy of %s: %s", name, exc)
+        return None
+    if staged.name != name:
+        staged.discard()
+        return None
+    return staged
+
+
 def staged_in(files_dir: str | Path, path: str | Path, collection: str = DEFAULT_COLLECTION) -> StagedFile | None:
     """The staged upload at ``path`` when it lies in ``files_dir``'s staging area, else None.
 
@@ -303,6 +339,24 @@ def stored_file(files_dir: str | Path, name: str) -> Path | None:
     if resolved.parent != root or not resolved.is_file():
         return None
     return resolved
+
+
+def stored_kind(files_dir: str | Path, name: str, collection: str = DEFAULT_COLLECTION) -> tuple[Path, str] | None:
+    """The stored file ``name`` of ``collection`` and its kind, when its content is what its name says; else None.
+
+    What ``/files`` and the viewer serve: a file whose bytes are not what its extension
+    promises is never served as that (nor at all).
+    """
+    from ingest.formats import sniff
+
+    path = stored_file(collection_dir(files_dir, collection), name)
+    if path is None:
+        return None
+    try:
+        kind = sniff(path)
+    except SourceError:
+        return None
+    return (path, kind) if kind == name_kind(name) else None
 
 
 def file_url(files_dir: str | Path, source: str, page: int | None = None,

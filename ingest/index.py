@@ -22,7 +22,7 @@ from rag.errors import NameConflictError, SourceError
 from rag.progress import progress_bar
 from rag.protocols import Embedder, Store
 from rag.settings import DEFAULT_COLLECTION, Settings
-from rag.types import Chunk, Document, IngestReport
+from rag.types import Chunk, Document, IngestReport, Progress
 
 if TYPE_CHECKING:
     from ingest.files import StagedFile
@@ -39,13 +39,16 @@ class SourceJob:
     """A named source, how to read it (reading may raise SourceError), and the collection it goes into.
 
     ``file`` is a staged upload (``ingest.files.stage_upload``) that is moved into
-    ``files_dir`` in the same transaction as the source's chunks.
+    ``files_dir`` in the same transaction as the source's chunks; ``keep``, when there is no
+    ``file``, stages one once the source has been read (``ingest.files.keep_copy``: a copy of a
+    local file, so its citations can open it), or returns None to keep nothing.
     """
 
     name: str
     load: Loader
     file: "StagedFile | None" = None
     collection: str = DEFAULT_COLLECTION
+    keep: "Callable[[], StagedFile | None] | None" = None
 
 
 @dataclass(frozen=True)
@@ -135,17 +138,20 @@ class Indexer:
             if not chunks:
                 report.skipped[name] = f"{name} has no text to index"
                 continue
-            out.append(LoadedSource(name, docs[0].kind, chunks, job.file, job.collection))
+            file = job.file if job.file is not None or job.keep is None else job.keep()
+            out.append(LoadedSource(name, docs[0].kind, chunks, file, job.collection))
         return out
 
     def write(self, loaded: Sequence[LoadedSource], report: IngestReport | None = None, *,
-              progress: bool = False) -> IngestReport:
+              progress: bool = False, on_progress: Callable[[Progress], None] | None = None) -> IngestReport:
         """Write loaded sources: each changed one as a journaled unit (the caller serializes writers).
 
         Args:
             loaded: from :meth:`load`.
             report: the report to complete (a new one when omitted).
             progress: show a progress bar (on stderr) while embedding.
+            on_progress: called after each batch with the chunks embedded so far (``embedding``);
+                its source is the one being written, or ``""`` when several are.
 
         Returns:
             The report.
@@ -185,9 +191,14 @@ class Indexer:
             parts = [todo[lo : lo + self.write_batch] for lo in range(0, len(todo), self.write_batch)]
             vectors = self.embed_batches([[c.text for c in part] for part in parts])
             bar = progress_bar(len(todo), desc="Embedding", unit="chunk", enabled=progress)
+            source = plans[0][0].name if len(plans) == 1 else ""
+            done = 0
             for part, embedded in zip(parts, vectors, strict=True):
                 self.store.add(part, embedded)
                 bar.update(len(part))
+                done += len(part)
+                if on_progress is not None:
+                    on_progress(Progress(source, "embedding", done, len(todo)))
             bar.close()
             for i, (item, _, _, stale) in enumerate(plans):
                 if item.file is not None:

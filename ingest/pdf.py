@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import unicodedata
+from typing import Callable
 from pathlib import Path
 
 from rag.errors import EncryptedPDFError, NoTextError, SourceError, UnreadableSourceError
@@ -60,6 +61,7 @@ def read_pdf(
     max_seconds: float | None = None,
     max_page_bytes: int | None = None,
     settings: Settings | None = None,
+    on_page: Callable[[int, int], None] | None = None,
 ) -> list[Document]:
     """Read a PDF into one Document per page that has text, in a worker process under hard limits.
 
@@ -79,6 +81,7 @@ def read_pdf(
         max_seconds: give up on files whose text takes longer to extract (``RAG_MAX_PDF_SECONDS``).
         max_page_bytes: refuse pages with more decompressed content (``RAG_MAX_PDF_PAGE_BYTES``).
         settings: where the limits not given come from.
+        on_page: called with (page being read, pages in the file) as the worker goes.
 
     Returns:
         Documents with ``page`` set (1-based), in page order.
@@ -109,7 +112,8 @@ def read_pdf(
     if not is_pdf(path):
         raise UnreadableSourceError(name, f"{name} is not a PDF (its content does not start with %PDF-)")
     ocr_languages = limits.ocr_languages if limits.ocr == "auto" else None
-    pages = _in_worker(name, max_seconds, (str(path), password, name, max_pages, max_page_bytes, ocr_languages))
+    pages = _in_worker(name, max_seconds, (str(path), password, name, max_pages, max_page_bytes, ocr_languages),
+                       on_page=on_page)
     return [Document(source=name, text=text, kind="pdf", title=name, page=number) for number, text in pages]
 
 
@@ -149,7 +153,8 @@ _idle: list[_Worker] = []
 _idle_lock = threading.Lock()
 
 
-def _in_worker(name: str, max_seconds: float, args: tuple) -> list[tuple[int, str]]:
+def _in_worker(name: str, max_seconds: float, args: tuple,
+               on_page: Callable[[int, int], None] | None = None) -> list[tuple[int, str]]:
     with _idle_lock:
         worker = _idle.pop() if _idle else None
     if worker is None or worker.proc.poll() is not None:
@@ -170,12 +175,14 @@ def _in_worker(name: str, max_seconds: float, args: tuple) -> list[tuple[int, st
             kind = message[0]
             if kind == "page":
                 at = message[1:]
+                if on_page is not None:
+                    on_page(*at)
                 continue
             done = True
             if kind == "ok":
                 return message[1]
             if kind == "error":
-                raise _ERRORS[message[1]](message[2], message[3])
+                raise _ERRORS[message[1]](message[2], message[3], hints=message[4])
             raise UnreadableSourceError(name, f"{name} could not be read as a PDF ({message[1]}); it may be damaged")
     except (EOFError, OSError, pickle.UnpicklingError):
         done = False
@@ -231,7 +238,7 @@ def _serve() -> None:
             send(("ok", _extract(send, Path(path), password, name, max_pages, max_page_bytes, ocr_languages)))
         except SourceError as exc:
             send(("error", type(exc).__name__ if type(exc).__name__ in _ERRORS else "SourceError",
-                  exc.source, str(exc)))
+                  exc.source, exc.message, exc.hints))
         except Exception as exc:  # noqa: BLE001 - reported to the caller as one sentence
             send(("crash", _reason(exc)))
 
@@ -251,7 +258,7 @@ def _extract(send, path: Path, password: str | None, name: str, max_pages: int,
     except DependencyError as exc:
         raise UnreadableSourceError(name, f"{name} uses an encryption this install cannot open ({exc})") from exc
     except FileNotDecryptedError as exc:
-        raise EncryptedPDFError(name, _encrypted_message(name, password)) from exc
+        raise _encrypted(name, password) from exc
     except Exception as exc:  # pypdf raises many types for damaged files
         raise UnreadableSourceError(name, f"{name} could not be read as a PDF ({_reason(exc)}); it may be damaged") from exc
 
@@ -345,13 +352,23 @@ def _decrypt(reader, name: str, password: str | None) -> None:
     for candidate in ([password] if password else []) + [""]:
         if reader.decrypt(candidate) != PasswordType.NOT_DECRYPTED:
             return
-    raise EncryptedPDFError(name, _encrypted_message(name, password))
+    raise _encrypted(name, password)
+
+
+# How to give a password, on each surface (rag.errors.RagError hints).
+PASSWORD_HINTS = {"cli": "pass its password with --password",
+                  "page": "type its password in the Password field and click Add files again",
+                  "api": "send its password in the form field 'password'"}
 
 
 def _encrypted_message(name: str, password: str | None) -> str:
     if password:
         return f"The password given for {name} is wrong; check it and try again"
-    return f"{name} is encrypted; pass its password with --password (or the password field in the app)"
+    return f"{name} is encrypted"
+
+
+def _encrypted(name: str, password: str | None) -> EncryptedPDFError:
+    return EncryptedPDFError(name, _encrypted_message(name, password), hints=None if password else PASSWORD_HINTS)
 
 
 def _reason(exc: Exception) -> str:

@@ -185,15 +185,22 @@ def search(ctx: click.Context, query: str, k: int | None, sources: tuple[str, ..
            as_json: bool) -> None:
     """Find the chunks most similar to QUERY (cosine similarity, best first)."""
     rag = open_service(ctx)
+    indexed = rag.sources(collection=list(collections) or None)
+    if sources:
+        from rag.service import check_sources
+
+        check_sources(sources, indexed)
     hits = rag.search(query, k, sources=list(sources) or None, collection=list(collections) or None)
     if as_json:
-        emit_json({"query": query, "k": k or rag.settings.top_k, "hits": [h.to_dict() for h in hits]})
+        emit_json({"query": query, "k": k or rag.settings.top_k, "hits": _linked(rag, hits)})
         return
     if not hits:
-        click.echo("Nothing is indexed yet; add documents with: rag ingest FILE.pdf --wikipedia TITLE")
+        click.echo("Nothing matched the query." if indexed else
+                   "Nothing is indexed yet; add documents with: rag ingest FILE.pdf --wikipedia TITLE")
     for i, h in enumerate(hits, 1):
         where = f", page {h.page}" if h.page else (f" § {h.section}" if h.section else "")
-        click.echo(f"{i}. [{h.score:.3f}] {h.title}{where}{_in_collection(h)}" + (f"  <{h.url}>" if h.url else ""))
+        link = hit_link(rag, h)
+        click.echo(f"{i}. [{h.score:.3f}] {h.title}{where}{_in_collection(h)}" + (f"  <{link}>" if link else ""))
         snippet = " ".join(h.text.split())
         click.echo(f"   {snippet[:240]}{'…' if len(snippet) > 240 else ''}")
 
@@ -374,8 +381,30 @@ def exposure_warning(host: str, settings: Any) -> str | None:
 
 
 # -- answers ---------------------------------------------------------------------------------------
-def _print_sources(answer, *, refused: bool) -> None:
-    from rag.cite import source_label, source_link
+def hit_link(rag: Any, hit: Any) -> str | None:
+    """Where a hit opens: the server's viewer when a server owns the store, else the stored copy's
+    ``file://`` URL (a PDF at its page), a Wikipedia section, or the source's URL."""
+    from rag.links import citation_link, local_link
+
+    files_dir = rag.settings.files_dir
+    if getattr(rag, "remote", False):
+        link = citation_link(hit, files_dir)
+        return rag.url.rstrip("/") + link if link and link.startswith("/") else link
+    return local_link(hit, files_dir)
+
+
+def _linked(rag: Any, hits: list) -> list[dict[str, Any]]:
+    """``Hit.to_dict()`` of each hit with its ``url`` filled by :func:`hit_link` where it had none."""
+    out = []
+    for hit in hits:
+        data = hit.to_dict()
+        data["url"] = data["url"] or hit_link(rag, hit)
+        out.append(data)
+    return out
+
+
+def _print_sources(rag: Any, answer, *, refused: bool) -> None:
+    from rag.cite import source_label
 
     hits = answer.sources if refused else [c.hit for c in answer.citations]
     if not hits:
@@ -383,7 +412,7 @@ def _print_sources(answer, *, refused: bool) -> None:
     click.echo("\nClosest sources (they do not answer it):" if refused else "\nSources:")
     flags = {c.number: c for c in answer.citations}
     for i, hit in enumerate(hits, 1):
-        link = source_link(hit) or (str(hit.source) if hit.kind == "pdf" else None)
+        link = hit_link(rag, hit) or (str(hit.source) if hit.kind == "pdf" else None)
         line = f"  [{i}] {source_label(hit)}{_in_collection(hit)}" + (f"  <{link}>" if link else "")
         c = flags.get(i)
         if not refused and c is not None and c.supported is False:
@@ -412,7 +441,11 @@ def _answer_once(rag, question: str, history, k: int | None, *, as_json: bool, c
                 click.echo(item, nl=False)
     assert answer is not None
     if as_json:
-        emit_json(answer.to_dict())
+        data = answer.to_dict()
+        data["citations"] = [{**c, "url": linked["url"]} for c, linked in
+                             zip(data["citations"], _linked(rag, [c.hit for c in answer.citations]))]
+        data["sources"] = _linked(rag, answer.sources)
+        emit_json(data)
         return answer
     if streaming:
         click.echo()
@@ -422,7 +455,7 @@ def _answer_once(rag, question: str, history, k: int | None, *, as_json: bool, c
         click.echo(answer.text)
     if answer.query.strip() != question.strip():
         click.echo(f"\nRetrieval query: {answer.query}")
-    _print_sources(answer, refused=answer.refused)
+    _print_sources(rag, answer, refused=answer.refused)
     return answer
 
 

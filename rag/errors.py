@@ -7,9 +7,32 @@ the valid choices where there are some, and the fix.
 
 from __future__ import annotations
 
+from typing import Mapping
+
+# The edges that word errors for people, each with its own way to fix things: the command line
+# (flags), the page (its fields and buttons) and the HTTP API (request fields).
+SURFACES = ("cli", "page", "api")
+
 
 class RagError(Exception):
-    """Base class for every error this project raises on purpose."""
+    """Base class for every error this project raises on purpose.
+
+    Args:
+        message: the sentence saying what is wrong, naming the value.
+        hints: the fix, per surface (``cli``, ``page``, ``api``), when it depends on where the
+            user is (``--password`` on the command line, the Password field on the page);
+            ``str(error)`` carries the ``cli`` one, :func:`user_message` the one of its surface.
+    """
+
+    def __init__(self, message: str = "", *, hints: Mapping[str, str] | None = None) -> None:
+        self.message = message
+        self.hints = dict(hints or {})
+        super().__init__(message + (f"; {self.hints['cli']}" if self.hints.get("cli") else ""))
+
+    def for_surface(self, surface: str) -> str:
+        """The sentence with the fix of ``surface`` (``str(self)`` when there is no hint for it)."""
+        hint = self.hints.get(surface)
+        return f"{self.message}; {hint}" if hint else str(self)
 
 
 class ConfigError(RagError):
@@ -23,8 +46,8 @@ class SourceError(RagError):
         source: the file name or page title the problem is about.
     """
 
-    def __init__(self, source: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, source: str, message: str, *, hints: Mapping[str, str] | None = None) -> None:
+        super().__init__(message, hints=hints)
         self.source = source
 
 
@@ -111,21 +134,31 @@ class RemoteError(RagError):
         self.status = status
 
 
+def some_of(names: list[str], limit: int = 10) -> str:
+    """Names for a message: all of them, or the first ``limit`` and ``and N more``; ``none`` when empty."""
+    if not names:
+        return "none"
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 GENERIC_MESSAGE = "Something went wrong on the server (it was logged); please try again."
 
 
-def user_message(exc: BaseException) -> str:
+def user_message(exc: BaseException, surface: str | None = None) -> str:
     """The one sentence a person sees for an error, at any edge (CLI, HTTP, the page).
 
     Args:
         exc: what was raised.
+        surface: where it is shown (``cli``, ``page``, ``api``): the fix it names is that
+            surface's (see :class:`RagError`); None: the command line's.
 
     Returns:
         The library's own sentence for a ``RagError``; for anything else a generic sentence,
         with the exception and its traceback logged (never shown: it may hold paths or data).
     """
     if isinstance(exc, RagError):
-        return str(exc)
+        return exc.for_surface(surface) if surface else str(exc)
     import logging
 
     logging.getLogger("rag").error("Unexpected error", exc_info=exc)

@@ -7,12 +7,12 @@ import logging
 import threading
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from rag.collections import Collection, Names, read_scope, summarize, unknown_message, write_target
-from rag.errors import NotFoundError, SourceError, UnknownCollectionError
+from rag.errors import NotFoundError, SourceError, UnknownCollectionError, some_of
 from rag.settings import DEFAULT_COLLECTION, Settings
-from rag.types import CollectionInfo, Document, Hit, IngestReport, SourceInfo, source_key
+from rag.types import CollectionInfo, Document, Hit, IngestReport, Progress, SourceInfo, source_key
 
 if TYPE_CHECKING:
     from rag.types import Answer
@@ -87,6 +87,13 @@ class RAG:
         from ingest.journal import Journal
 
         return Journal(self.settings.data_dir / "journal", self.settings.files_dir)
+
+    @cached_property
+    def conversations(self):
+        """The saved conversations of this data directory (``rag.conversations_store.ConversationStore``)."""
+        from rag.conversations_store import ConversationStore
+
+        return ConversationStore(self.settings.data_dir / "conversations", self.settings)
 
     @cached_property
     def retriever(self):
@@ -181,19 +188,31 @@ class RAG:
         return self.answerer.stream(question, history, k=k, sources=sources, collections=collections)
 
     # -- ingestion -------------------------------------------------------------------------
-    def ingest(self, jobs: Iterable, *, progress: bool = False) -> IngestReport:
+    def ingest(self, jobs: Iterable, *, progress: bool = False,
+               on_progress: "Callable[[Progress], None] | None" = None) -> IngestReport:
         """Ingest prepared source jobs (see ``ingest.index.SourceJob``); failures are reported, not raised.
 
         Sources are read (PDF extraction, Wikipedia fetches) and chunked without the write
         lock, so a slow source holds no other write up; the store is compared and written under
         it, so two ingestions of one source that run at once end as one version.
+
+        Args:
+            jobs: the sources (``file_job``, ``wikipedia_job``, ...).
+            progress: show a progress bar on stderr while embedding.
+            on_progress: called as chunks are embedded (``rag.types.Progress``); reading progress
+                comes from the jobs (``file_job(on_progress=...)``).
         """
         from rag.types import IngestReport as Report
 
         report = Report()
         loaded = self.indexer.load(jobs, report)
-        with self._write_lock:
-            return self.indexer.write(loaded, report, progress=progress)
+        try:
+            with self._write_lock:
+                return self.indexer.write(loaded, report, progress=progress, on_progress=on_progress)
+        finally:
+            for item in loaded:  # a copy kept but not committed (a name conflict, a failure) goes
+                if item.file is not None:
+                    item.file.discard()
 
     def pdf_job(self, path: str | Path, *, password: str | None = None, name: str | None = None,
                 file=None, collection: str | None = None):
@@ -214,10 +233,10 @@ class RAG:
         s, path, where = self.settings, Path(path), write_target(collection, self.settings)
         file = file if file is not None else staged_in(s.files_dir, path, where)
         return SourceJob(name or path.name, lambda: read_pdf(path, password=password, name=name, settings=s), file=file,
-                         collection=where)
+                         collection=where, keep=self._keeper(path, name or path.name, file, where))
 
     def file_job(self, path: str | Path, *, password: str | None = None, name: str | None = None, file=None,
-                 collection: str | None = None):
+                 collection: str | None = None, on_progress: "Callable[[Progress], None] | None" = None):
         """A source job for any file we read: PDF, Word, HTML, Markdown or text, told apart by content.
 
         Args:
@@ -226,6 +245,7 @@ class RAG:
             name: the source name (default: the file name).
             file: the staged upload at ``path`` (see :meth:`pdf_job`).
             collection: the collection it goes into (default: ``default``).
+            on_progress: called as a PDF's pages are read (``rag.types.Progress``, ``reading``).
         """
         from ingest.files import staged_in
         from ingest.formats import read_file, sniff
@@ -235,12 +255,24 @@ class RAG:
         s, path, where = self.settings, Path(path), write_target(collection, self.settings)
         file = file if file is not None else staged_in(s.files_dir, path, where)
 
+        source = name or path.name
+        on_page = (lambda done, total: on_progress(Progress(source, "reading", done, total))) if on_progress else None
+
         def load() -> list[Document]:
             if sniff(path) == "pdf":
-                return read_pdf(path, password=password, name=name, settings=s)
+                return read_pdf(path, password=password, name=name, settings=s, on_page=on_page)
             return read_file(path, name=name, max_bytes=s.max_pdf_bytes)
 
-        return SourceJob(name or path.name, load, file=file, collection=where)
+        return SourceJob(name or path.name, load, file=file, collection=where,
+                         keep=self._keeper(path, name or path.name, file, where))
+
+    def _keeper(self, path: Path, name: str, file, collection: str) -> "Callable[[], object] | None":
+        """How a job keeps a copy of a local file it reads (``settings.keep_files``), or None."""
+        if file is not None or not self.settings.keep_files:
+            return None
+        from ingest.files import keep_copy
+
+        return lambda: keep_copy(self.settings.files_dir, path, name, collection)
 
     def wikipedia_job(self, title: str, *, collection: str | None = None):
         """A source job that fetches one Wikipedia page from the configured MediaWiki API into ``collection``."""
@@ -315,7 +347,7 @@ class RAG:
         return _raise_skipped(report) if len(titles) == 1 else report
 
     def upload(self, path: str | Path, *, name: str | None = None, password: str | None = None,
-               collection: str | None = None) -> IngestReport:
+               collection: str | None = None, on_progress: "Callable[[Progress], None] | None" = None) -> IngestReport:
         """Store and ingest a file a client sent: the one write path of the page and the HTTP API.
 
         The file is staged under a safe name and read without the write lock; its chunks and
@@ -330,6 +362,7 @@ class RAG:
             password: tried on an encrypted PDF.
             collection: the collection it goes into (default: ``default``); its file is kept in
                 that collection's folder (``ingest.files.collection_dir``).
+            on_progress: called as pages are read and chunks embedded (``rag.types.Progress``).
 
         Returns:
             The ingestion report, keyed by the source name; a refused file is in ``skipped``.
@@ -346,7 +379,7 @@ class RAG:
                               collection=where)
         try:
             return self.ingest([self.file_job(staged.path, password=password, name=staged.name, file=staged,
-                                              collection=where)])
+                                              collection=where, on_progress=on_progress)], on_progress=on_progress)
         finally:
             staged.discard()  # nothing left after a commit; a refused or failed upload leaves no copy
 
@@ -454,11 +487,11 @@ class RAG:
                 if n:
                     return n
         infos = self.sources(collection=where) if where in {i.collection for i in self.store.sources()} else []
-        known = ", ".join(s.source for s in infos[:10]) or "none yet"
-        more = f" and {len(infos) - 10} more (rag sources lists them all)" if len(infos) > 10 else ""
+        known = some_of([s.source for s in infos]) if infos else "none yet"
         inside = "" if where == DEFAULT_COLLECTION else f" in the collection {where!r}"
+        hints = {"cli": "`rag sources` lists them all"} if len(infos) > 10 else None
         raise NotFoundError(source, f"No source named {source!r} is indexed{inside}; indexed sources{inside}: "
-                                    f"{known}{more}")
+                                    f"{known}", hints=hints)
 
     def delete_collection(self, name: str) -> CollectionInfo:
         """Delete every source of a collection, with their chunks and stored files.
@@ -492,11 +525,12 @@ class RAG:
             return 0
         kind = next((i.kind for i in store.sources() if i.source == name and i.collection == collection), None)
         # Chunks and the stored upload go as one unit: a crash midway finishes the deletion.
+        kept = kind != "wikipedia"  # any file we read may have a stored copy
         entry = self.journal.begin(store, name, old=ids, new=set(), delete=True,
-                                   remove=name if kind == "pdf" else None, collection=collection)
+                                   remove=name if kept else None, collection=collection)
         try:
             store.delete_ids(sorted(ids))
-            if kind == "pdf":
+            if kept:
                 from ingest.files import collection_dir, remove_file
 
                 remove_file(collection_dir(self.settings.files_dir, collection), name)
@@ -505,6 +539,29 @@ class RAG:
             raise
         self.journal.finish(entry)
         return len(ids)
+
+
+def check_sources(names: Sequence[str], indexed: Sequence[SourceInfo]) -> None:
+    """Refuse source names (a search's or a question's filter) that name nothing indexed.
+
+    Args:
+        names: the names asked for; a bare Wikipedia title matches its ``wikipedia:`` source.
+        indexed: what is indexed (``RAG.sources()``).
+
+    Raises:
+        NotFoundError: naming every missing name (or the first ten and how many more) and some
+            of the indexed ones.
+    """
+    known = {s.source for s in indexed}
+    missing = [n for n in names if n not in known and f"wikipedia:{n}" not in known]
+    if not missing:
+        return
+    listed = [s.source for s in indexed]
+    what = (f"The source {missing[0]!r} is" if len(missing) == 1
+            else f"The sources {some_of([repr(m) for m in missing])} are")
+    raise NotFoundError(missing[0], f"{what} not indexed; indexed sources: {some_of(listed) if listed else 'none yet'}",
+                        hints={"cli": "use the names `rag sources` lists", "page": "choose them from the list",
+                               "api": "use the names GET /api/sources lists"})
 
 
 def _raise_skipped(report: IngestReport) -> IngestReport:

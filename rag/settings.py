@@ -170,6 +170,19 @@ class Settings:
     # API keys bound to collections (rag.http.auth): JSON {"<key>": ["team-a", ...], ...}. A bound
     # key is accepted like api_key on /api, /v1 and /files, but sees and writes only its collections.
     collection_keys: str = dataclasses.field(default="", repr=False)
+    # The page (ui/, rag.http.viewer): a cited PDF page is drawn at view_dpi (fewer pixels when
+    # a page is so large that it would exceed view_max_pixels). Saved conversations
+    # (rag.conversations_store): at most this many per user (the oldest go first), each of at
+    # most max_history_turns turns; a title is cut to conversation_title_chars.
+    # A file read from disk (rag ingest, RAG.add_pdf) is copied into files_dir, as an upload is, so
+    # its citations open in the viewer; false keeps no copies (citations then name the path read).
+    keep_files: bool = True
+    # How often the page looks for sources added elsewhere (the CLI through the server), in seconds.
+    page_refresh_seconds: float = 10.0
+    view_dpi: int = 120
+    view_max_pixels: int = 16_000_000
+    max_conversations: int = 200
+    conversation_title_chars: int = 120
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -211,7 +224,8 @@ class Settings:
             raise ConfigError("RAG_API_KEY must not contain spaces at its ends or line breaks (it is sent in an "
                               "HTTP header); choose another key")
         for name in ("max_request_bytes", "max_text_bytes", "max_question_chars", "max_history_turns",
-                     "max_turn_chars", "max_source_filters", "max_collection_chars", "max_collection_filters"):
+                     "max_turn_chars", "max_source_filters", "max_collection_chars", "max_collection_filters",
+                     "max_conversations", "conversation_title_chars"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1; e.g. RAG_{name.upper()}="
                                   f"{getattr(type(self), name)}")
@@ -219,6 +233,12 @@ class Settings:
             raise ConfigError(f"smollm2_calibration_samples={self.smollm2_calibration_samples} must be at least 1 "
                               f"and smollm2_calibration_chars={self.smollm2_calibration_chars} at least 64; "
                               "e.g. RAG_SMOLLM2_CALIBRATION_SAMPLES=8 RAG_SMOLLM2_CALIBRATION_CHARS=1000")
+        if self.page_refresh_seconds < 1:
+            raise ConfigError(f"page_refresh_seconds={self.page_refresh_seconds} must be at least 1; "
+                              "e.g. RAG_PAGE_REFRESH_SECONDS=10")
+        if not 36 <= self.view_dpi <= 600 or self.view_max_pixels < 100_000:
+            raise ConfigError(f"view_dpi={self.view_dpi} must be 36..600 and view_max_pixels={self.view_max_pixels} "
+                              "at least 100000; e.g. RAG_VIEW_DPI=120")
         if not 3 <= len(self.collection) <= 512:
             raise ConfigError(f"collection={self.collection!r} must be 3 to 512 characters long")
 
@@ -352,4 +372,9 @@ def _parse(name: str, raw: str, type_name: Any) -> Any:
         raise ConfigError(f"RAG_{name.upper()}={raw!r} is not a {kind}; set it to a number") from None
     if kind == "Path":
         return Path(raw)
+    if kind == "bool":
+        word = raw.strip().lower()
+        if word in ("1", "true", "yes", "on") or word in ("0", "false", "no", "off"):
+            return word in ("1", "true", "yes", "on")
+        raise ConfigError(f"RAG_{name.upper()}={raw!r} is not a yes/no value; set it to 1 or 0")
     return raw

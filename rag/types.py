@@ -333,3 +333,71 @@ class Evidence:
     def as_dict(self) -> dict[str, float]:
         return {"score": self.score, "chunk": self.chunk, "coverage": self.coverage, "sentence": self.sentence,
                 "chunk_coverage": self.chunk_coverage}
+
+
+@dataclass(frozen=True)
+class PageRect:
+    """A rectangle on a displayed page, as fractions of its width and height from the top left (0..1).
+
+    The viewer (``rag.http.viewer``) draws a cited passage's highlight with these, so the
+    boxes fit the page image at any size.
+    """
+
+    left: float
+    top: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far the ingestion of a source has come, for a caller that shows it (the page's upload bar).
+
+    ``stage`` is ``reading`` (``done`` of ``total`` pages of a PDF read) or ``embedding``
+    (``done`` of ``total`` chunks embedded and written).
+    """
+
+    source: str
+    stage: Literal["reading", "embedding"]
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class ConversationTurn:
+    """One question and its answer in a saved conversation.
+
+    ``answer`` is the text a follow-up is resolved against; ``markdown`` the answer as the page
+    showed it (linked citations, the footer), so a reopened chat looks as it did.
+    """
+
+    question: str
+    answer: str
+    markdown: str = ""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A saved chat: its turns, oldest first (``rag.conversations_store``)."""
+
+    id: str
+    title: str
+    created_at: str
+    updated_at: str
+    turns: tuple[ConversationTurn, ...] = ()
+
+    @property
+    def history(self) -> list[tuple[str, str]]:
+        """The (question, answer) pairs ``RAG.ask`` takes as the follow-up context."""
+        return [(t.question, t.answer) for t in self.turns]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Conversation":
+        """Rebuild from :meth:`to_dict`."""
+        return cls(id=str(data["id"]), title=str(data.get("title") or ""), created_at=str(data.get("created_at") or ""),
+                   updated_at=str(data.get("updated_at") or ""),
+                   turns=tuple(ConversationTurn(str(t["question"]), str(t["answer"]), str(t.get("markdown") or ""))
+                               for t in data.get("turns") or []))

@@ -125,3 +125,67 @@ def test_ray_without_its_extra_or_cluster_is_one_line(embedder, tmp_path: Path) 
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and result.output.count("\n") == 1
     assert "ray" in result.output.lower()
+
+
+def test_files_ingested_by_the_cli_are_kept_and_their_citations_linked(embedder, pdf_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    data = tmp_path / "store"
+    crazy = pdf_dir / "pypdf-resources" / "crazyones.pdf"
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\n## Bees\n\nThe beekeepers of Oressa harvest lavender honey every August.\n")
+    assert _run("ingest", str(crazy), str(notes), "--no-progress", data_dir=data).exit_code == 0
+    stored = data / "files" / "crazyones.pdf"
+    assert stored.read_bytes() == crazy.read_bytes()
+    assert (data / "files" / "notes.md").read_bytes() == notes.read_bytes()
+
+    hit = json.loads(_run("search", "the misfits and the rebels", "-k", "1", "--json", data_dir=data).stdout)["hits"][0]
+    assert hit["url"] == stored.resolve().as_uri() + "#page=1"
+    answer = _run("ask", "Who does the text say the misfits and the rebels are?", data_dir=data)
+    assert f"<{stored.resolve().as_uri()}#page=1>" in answer.stdout
+    cited = json.loads(_run("ask", "When is the lavender honey harvested?", "--json", data_dir=data).stdout)
+    assert cited["citations"][0]["url"] == (data / "files" / "notes.md").resolve().as_uri()
+    assert cited["sources"][0]["url"]
+
+    # Deleting a source removes its kept copy, whatever its format.
+    assert _run("delete", "notes.md", data_dir=data).exit_code == 0
+    assert not (data / "files" / "notes.md").exists() and stored.exists()
+
+
+def test_keep_files_off_and_odd_names_keep_no_copy(embedder, pdf_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    from rag import RAG
+
+    odd = tmp_path / "Café notes.md"
+    odd.write_text("# Café\n\nThe espresso machine in the Oressa café was built in 1961.\n")
+    rag = RAG(tmp_path / "a")
+    rag.add_files([odd])
+    assert [s.source for s in rag.sources()] == ["Café notes.md"]
+    assert not list((tmp_path / "a" / "files").glob("*.md"))  # not a safe stored name: nothing kept
+    assert not list((tmp_path / "a" / "files" / ".staging").glob("*"))  # and nothing left staged
+
+    monkeypatch.setenv("RAG_KEEP_FILES", "0")
+    rag = RAG(tmp_path / "b")
+    rag.add_pdf(pdf_dir / "pypdf-resources" / "crazyones.pdf")
+    assert not (tmp_path / "b" / "files" / "crazyones.pdf").exists()
+
+
+def test_search_in_an_unknown_source_and_delete_of_an_unknown_one_name_what_is_indexed(embedder,
+                                                                                       tmp_path: Path) -> None:
+    from rag import RAG
+
+    data = tmp_path / "store"
+    rag = RAG(data)
+    for i in range(12):
+        rag.add_text(f"Note {i} says the Oressa beekeepers count {i} hives.", name=f"note{i:02}.txt")
+    del rag
+    result = CliRunner().invoke(main, ["--data-dir", str(data), "search", "hives", "--source", "nosuch.pdf",
+                                       "--source", "note03.txt"])
+    assert result.exit_code == 1
+    message = result.output.strip()
+    assert message.startswith("Error: The source 'nosuch.pdf' is not indexed; indexed sources: ")
+    assert message.endswith("and 2 more; use the names `rag sources` lists") and message.count("note") == 10
+    ok = _run("search", "hives", "--source", "note03.txt", "--json", data_dir=data)
+    assert {h["source"] for h in json.loads(ok.stdout)["hits"]} == {"note03.txt"}
+
+    result = CliRunner().invoke(main, ["--data-dir", str(data), "delete", "nosuch.pdf"])
+    assert result.exit_code == 1
+    assert result.output.strip().endswith("note02.txt and 2 more; `rag sources` lists them all")

@@ -9,10 +9,12 @@ Run it with ``rag serve`` (http://127.0.0.1:7860), or from Python::
     server.stop()
 
 The page has a chat (streamed answers, conversation history, inline citations [n] that
-open the Wikipedia section or the uploaded PDF at its page, a sources panel with the cited
-passages and their similarity, the retrieval query when it differs from the question, and
-which generator answered), a Documents tab (upload PDFs, add Wikipedia pages, list and
-delete sources) and settings (number of sources k, the generator and its notice).
+open the Wikipedia section or the document in the viewer with the cited passage highlighted,
+a sources panel with the cited passages and their similarity, the retrieval query when it
+differs from the question, and which generator answered, in plain words), saved
+conversations (``ui.conversations``: reopen, rename, delete), a Documents tab (upload files
+with a progress bar per file, add Wikipedia pages, a sources table kept current by a timer,
+delete after a confirmation) and settings (number of sources k, the generator and its notice).
 
 API (usable from ``gradio_client``; listed at ``/?view=api``, "Use via API" in the footer)
 --------------------------------------------------------------------------------------
@@ -35,14 +37,16 @@ and markdown::
     {"done": true, "answer": "From the documents: ... [1]", "refused": false,
      "query": "<retrieval query actually used>", "generator": "extractive",
      "prompt_format": null,
-     "citations": [{"number": 1, "supported": true, "support": 0.9, "link": "/files/a.pdf#page=2",
+     "citations": [{"number": 1, "supported": true, "support": 0.9, "link": "/view/a.pdf?page=2&chunk=…#cited",
                     "id", "score", "text", "source", "kind", "title", "url", "section", "page",
                     "start", "end"}],
      "sources": [<hit + "link">, ...],        # sources[n-1] is citation [n], then the rest seen
      "markdown": "<answer with linked [n]>", "sources_markdown": "<numbered sources panel>"}
 
-``link`` is ``/files/<name>.pdf#page=N`` (relative to the server) for an uploaded PDF,
-``https://en.wikipedia.org/wiki/Title#Section`` for Wikipedia, else the source's url or null.
+``link`` is the viewer at the cited passage, ``/view/<name>?page=N&chunk=<id>#cited``
+(relative to the server; ``rag.http.viewer``), for a stored file (uploaded, or read by the CLI or
+the Python API), ``https://en.wikipedia.org/wiki/Title#Section`` for Wikipedia, else the
+source's url or null.
 The final ``answer`` replaces the streamed text (citations are renumbered at the end).
 
 ``/upload`` — ``files: list[file]`` (``handle_file(path)`` each), ``password: str`` (""
@@ -100,12 +104,15 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 
 from rag.errors import EncryptedPDFError, RagError, user_message
+from rag.generate import plain_name
 from rag.http.app import ASK_CONCURRENCY
+from rag.links import citation_link
 from rag.service import RAG
 from rag.settings import MAX_TOP_K, Settings
-from rag.types import Answer, Hit, IngestReport
+from rag.types import Answer, Hit, IngestReport, Progress
 from ingest import files as stored_files
 from ui import render
+from ui.conversations import ConversationPanel
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +123,10 @@ CSS = """
 #sources-panel blockquote { font-size: 0.9em; margin: 0.2em 0 0.8em 0; }
 #generator-notice { border-left: 4px solid #f59e0b; padding-left: 0.6em; }
 """
+
+
+SEARCHING = "_Searching the documents…_"
+READING = "_Reading the files…_"
 
 
 def upload_dir(settings: Settings) -> Path:
@@ -170,11 +181,8 @@ class Actions:
 
     # -- helpers ---------------------------------------------------------------------------
     def link(self, hit: Hit) -> str | None:
-        """Where a citation points: the stored file (a PDF at its page), or the source's own URL."""
-        if hit.chunk.kind == "wikipedia":
-            return hit.url
-        page = hit.page if hit.chunk.kind == "pdf" else None
-        return stored_files.file_url(self.files_dir, hit.source, page, hit.chunk.collection) or hit.url
+        """Where a citation points: the viewer at the highlighted passage, the Wikipedia section, or its URL."""
+        return citation_link(hit, self.files_dir)
 
     def generator_name(self) -> str:
         try:
@@ -187,7 +195,7 @@ class Actions:
         try:
             return self.rag.generator_notice
         except Exception as exc:
-            return user_message(exc)
+            return user_message(exc, "page")
 
     # -- asking ----------------------------------------------------------------------------
     def ask_stream(self, question: str, history: list[tuple[str, str]], k: int | None,
@@ -214,30 +222,35 @@ class Actions:
 
         collection = write_target(collection or None, self.rag.settings)
         results = []
+        n = max(len(files), 1)
         for i, (path, original) in enumerate(files):
             original = re.split(r"[\\/]", original)[-1] or Path(path).name
             if progress:
-                progress(i / max(len(files), 1), f"Ingesting {original} ({i + 1} of {len(files)})")
-            results.append(self._upload_one(path, original, password or None, collection))
+                progress(i / n, f"{original} ({i + 1} of {len(files)}): reading")
+            step = upload_progress(progress, original, i, len(files)) if progress else None
+            results.append(self._upload_one(path, original, password or None, collection, step))
         if progress:
             progress(1.0, "Done")
         return {"files": results}
 
-    def _upload_one(self, path: str, original: str, password: str | None, collection: str) -> dict[str, Any]:
+    def _upload_one(self, path: str, original: str, password: str | None, collection: str,
+                    on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
         name = stored_files.safe_name(original)
         result: dict[str, Any] = {"file": original, "source": name, "collection": collection, "status": "refused",
                                   "chunks": 0, "message": "", "needs_password": False}
         try:
-            report: IngestReport = self.rag.upload(path, name=original, password=password, collection=collection)
+            report: IngestReport = self.rag.upload(path, name=original, password=password, collection=collection,
+                                                   on_progress=on_progress)
         except Exception as exc:
-            result["message"] = user_message(exc)
+            result["message"] = user_message(exc, "page")
             return result
         # The content decides the stored name's extension (a .docx stays .docx): read it back.
         name = next(iter({**report.added, **report.replaced, **report.unchanged, **report.skipped}), name)
         result["source"] = name
         if name in report.skipped:
             result["needs_password"] = isinstance(report.errors.get(name), EncryptedPDFError)
-            result["message"] = report.skipped[name]
+            error = report.errors.get(name)
+            result["message"] = user_message(error, "page") if error is not None else report.skipped[name]
             return result
         for status in ("added", "replaced", "unchanged"):
             if name in getattr(report, status):
@@ -263,7 +276,7 @@ class Actions:
                         page.update(status=status, chunks=chunks, message=f"{status}, {chunks} chunk(s)")
                         break
             except Exception as exc:
-                page["message"] = user_message(exc)
+                page["message"] = user_message(exc, "page")
             pages.append(page)
         return {"pages": pages}
 
@@ -285,6 +298,27 @@ class Actions:
         return {"source": source, "collection": where, "chunks": self.rag.delete(source, collection=where)}
 
 
+def upload_progress(progress: Callable[[float, str], None], original: str, index: int,
+                    count: int) -> Callable[[Progress], None]:
+    """Turn one file's ingestion progress into the page's bar: reading is its first half, embedding the second.
+
+    Args:
+        progress: the bar (fraction of all files done, description).
+        original: the file's name as the user chose it.
+        index: its position among the files uploaded together (0-based).
+        count: how many there are.
+    """
+    def step(event: Progress) -> None:
+        part = event.done / max(event.total, 1)
+        if event.stage == "reading":
+            fraction, what = part / 2, f"read page {event.done} of {event.total}"
+        else:
+            fraction, what = 0.5 + part / 2, f"embedded {event.done} of {event.total} chunks"
+        progress((index + fraction) / max(count, 1), f"{original} ({index + 1} of {count}): {what}")
+
+    return step
+
+
 # ---------------------------------------------------------------------------------- the page
 def _chat_messages(turns: list[dict[str, str]]) -> list[dict[str, str]]:
     messages = []
@@ -294,11 +328,23 @@ def _chat_messages(turns: list[dict[str, str]]) -> list[dict[str, str]]:
     return messages
 
 
-def _sources_table(infos: list) -> Any:
+def _sources_table(infos: list, files_dir: Path | None = None) -> Any:
+    """The sources table: name, kind, chunks, the stored file's size, and when it was added, in words."""
     import pandas as pd
 
-    rows = [[s.source, s.collection, s.kind, s.chunks, s.added_at] for s in infos]
-    return pd.DataFrame(rows, columns=["source", "collection", "kind", "chunks", "added"])
+    def size(source: str, collection: str) -> str:
+        path = stored_files.stored_file(stored_files.collection_dir(files_dir, collection), source) \
+            if files_dir is not None else None
+        return render.human_size(path.stat().st_size) if path is not None else ""
+
+    rows = [[s.source, s.collection, s.kind, s.chunks, size(s.source, s.collection), render.relative_time(s.added_at)]
+            for s in infos]
+    return pd.DataFrame(rows, columns=["source", "collection", "kind", "chunks", "size", "added"])
+
+
+def _signature(infos: list) -> str:
+    """What the sources are, to tell whether they changed since the page last looked."""
+    return "\n".join(f"{s.collection}\t{s.source}\t{s.chunks}\t{s.added_at}" for s in infos)
 
 
 # -- collections on the page ----------------------------------------------------------------------
@@ -424,14 +470,17 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                     clear_btn = gr.Button("New conversation", size="sm")
                     ask_in = ask_collections_picker()
                 with gr.Column(scale=2):
-                    sources_panel = gr.Markdown("_The sources of the latest answer appear here._",
+                    sources_panel = gr.Markdown(render.SOURCES_PLACEHOLDER,
                                                 elem_id="sources-panel")
                     with gr.Accordion("Settings", open=False):
                         k_slider = gr.Slider(1, MAX_TOP_K, value=settings.top_k, step=1, label="Number of sources (k)",
                                              elem_id="k")
                         only_sources = gr.Dropdown(choices=[], value=[], multiselect=True,
                                                    label="Only search these sources (empty: all)")
-                        gr.Markdown(f"Generator in use: **{render.escape_md(generator)}**", elem_id="generator")
+                        gr.Markdown(f"Answers come from: **{render.escape_md(plain_name(generator))}**",
+                                    elem_id="generator")
+                    saved_chats = ConversationPanel(rag.conversations, _chat_messages)
+                    saved_chats.build()
 
         with gr.Tab("Documents", id="documents"):
             with gr.Row():
@@ -453,20 +502,52 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             table = gr.Dataframe(value=_sources_table([]), interactive=False, elem_id="sources-table", wrap=True)
             with gr.Row():
                 to_delete = gr.Dropdown(choices=[], label="Source to delete", scale=4, elem_id="delete-choice")
-                delete_btn = gr.Button("Delete", variant="stop", scale=1, elem_id="delete-button")
+                delete_btn = gr.Button("Delete…", variant="stop", scale=1, elem_id="delete-button")
                 refresh_btn = gr.Button("Refresh", scale=1)
+            with gr.Row(visible=False, elem_id="confirm-delete") as confirm_delete:
+                confirm_md = gr.Markdown()
+                yes_delete = gr.Button("Yes, delete it", variant="stop", scale=1, elem_id="confirm-delete-button")
+                no_delete = gr.Button("Cancel", scale=1, elem_id="cancel-delete-button")
             delete_md = gr.Markdown(elem_id="delete-results")
+            # Sources added elsewhere (the CLI through this server, another tab) show up by themselves.
+            seen_sources = gr.State("")
+            sources_timer = gr.Timer(settings.page_refresh_seconds)
 
         # -- UI handlers (not part of the API) ----------------------------------------------
         def refresh(asked: list[str] | None = None):
             try:
                 infos = actions.rag.sources()
                 names = sorted({s.source for s in infos})
-                return (_sources_table(infos), gr.update(choices=[source_choice(i) for i in infos], value=None),
-                        gr.update(choices=names), *collection_choices(infos, asked))
+                return (_sources_table(infos, actions.files_dir),
+                        gr.update(choices=[source_choice(i) for i in infos], value=None),
+                        gr.update(choices=names), *collection_choices(infos, asked), _signature(infos))
             except Exception as exc:
-                gr.Warning(user_message(exc))
-                return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+                gr.Warning(user_message(exc, "page"))
+                return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+
+        def refresh_if_changed(seen: str, chosen: str | None, restrict: list[str] | None, asked: list[str] | None):
+            """The timer's refresh: the table always (its times move on), the choices only when sources changed."""
+            try:
+                infos = actions.rag.sources()
+            except Exception:  # shown by the next explicit refresh; a timer must not pop warnings
+                return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), seen
+            table_now = _sources_table(infos, actions.files_dir)
+            if _signature(infos) == seen:
+                return table_now, gr.update(), gr.update(), gr.update(), gr.update(), seen
+            choices = [source_choice(i) for i in infos]
+            names = sorted({s.source for s in infos})
+            return (table_now, gr.update(choices=choices, value=chosen if chosen in [v for _, v in choices] else None),
+                    gr.update(choices=names, value=[x for x in restrict or [] if x in names]),
+                    *collection_choices(infos, asked), _signature(infos))
+
+        def confirm_delete_ui(choice: str | None):
+            if not choice:
+                gr.Warning("Choose a source to delete first.")
+                return gr.update(visible=False), ""
+            collection, source = split_choice(choice)
+            where = f" from the collection **{render.escape_md(collection)}**" if collection else ""
+            return (gr.update(visible=True), f"Delete **{render.escape_md(source)}**{where} and all its chunks? "
+                    "Answers will no longer cite it.")
 
         def chat(text: str, history: list[dict[str, str]], k: float, restrict: list[str] | None,
                  collections: list[str] | None = None):
@@ -482,7 +563,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             pairs = [(t["question"], t["answer"]) for t in history]
             current = {"question": text, "answer": "", "markdown": "…"}
             shown = _chat_messages([*history, current])
-            yield shown, gr.update(), history, ""
+            yield shown, SEARCHING, history, ""
             pieces: list[str] = []
             try:
                 for item in actions.ask_stream(text, pairs, int(k), restrict, collections):
@@ -497,7 +578,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                     current["markdown"] = render.streaming_markdown("".join(pieces))
                     yield _chat_messages([*history, current]), gr.update(), history, ""
             except Exception as exc:
-                message = user_message(exc)
+                message = user_message(exc, "page")
                 gr.Warning(message)
                 current["markdown"] = f"⚠️ {render.escape_md(message)}"
                 yield _chat_messages([*history, current]), gr.update(), history, text
@@ -505,8 +586,21 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             # The stream ended without an Answer: show what came, keep it out of the history.
             yield _chat_messages([*history, current]), gr.update(), history, ""
 
+        def chat_saved(text: str, history: list[dict[str, str]], k: float, restrict: list[str] | None,
+                       collections: list[str] | None, conversation: str | None, request: gr.Request):
+            """``chat``, saving each answered turn into the open conversation (a new one at first)."""
+            before = len(history or [])
+            for shown, panel, turns_now, box in chat(text, history, k, restrict, collections):
+                if isinstance(turns_now, list) and len(turns_now) > before:
+                    turn = turns_now[-1]
+                    conversation = saved_chats.remember(conversation, turn["question"], turn["answer"],
+                                                        turn["markdown"], request)
+                    yield shown, panel, turns_now, box, conversation, saved_chats.choices(request, conversation)
+                else:
+                    yield shown, panel, turns_now, box, conversation, gr.update()
+
         def clear():
-            return [], "_The sources of the latest answer appear here._", []
+            return [], render.SOURCES_PLACEHOLDER, [], None
 
         def show_upload(result: dict[str, Any] | None):
             items = (result or {}).get("files", [])
@@ -525,8 +619,8 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
 
                 where = write_target((collection or "").strip() or None, settings)
             except RagError as exc:
-                gr.Warning(user_message(exc))
-                return f"⚠️ {render.escape_md(user_message(exc))}"
+                gr.Warning(user_message(exc, "page"))
+                return "⚠️ " + render.escape_md(user_message(exc, "page"))
             return _results_markdown(actions.add_wikipedia(titles, where)["pages"], "title")
 
         def delete_ui(choice: str | None):
@@ -536,7 +630,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                 return (f"Deleted **{render.escape_md(result['source'])}** from the collection "
                         f"**{render.escape_md(result['collection'])}** ({result['chunks']} chunks).")
             except Exception as exc:
-                message = user_message(exc)
+                message = user_message(exc, "page")
                 gr.Warning(message)
                 return f"⚠️ {render.escape_md(message)}"
 
@@ -564,7 +658,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                 return actions.upload(items, password, progress=lambda frac, desc: progress(frac, desc=desc),
                                       collection=(collection or "").strip() or None)
             except RagError as exc:
-                raise gr.Error(user_message(exc)) from None
+                raise gr.Error(user_message(exc, "page")) from None
             finally:
                 for path, _ in items:  # stored (or refused) now: the received copy has done its job
                     _forget_upload(path, received)
@@ -599,7 +693,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             except gr.Error:
                 raise
             except Exception as exc:
-                raise gr.Error(user_message(exc)) from None
+                raise gr.Error(user_message(exc, "page")) from None
             raise gr.Error(user_message(RuntimeError("ask_stream ended without an Answer")))
 
         def add_wikipedia(titles: list[str], collection: str | None = None) -> dict:
@@ -611,7 +705,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
 
                 where = write_target((collection or "").strip() or None, settings)
             except RagError as exc:
-                raise gr.Error(user_message(exc)) from None
+                raise gr.Error(user_message(exc, "page")) from None
             return actions.add_wikipedia(list(titles or []), where)
 
         def sources() -> list[dict]:
@@ -619,38 +713,53 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             try:
                 return actions.sources()
             except Exception as exc:
-                raise gr.Error(user_message(exc)) from None
+                raise gr.Error(user_message(exc, "page")) from None
 
         def collections() -> list[dict]:
             """The collections, with their source and chunk counts."""
             try:
                 return actions.collections()
             except Exception as exc:
-                raise gr.Error(user_message(exc)) from None
+                raise gr.Error(user_message(exc, "page")) from None
 
         def delete(source: str, collection: str | None = None) -> dict:
             """Delete a source of a collection ("": default), and its stored PDF."""
             try:
                 return actions.delete(source, (collection or "").strip() or None)
             except Exception as exc:
-                raise gr.Error(user_message(exc)) from None
+                raise gr.Error(user_message(exc, "page")) from None
 
         # -- wiring ---------------------------------------------------------------------------
         private = {"api_visibility": "private"}
         after_change = {"fn": refresh, "inputs": [ask_in],
-                        "outputs": [table, to_delete, only_sources, ask_in, upload_into], **private}
+                        "outputs": [table, to_delete, only_sources, ask_in, upload_into, seen_sources], **private}
         ask_limits = {"concurrency_id": "ask", "concurrency_limit": ask_concurrency}
         write_limits = {"concurrency_id": "write", "concurrency_limit": 1}
 
-        chat_io = {"fn": chat, "inputs": [question, turns, k_slider, only_sources, ask_in],
-                   "outputs": [chatbot, sources_panel, turns, question], **ask_limits, **private}
-        question.submit(**chat_io)
-        ask_btn.click(**chat_io)
-        clear_btn.click(clear, None, [chatbot, sources_panel, turns], **private)
+        # While a question is answered or files are ingested, the buttons that start more work are
+        # off, and the previous result is cleared so it is never mistaken for the new one.
+        buttons = [ask_btn, upload_btn]
 
-        upload_btn.click(upload, [pdfs, password, upload_into], [upload_json], api_name="upload_into",
-                         preprocess=False, show_progress_on=[upload_md], **write_limits
-                         ).then(show_upload, [upload_json], [upload_md], **private).then(**after_change)
+        def busy():
+            return [gr.update(interactive=False)] * len(buttons)
+
+        def idle():
+            return [gr.update(interactive=True)] * len(buttons)
+
+        chat_io = {"fn": chat_saved, "inputs": [question, turns, k_slider, only_sources, ask_in, saved_chats.current],
+                   "outputs": [chatbot, sources_panel, turns, question, saved_chats.current, saved_chats.saved],
+                   **ask_limits, **private}
+        for start in (question.submit, ask_btn.click):
+            start(busy, None, buttons, queue=False, **private).then(**chat_io).then(
+                idle, None, buttons, queue=False, **private)
+        clear_btn.click(clear, None, [chatbot, sources_panel, turns, saved_chats.current], **private)
+        saved_chats.wire(chatbot, turns, sources_panel, demo)
+
+        upload_btn.click(lambda: (*busy(), READING), None, [*buttons, upload_md], queue=False, **private).then(
+            upload, [pdfs, password, upload_into], [upload_json], api_name="upload_into", preprocess=False,
+            show_progress_on=[upload_md], **write_limits
+        ).then(show_upload, [upload_json], [upload_md], **private).then(
+            idle, None, buttons, queue=False, **private).then(**after_change)
         # /upload as before collections (a raw HTTP call sends exactly its two values): into default.
         upload_default_trigger = gr.Button(visible=False, elem_id="upload-default")
         upload_default_trigger.click(upload_default, [pdfs, password], [upload_json], api_name="upload",
@@ -658,7 +767,14 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
         wiki_btn.click(add_wiki_ui, [wiki_titles, upload_into], [wiki_md], **write_limits, **private
                        ).then(**after_change)
         ask_in.change(lambda chosen: gr.update(info=asking_label(chosen)), [ask_in], [ask_in], **private)
-        delete_btn.click(delete_ui, [to_delete], [delete_md], **write_limits, **private).then(**after_change)
+        delete_btn.click(confirm_delete_ui, [to_delete], [confirm_delete, confirm_md], queue=False, **private)
+        no_delete.click(lambda: (gr.update(visible=False), ""), None, [confirm_delete, delete_md], queue=False,
+                        **private)
+        yes_delete.click(lambda: gr.update(visible=False), None, [confirm_delete], queue=False, **private).then(
+            delete_ui, [to_delete], [delete_md], **write_limits, **private).then(**after_change)
+        sources_timer.tick(refresh_if_changed, [seen_sources, to_delete, only_sources, ask_in],
+                           [table, to_delete, only_sources, ask_in, upload_into, seen_sources],
+                           concurrency_limit=None, show_progress="hidden", **private)
         refresh_btn.click(**after_change)
         demo.load(**after_change)
 

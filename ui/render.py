@@ -9,13 +9,17 @@ PDFs have a stored copy to open.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from rag.types import Answer, Hit
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 LinkFn = Callable[[Hit], "str | None"]
 
 PASSAGE_CHARS = 600
+SOURCES_PLACEHOLDER = "_The sources of the latest answer appear here._"
 # Characters that would turn document or model text into markdown/HTML structure.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")
 # The character of each autolink trigger to backslash-escape: the ":" of "://", the "." of "www.",
@@ -94,8 +98,10 @@ def answer_markdown(answer: Answer, question: str | None = None, *, link: LinkFn
 
 
 def answer_footer(answer: Answer, question: str | None = None) -> str:
-    """``_Answered by extract · searched for: “…”_`` (the query only when it differs from the question)."""
-    parts = [f"Answered by {escape_md(answer.generator)}"]
+    """``Answered by extracts from your documents · searched for: “…”`` (the query only when it differs)."""
+    from rag.generate import plain_name
+
+    parts = [f"Answered by {escape_md(plain_name(answer.generator))}"]
     if answer.refused:
         parts.append("the indexed documents do not answer this")
     if question is not None and " ".join(answer.query.split()) != " ".join(question.split()):
@@ -141,3 +147,45 @@ def answer_payload(answer: Answer, question: str | None = None, *, link: LinkFn 
     data["sources_markdown"] = sources_markdown(answer, link=link)
     data["done"] = True
     return data
+
+
+def relative_time(when: str, now: "datetime | None" = None) -> str:
+    """An ISO time as people say it: ``just now``, ``3 minutes ago``, ``yesterday``, ``12 Mar 2025``.
+
+    Args:
+        when: an ISO 8601 time (``SourceInfo.added_at``); naive times are taken as UTC.
+        now: the present (default: now).
+
+    Returns:
+        The phrase, or ``when`` itself when it is not a time.
+    """
+    from datetime import datetime, timezone
+
+    try:
+        then = datetime.fromisoformat(when)
+    except (TypeError, ValueError):
+        return when or ""
+    then = then if then.tzinfo else then.replace(tzinfo=timezone.utc)
+    seconds = ((now or datetime.now(timezone.utc)) - then).total_seconds()
+    if seconds < 45:
+        return "just now"
+    for unit, size, limit in (("minute", 60, 60), ("hour", 3600, 24), ("day", 86400, 7)):
+        n = round(seconds / size)
+        if n < limit:
+            if unit == "day" and n == 1:
+                return "yesterday"
+            return f"{max(n, 1)} {unit}{'s' if n != 1 else ''} ago"
+    return then.strftime("%-d %b %Y")
+
+
+def human_size(n: int | None) -> str:
+    """A byte count as ``812 bytes``, ``14 KB``, ``3.2 MB``; ``""`` when unknown."""
+    if n is None:
+        return ""
+    if n < 1024:
+        return f"{n} bytes"
+    for unit in ("KB", "MB", "GB"):
+        n /= 1024
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if n >= 10 else f"{n:.1f} {unit}"
+    return ""

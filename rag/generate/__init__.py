@@ -180,3 +180,26 @@ __all__ = [
     "notice",
     "parse_llm",
 ]
+
+
+def plain_name(name: str) -> str:
+    """A generator's name (``Answer.generator``, ``Generator.name``) in words a reader follows.
+
+    ``extractive`` -> ``extracts from your documents``; ``smollm2:gptq`` -> ``SmolLM2 135M (gptq;
+    tiny, slow on a CPU)``; ``gptq:TheBloke/Llama-2-7B-Chat-GPTQ`` -> ``Llama 2 7B Chat GPTQ``;
+    ``llamacpp:model.gguf`` -> ``model via llama.cpp``; ``openai:m@url`` -> ``m via an
+    OpenAI-compatible server``. Anything else is returned as it is.
+    """
+    kind, _, rest = (name or "").partition(":")
+    if kind == "extractive":
+        return "extracts from your documents"
+    if kind == "smollm2":
+        return f"SmolLM2 135M ({rest + '; ' if rest else ''}tiny, slow on a CPU)"
+    if kind in ("gptq", "hf", "transformers") and rest:
+        words = rest.rstrip("/").rsplit("/", 1)[-1].replace("-", " ").replace("_", " ")
+        return words if kind == "gptq" or "gptq" in words.lower() else f"{words} ({kind})"
+    if kind == "llamacpp" and rest:
+        return f"{rest.rsplit('.', 1)[0]} via llama.cpp"
+    if kind == "openai" and rest:
+        return f"{rest.split('@', 1)[0]} via an OpenAI-compatible server"
+    return name

@@ -31,6 +31,10 @@ collections (its reads default to them, its writes to the first) and gets a 403 
 rule for any other; a collection that does not exist is a 404 listing the existing ones
 (those the key may see).
 
+Answers (/api/ask, /v1) give each citation and source a ``link``: the viewer at the cited
+passage (``/view/<file>?page=N&chunk=<id>#cited``, ``rag.http.viewer``) for a stored file,
+the section of a Wikipedia page, else the source's URL or null.
+
 Every field is bounded by ``rag.settings`` (question, turns and their length, sources named,
 text size; bodies are capped before this code runs, by ``rag.http.guard``). Errors are JSON,
 ``{"error": {"message": <one sentence>, "type": ...}}``: 400 for what the library refuses,
@@ -53,6 +57,7 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Iterator, Literal
 
 from rag.errors import ForbiddenCollectionError, NotFoundError, RagError, UnknownCollectionError, user_message
+from rag.links import linked_answer
 from rag.settings import MAX_TOP_K
 
 log = logging.getLogger(__name__)
@@ -112,7 +117,7 @@ def build_api(rag: Any):
     from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
     from pydantic import BaseModel, Field
 
-    from ingest.files import FILES_ROUTE, collection_dir, stored_file
+    from ingest.files import FILES_ROUTE, stored_kind
     from rag.collections import check_name, names_of, summarize, unknown_message, write_target
     from rag.http.auth import SCOPE_KEY
     from rag.settings import DEFAULT_COLLECTION
@@ -263,10 +268,10 @@ def build_api(rag: Any):
     def ask(req: AskRequest, request: Request) -> Any:
         history = [tuple(t) for t in req.history] or None
         if not req.stream:
-            return guarded(lambda: rag.ask(req.question, history, k=req.k, sources=req.sources or None,
-                                           collection=read_scope(request, req.collection)).to_dict())
-        return stream_answer(_ndjson, "application/x-ndjson", req.question, history, req.k, req.sources, request,
-                             req.collection)
+            return guarded(lambda: linked_answer(rag.ask(req.question, history, k=req.k, sources=req.sources or None,
+                                                         collection=read_scope(request, req.collection)), s.files_dir))
+        return stream_answer(lambda events: _ndjson(events, s.files_dir), "application/x-ndjson", req.question,
+                             history, req.k, req.sources, request, req.collection)
 
     @router.get("/api/sources", tags=["sources"])
     def sources(request: Request, collection: Annotated[list[CollectionName] | None, Query(
@@ -354,10 +359,10 @@ def build_api(rag: Any):
         bound = allowed(request)
         if bound is not None and collection not in bound:
             return error(403, str(forbidden(collection, bound)), "permission_error")
-        path = stored_file(collection_dir(s.files_dir, collection), name)
-        kind = _stored_kind(path, name) if path is not None else None
-        if kind is None:
+        found = stored_kind(s.files_dir, name, collection)
+        if found is None:
             raise HTTPException(status_code=404, detail="No such file")
+        path, kind = found
         media_type, disposition, extra = _SERVED[kind]
         return FileResponse(path, media_type=media_type, content_disposition_type=disposition, filename=path.name,
                             headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache", **extra})
@@ -386,12 +391,13 @@ def build_api(rag: Any):
                     "choices": [{"index": 0, "finish_reason": "stop",
                                  "message": {"role": "assistant", "content": answer.text}}],
                     "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-                    **_extras(answer),
+                    **_extras(answer, s.files_dir),
                 }
 
             return guarded(run)
-        return stream_answer(lambda events: _sse(completion_id, created, req.model, events), "text/event-stream",
-                             question, history or None, req.k, req.sources, request, req.collection)
+        return stream_answer(lambda events: _sse(completion_id, created, req.model, events, s.files_dir),
+                             "text/event-stream", question, history or None, req.k, req.sources, request,
+                             req.collection)
 
     return router
 
@@ -408,20 +414,7 @@ _SERVED: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 
 
-def _stored_kind(path: Path, name: str) -> str | None:
-    """The kind of a stored file when its content is what its name says, else None (never served)."""
-    from ingest.files import name_kind
-    from ingest.formats import sniff
-    from rag.errors import SourceError
-
-    try:
-        kind = sniff(path)
-    except SourceError:
-        return None
-    return kind if kind == name_kind(name) else None
-
-
-def _sse(completion_id: str, created: int, model: str, events: Iterator[Any]) -> Iterator[str]:
+def _sse(completion_id: str, created: int, model: str, events: Iterator[Any], files_dir: Path) -> Iterator[str]:
     """OpenAI's streaming wire format: ``data: {chunk}`` events, the last with the sources, then [DONE]."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
@@ -438,17 +431,17 @@ def _sse(completion_id: str, created: int, model: str, events: Iterator[Any]) ->
             final = value
         else:
             yield chunk({"content": f"\n\n{value[0]}"})
-    yield chunk({}, "stop", **(_extras(final) if final is not None else {}))
+    yield chunk({}, "stop", **(_extras(final, files_dir) if final is not None else {}))
     yield "data: [DONE]\n\n"
 
 
-def _ndjson(events: Iterator[Any]) -> Iterator[str]:
+def _ndjson(events: Iterator[Any], files_dir: Path) -> Iterator[str]:
     """/api/ask's stream: one JSON object per line, ``{"delta"}`` pieces, then ``{"answer"}`` or ``{"error"}``."""
     for kind, value in _events(events):
         if kind == "delta":
             body: dict[str, Any] = {"delta": value}
         elif kind == "answer":
-            body = {"answer": value.to_dict()}
+            body = {"answer": linked_answer(value, files_dir)}
         else:
             body = {"error": {"message": value[0], "type": value[1]}}
         yield json.dumps(body, ensure_ascii=False) + "\n"
@@ -474,8 +467,8 @@ def _events(events: Iterator[Any]) -> Iterator[tuple[str, Any]]:
         yield "error", ("The server could not finish this answer; see its log for details.", "server_error")
 
 
-def _extras(answer: Any) -> dict[str, Any]:
-    data = answer.to_dict()
+def _extras(answer: Any, files_dir: Path) -> dict[str, Any]:
+    data = linked_answer(answer, files_dir)
     return {"sources": data["sources"], "citations": data["citations"], "rag": {
         "query": data["query"], "generator": data["generator"], "prompt_format": data["prompt_format"],
         "refused": data["refused"]}}

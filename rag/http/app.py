@@ -9,7 +9,8 @@ page), or from Python::
     ...
     server.stop()
 
-The app is the HTTP API (``rag.http.api``: REST, OpenAI-compatible, ``/files``) and, unless
+The app is the HTTP API (``rag.http.api``: REST, OpenAI-compatible, ``/files``), the citation
+viewer (``rag.http.viewer``: ``/view``) and, unless
 headless, the Gradio page (``ui.app``) mounted at ``/``; only then is Gradio imported.
 Requests pass, outermost first: ``rag.http.guard.EdgeGuard`` (Host, Origin, content type,
 body size), ``rag.http.auth.RequireLogin`` (when a key or login is set), CORS for the
@@ -57,11 +58,13 @@ def create_app(rag: RAG, *, headless: bool = False, ask_concurrency: int = ASK_C
     from rag.http.api import build_api, install_error_handlers
     from rag.http.auth import RequireLogin, page_login
     from rag.http.guard import EdgeGuard
+    from rag.http.viewer import build_viewer
 
     settings = rag.settings
     app = FastAPI(title="rag", docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
     install_error_handlers(app)
     app.include_router(build_api(rag))
+    app.include_router(build_viewer(rag))
     for router in routers:
         app.include_router(router)
     # Our CORS, added before the page is mounted: Gradio then leaves CORS to it, and no origin but

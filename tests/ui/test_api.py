@@ -45,13 +45,17 @@ def test_upload_ask_cites_the_page_and_the_link_serves_the_pdf(client, ui_server
     assert ("facts.pdf", 2) in cited, answer
     citation = next(c for c in answer["citations"] if c["page"] == 2)
     assert word in citation["text"]
-    assert citation["link"] == "/files/facts.pdf#page=2"
-    assert f"[\\[{citation['number']}\\]](/files/facts.pdf#page=2)" in answer["markdown"]
+    # The link opens the viewer at page 2 with the cited chunk highlighted.
+    assert citation["link"] == f"/view/facts.pdf?page=2&chunk={citation['id']}#cited"
+    assert f"[\\[{citation['number']}\\]]({citation['link']})" in answer["markdown"]
     assert "page 2" in answer["sources_markdown"] and "similarity" in answer["sources_markdown"]
     assert answer["generator"]
+    viewer = httpx.get(ui_server.url.rstrip("/") + citation["link"].split("#")[0])
+    assert viewer.status_code == 200 and viewer.headers["content-type"].startswith("text/html")
+    assert 'class="hl"' in viewer.text and "Page 2 of 8" in viewer.text
 
-    # The link opens the real PDF bytes (the fragment is for the browser's viewer).
-    r = httpx.get(ui_server.url.rstrip("/") + citation["link"].split("#")[0])
+    # The stored file itself opens the real PDF bytes (the fragment is for the browser's viewer).
+    r = httpx.get(ui_server.url.rstrip("/") + "/files/facts.pdf")
     assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
     assert r.headers["content-disposition"].startswith("inline")
     assert r.content == facts_pdf.read_bytes()
@@ -84,6 +88,8 @@ def test_encrypted_pdf_is_refused_then_ingested_with_its_password(client, rag) -
     assert refused["status"] == "refused" and refused["needs_password"] is True
     assert refused["chunks"] == 0
     assert "password" in refused["message"].lower() and "\n" not in refused["message"]
+    # The page's words, not the command line's.
+    assert "--password" not in refused["message"] and "Password field" in refused["message"]
     assert not (rag.settings.files_dir / "encrypted-file.pdf").exists()
     assert client.predict(api_name="/sources") == []
 

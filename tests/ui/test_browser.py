@@ -7,7 +7,6 @@ Screenshots go to ``artifacts/`` (gitignored).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -47,8 +46,8 @@ def test_upload_ask_and_open_the_cited_page_in_the_browser(browser, ui_server, f
     box = _wait(lambda: browser.find_element(By.CSS_SELECTOR, "#question textarea"), what="the question box")
     box.send_keys(question)
     box.send_keys(Keys.ENTER)
-    link = _wait(lambda: browser.find_element(By.CSS_SELECTOR, '#chat a[href*="/files/facts.pdf#page=2"]'),
-                 what="a citation link to facts.pdf page 2")
+    link = _wait(lambda: browser.find_element(By.CSS_SELECTOR, '#chat a[href*="/view/facts.pdf?page=2&chunk="]'),
+                 what="a citation link to facts.pdf page 2 in the viewer")
     chat_text = browser.find_element(By.ID, "chat").text
     assert word in chat_text and "Answered by" in chat_text
     panel = browser.find_element(By.ID, "sources-panel").text
@@ -63,12 +62,17 @@ def test_upload_ask_and_open_the_cited_page_in_the_browser(browser, ui_server, f
     assert "every summer since 1980" in chat_text and "previous turn" in chat_text
     browser.save_screenshot(str(ARTIFACTS / "ui-answer.png"))
 
-    # The citation opens the uploaded PDF at page 2.
+    # The citation opens the uploaded PDF at page 2 in the viewer, the cited passage boxed.
     handles = set(browser.window_handles)
     link.click()
-    new = _wait(lambda: set(browser.window_handles) - handles or None, 10, "the PDF tab")
+    new = _wait(lambda: set(browser.window_handles) - handles or None, 10, "the viewer tab")
     browser.switch_to.window(new.pop())
-    _wait(lambda: "/files/facts.pdf" in browser.current_url, 30, "the PDF to open")
-    assert browser.current_url.endswith("/files/facts.pdf#page=2")
-    time.sleep(2)  # let the PDF viewer draw the page
+    _wait(lambda: "/view/facts.pdf" in browser.current_url, 30, "the viewer to open")
+    assert "page=2" in browser.current_url and browser.current_url.endswith("#cited")
+    image = _wait(lambda: browser.find_element(By.CSS_SELECTOR, "#sheet img"), 30, "the page image")
+    _wait(lambda: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image), 30,
+          "the page image to load")
+    boxes = browser.find_elements(By.CSS_SELECTOR, "#sheet .hl")
+    assert boxes and all(b.is_displayed() and b.size["width"] > 0 for b in boxes)
+    assert "Page 2 of 8" in browser.find_element(By.TAG_NAME, "header").text
     browser.save_screenshot(str(ARTIFACTS / "ui-citation.png"))

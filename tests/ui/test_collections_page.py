@@ -38,12 +38,16 @@ def page(embedder, tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_a_chat_asks_only_the_chosen_collections(page) -> None:
-    _, client = page
+    server, client = page
     for team, fact in FACT.items():
         first = client.predict("When is the Orion project deadline?", None, None, None, [team], api_name="/ask")
         assert fact in first["answer"] and FACT[OTHER[team]] not in first["answer"]
         assert {c["collection"] for c in first["citations"] + first["sources"]} == {team}
-        assert all(c["link"] == f"/files/{team}/handbook.md" for c in first["citations"])
+        # Citations open the viewer on that collection's own copy, the passage marked.
+        assert all(c["link"] == f"/view/handbook.md?collection={team}&chunk={c['id']}#cited" for c in first["citations"])
+        shown = httpx.get(server.url.rstrip("/") + first["citations"][0]["link"].split("#")[0], timeout=60)
+        assert shown.status_code == 200 and '<mark id="cited">' in shown.text and fact in shown.text
+        assert f'href="/files/{team}/handbook.md"' in shown.text
         follow = client.predict("Who leads it?", [["When is the Orion project deadline?", first["answer"]]], None,
                                 None, [team], api_name="/ask")
         assert "Dana Whit" in follow["answer"]

@@ -46,7 +46,8 @@ def test_eight_simultaneous_sessions_get_their_own_answers(client, ui_server, fa
             pages = [c["page"] for c in answer["citations"]]
             assert pages == [i + 1], (question, answer["citations"])
             assert word in answer["citations"][0]["text"], (question, answer)
-            assert answer["citations"][0]["link"] == f"/files/facts.pdf#page={i + 1}"
+            citation = answer["citations"][0]
+            assert citation["link"] == f"/view/facts.pdf?page={i + 1}&chunk={citation['id']}#cited"
             # No other session's fact leaked into this answer.
             others = [w for j, (_, _, w) in enumerate(FACTS) if j != i]
             assert not any(w in answer["answer"] for w in others), (question, answer["answer"])

@@ -51,7 +51,7 @@ def test_every_route_needs_the_key_or_the_login(locked) -> None:
     paths = {path for path, _ in table}
     # The walk reaches the page's own API, not just ours.
     assert {"/gradio_api/upload", "/gradio_api/queue/join", "/gradio_api/call/{api_name}", "/api/ask",
-            "/v1/chat/completions", "/files/{name}", "/config"} <= paths
+            "/v1/chat/completions", "/files/{name}", "/view/{name}", "/view/{name}/{number}.png", "/config"} <= paths
     opened, refused = set(), set()
     with httpx.Client(base_url=server.url.rstrip("/"), timeout=60) as http:
         for path, methods in table:

@@ -91,3 +91,39 @@ def test_payload_adds_links_and_markdown() -> None:
     assert data["citations"][0]["page"] == 2 and data["citations"][0]["source"] == "paper.pdf"
     assert data["sources"][1]["link"] == WIKI_HIT.url
     assert data["markdown"].startswith("It is a random forest") and "### Sources" in data["sources_markdown"]
+
+
+def test_times_sizes_and_generators_in_plain_words() -> None:
+    from datetime import datetime, timezone
+
+    from rag.generate import plain_name
+    from ui.render import human_size, relative_time
+
+    now = datetime(2026, 3, 12, 12, 0, 0, tzinfo=timezone.utc)
+    assert relative_time("2026-03-12T11:59:50+00:00", now) == "just now"
+    assert relative_time("2026-03-12T11:57:00+00:00", now) == "3 minutes ago"
+    assert relative_time("2026-03-12T11:59:00", now) == "1 minute ago"  # naive: UTC
+    assert relative_time("2026-03-12T07:00:00+00:00", now) == "5 hours ago"
+    assert relative_time("2026-03-11T10:00:00+00:00", now) == "yesterday"
+    assert relative_time("2025-12-01T10:00:00+00:00", now) == "1 Dec 2025"
+    assert relative_time("not a time", now) == "not a time"
+    assert [human_size(n) for n in (None, 812, 14_336, 3_355_443)] == ["", "812 bytes", "14 KB", "3.2 MB"]
+    assert plain_name("extractive") == "extracts from your documents"
+    assert plain_name("smollm2:gptq") == "SmolLM2 135M (gptq; tiny, slow on a CPU)"
+    assert plain_name("gptq:TheBloke/Llama-2-7B-Chat-GPTQ") == "Llama 2 7B Chat GPTQ"
+    assert plain_name("llamacpp:tinyllama.Q4_K_M.gguf") == "tinyllama.Q4_K_M via llama.cpp"
+    assert plain_name("openai:qwen2.5@http://127.0.0.1:8080/v1") == "qwen2.5 via an OpenAI-compatible server"
+    md = answer_markdown(_answer(generator="extractive"), "classifier used")
+    assert "Answered by extracts from your documents" in md and "extractive" not in md
+
+
+def test_errors_name_the_fix_of_the_surface_they_are_shown_on() -> None:
+    from rag.errors import EncryptedPDFError, user_message
+    from ingest.pdf import PASSWORD_HINTS
+
+    exc = EncryptedPDFError("a.pdf", "a.pdf is encrypted", hints=PASSWORD_HINTS)
+    assert str(exc) == user_message(exc) == user_message(exc, "cli")
+    assert str(exc) == "a.pdf is encrypted; pass its password with --password"
+    assert user_message(exc, "page") == ("a.pdf is encrypted; type its password in the Password field and click "
+                                         "Add files again")
+    assert "--" not in user_message(exc, "api") and "'password'" in user_message(exc, "api")

@@ -135,6 +135,8 @@ def test_cli_commands_go_through_the_running_server(served, pdf_dir: Path, _isol
     assert set(out["hits"][0]) == {"id", "score", "text", "source", "kind", "title", "url", "section", "page",
                                    "start", "end", "collection"}
     assert (out["hits"][0]["source"], out["hits"][0]["page"], out["hits"][0]["kind"]) == (ZEN, 1, "pdf")
+    # Its url is the server's viewer at the cited passage.
+    assert out["hits"][0]["url"] == f"{url}view/{ZEN}?page=1&chunk={out['hits'][0]['id']}#cited"
     # The upload is stored beside the server's store, so its citations open it.
     assert (_isolated_data_dir / "files" / ZEN).read_bytes() == (samples / ZEN).read_bytes()
 
