@@ -201,19 +201,33 @@ def load_query_encoder(
         The encoder, or None when ONNX cannot be used here (the reason is logged).
     """
     fp32 = cached_graph_path(model_dir, cache_dir, name)
-    path = fp32.with_name(fp32.stem + "-int8.onnx") if int8 else fp32
-    floor = MIN_INT8_PROBE_COSINE if int8 else MIN_PROBE_COSINE
+    return _open_verified(
+        fp32, fp32.with_name(fp32.stem + "-int8.onnx") if int8 else fp32,
+        export=lambda path: export(transformer, path),
+        open_encoder=lambda path: OnnxQueryEncoder(path, threads),
+        probe=lambda encoder: np.vstack([encoder.encode_ids(tokenize(t)) for t in _PROBES]),
+        reference=reference, floor=MIN_INT8_PROBE_COSINE if int8 else MIN_PROBE_COSINE,
+        purpose=f"{name or model_dir.name} for fast queries",
+        unavailable="The ONNX question encoder is unavailable (%s: %s); questions are embedded with torch "
+                    "instead (slower, same results). Point RAG_CACHE_DIR at a writable directory, or set "
+                    "RAG_QUERY_ENCODER=torch to skip this.")
+
+
+def _open_verified(fp32: Path, path: Path, *, export: Callable[[Path], Any], open_encoder: Callable[[Path], Any],
+                   probe: Callable[[Any], np.ndarray], reference: Callable[[list[str]], np.ndarray], floor: float,
+                   purpose: str, unavailable: str) -> Any | None:
+    """An encoder opened from ``path``, exported to ``fp32`` (and quantized to ``path``) on first use,
+    trusted only when its vectors of the probe texts match torch's to ``floor``; None (logged) otherwise.
+    """
     for attempt in (1, 2):
         try:
             if not fp32.is_file():
-                log.info("exporting %s to ONNX for fast queries (once): %s", name or model_dir.name, fp32)
-                export(transformer, fp32)
+                log.info("exporting %s to ONNX (once): %s", purpose, fp32)
+                export(fp32)
             if not path.is_file():
                 quantize_int8(fp32, path)
-            encoder = OnnxQueryEncoder(path, threads)
-            got = np.vstack([encoder.encode_ids(tokenize(t)) for t in _PROBES])
-            want = reference(list(_PROBES))
-            cosines = np.sum(got * want, axis=1)
+            encoder = open_encoder(path)
+            cosines = np.sum(probe(encoder) * reference(list(_PROBES)), axis=1)
             if float(cosines.min()) < floor:
                 raise ValueError(f"ONNX vectors differ from torch's (cosine {float(cosines.min()):.5f})")
             return encoder
@@ -223,9 +237,7 @@ def load_query_encoder(
                 path.unlink(missing_ok=True)
                 fp32.unlink(missing_ok=True)
                 continue
-            log.warning("The ONNX question encoder is unavailable (%s: %s); questions are embedded with torch "
-                        "instead (slower, same results). Point RAG_CACHE_DIR at a writable directory, or set "
-                        "RAG_QUERY_ENCODER=torch to skip this.", type(exc).__name__, exc)
+            log.warning(unavailable, type(exc).__name__, exc)
             return None
     return None
 
@@ -348,27 +360,11 @@ def load_batch_encoder(
     """
     base = cached_graph_path(model_dir, cache_dir, name)
     fp32 = base.with_name(base.stem + "-batch.onnx")
-    path = fp32.with_name(fp32.stem + "-int8.onnx")
-    for attempt in (1, 2):
-        try:
-            if not fp32.is_file():
-                log.info("exporting %s to ONNX for int8 ingestion (once): %s", name or model_dir.name, fp32)
-                export_batch(transformer, fp32)
-            if not path.is_file():
-                quantize_int8(fp32, path)
-            encoder = OnnxBatchEncoder(path, threads)
-            got = encoder.encode([tokenize(t) for t in _PROBES])
-            cosines = np.sum(got * reference(list(_PROBES)), axis=1)
-            if float(cosines.min()) < MIN_INT8_PROBE_COSINE:
-                raise ValueError(f"int8 vectors differ from torch's (cosine {float(cosines.min()):.5f})")
-            return encoder
-        except Exception as exc:  # noqa: BLE001 - any failure here only costs speed
-            if attempt == 1 and (path.is_file() or fp32.is_file()):
-                path.unlink(missing_ok=True)
-                fp32.unlink(missing_ok=True)
-                continue
-            log.warning("The int8 chunk encoder is unavailable (%s: %s); chunks are embedded with torch instead "
-                        "(slower). Point RAG_CACHE_DIR at a writable directory, or set RAG_DOC_ENCODER=torch.",
-                        type(exc).__name__, exc)
-            return None
-    return None
+    return _open_verified(
+        fp32, fp32.with_name(fp32.stem + "-int8.onnx"),
+        export=lambda path: export_batch(transformer, path),
+        open_encoder=lambda path: OnnxBatchEncoder(path, threads),
+        probe=lambda encoder: encoder.encode([tokenize(t) for t in _PROBES]),
+        reference=reference, floor=MIN_INT8_PROBE_COSINE, purpose=f"{name or model_dir.name} for int8 ingestion",
+        unavailable="The int8 chunk encoder is unavailable (%s: %s); chunks are embedded with torch instead "
+                    "(slower). Point RAG_CACHE_DIR at a writable directory, or set RAG_DOC_ENCODER=torch.")
