@@ -154,16 +154,24 @@ def export(transformer: Any, path: Path) -> Path:
     # eval() on the wrapper too: a fresh Module is in training mode, and export restores it
     # afterwards, which would switch dropout on in the shared torch model.
     wrapper = _Pooled(transformer).eval()
+    example = torch.randint(1000, 2000, (1, 12), device=transformer.device)
+    return _write_graph(wrapper, {"input_ids": example}, path)
+
+
+def _write_graph(wrapper: Any, inputs: dict[str, Any], path: Path) -> Path:
+    """``torch.onnx.export`` of ``wrapper`` (inputs dynamic in batch and tokens) to a temporary name, then ``path``."""
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
     os.close(fd)
-    example = torch.randint(1000, 2000, (1, 12), device=transformer.device)
+    axes = {0: "batch", 1: "tokens"}
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer notes about Python control flow in transformers
             torch.onnx.export(
-                wrapper, (example,), tmp, input_names=["input_ids"], output_names=["embedding"],
-                dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "embedding": {0: "batch"}},
+                wrapper, tuple(inputs.values()), tmp, input_names=list(inputs), output_names=["embedding"],
+                dynamic_axes={**{name: axes for name in inputs}, "embedding": {0: "batch"}},
                 opset_version=17, do_constant_folding=True, dynamo=False,
             )
         os.replace(tmp, path)
@@ -312,25 +320,8 @@ def export_batch(transformer: Any, path: Path) -> Path:
             return torch.nn.functional.normalize(mean, dim=-1)
 
     wrapper = _Pooled(transformer).eval()  # see export(): a fresh Module is in training mode
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
     ids = torch.randint(1000, 2000, (2, 12), device=transformer.device)
-    mask = torch.ones_like(ids)
-    axes = {0: "batch", 1: "tokens"}
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                wrapper, (ids, mask), tmp, input_names=["input_ids", "attention_mask"], output_names=["embedding"],
-                dynamic_axes={"input_ids": axes, "attention_mask": axes, "embedding": {0: "batch"}},
-                opset_version=17, do_constant_folding=True, dynamo=False,
-            )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return _write_graph(wrapper, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, path)
 
 
 def load_batch_encoder(
