@@ -34,6 +34,7 @@ from typing import Any, Iterator, Sequence
 
 from rag.cite import PassageVectors, cite
 from rag.conversation import Retrieved, condense, fused_search, normalize_history
+from rag.generate.extractive import EXTRACT_PREFIX
 from rag.prompt import NO_ANSWER, pack_prompt
 from rag.protocols import Answering, Embedder, is_extractor
 from rag.refuse import assess, frequencies_for, sentence_cosines, should_refuse
@@ -221,7 +222,11 @@ class Answerer:
         # Verbatim sentences of the cited chunk: support is 1 by construction, nothing to check.
         cited = cite(gen.compose(sentences), found.hits)
         citations = [replace(c, supported=True, support=1.0) for c in cited.citations]
-        first, *rest = re.split(r"(?<=\]) (?=\S)", cited.text)
+        parts = re.split(r"(?<=\]) (?=\S)", cited.text)
+        # The prefix first, then each cited sentence: a one-sentence extract still streams.
+        if parts[0].startswith(EXTRACT_PREFIX + " "):
+            parts[:1] = [EXTRACT_PREFIX, parts[0][len(EXTRACT_PREFIX) + 1:]]
+        first, *rest = parts
         yield first
         for piece in rest:
             yield " " + piece
