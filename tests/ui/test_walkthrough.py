@@ -3,7 +3,8 @@ progress, ask, open the highlighted citation, ask a follow-up, see a source adde
 reopen the saved chat, continue and rename it, ask one collection only, delete a source after
 confirming.
 
-Screenshots go to ``$RAG_SCREENSHOTS`` (default: a pytest temporary folder, printed at the end).
+Screenshots go to ``$RAG_SCREENSHOTS`` (default: ``artifacts/walkthrough/``, gitignored, as the other
+browser tests' screenshots).
 """
 
 from __future__ import annotations
@@ -19,16 +20,16 @@ from tests.pdfgen import make_pdf
 from tests.rag.http.conftest import FACTS, fact_pages
 from tests.ui.conftest import wait
 
-# About 100 s on the shared 2-core machine (over the ~40 s a default-run test may take): slow.
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# About 20 s on a quiet 2-core machine: in the default run, so CI walks the page every time.
+pytestmark = [pytest.mark.browser]
 
 FILLER = ("The harbour ledger of Velmora lists the ship number {n}, its cargo of salt and timber, "
           "and the day it left the quay. ") * 6
 
 
 @pytest.fixture
-def shots(tmp_path_factory) -> Path:
-    folder = Path(os.environ.get("RAG_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+def shots() -> Path:
+    folder = Path(os.environ.get("RAG_SCREENSHOTS") or Path(__file__).resolve().parents[2] / "artifacts" / "walkthrough")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
