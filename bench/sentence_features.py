@@ -43,6 +43,7 @@ def main() -> None:
     from rag.eval.common import spread_questions
     from rag.eval.squad import is_hit, load_squad
     from rag.generate.extractive import ExtractiveGenerator
+    from rag.generate.sentence_features import sentence_cosines
     from rag.service import RAG
     from rag.settings import Settings
     from rag.text import content_words, stem
@@ -76,16 +77,12 @@ def main() -> None:
                 if not texts:
                     chunks.append({"score": hit.score, "src": hit.source, "gold": is_hit(hit, q), "sents": []})
                     continue
-                cos = vectors @ qv
-                centre = vectors.mean(axis=0)
-                centre /= np.linalg.norm(centre) + 1e-12
-                pairs = vectors[:-1] + vectors[1:]
-                pairs /= np.linalg.norm(pairs, axis=1, keepdims=True) + 1e-12
+                cos, pair_cos, centrality = sentence_cosines(vectors, qv)
                 folded = [t.casefold() for t in texts]
                 chunks.append({
                     "score": round(float(hit.score), 4), "src": hit.source, "gold": is_hit(hit, q),
-                    "sents": texts, "cos": _r(cos), "pair_cos": _r(np.concatenate([[cos[0]], pairs @ qv])),
-                    "centrality": _r(vectors @ centre),
+                    "sents": texts, "cos": _r(cos), "pair_cos": _r(pair_cos),
+                    "centrality": _r(centrality),
                     "has": [any(a.casefold() in f for a in q.answers) for f in folded],
                 })
             row = {"i": qi, "source": q.source, "q": q.text, "answers": list(q.answers), "words": qwords,

@@ -24,7 +24,8 @@ import numpy as np
 
 from rag.cite import PassageVectors, neutralize_brackets
 from rag.errors import ConfigError
-from rag.generate.sentence_features import FEATURES, answer_type, candidate_features, matches_type
+from rag.generate.sentence_features import (FEATURES, answer_type, candidate_features, matches_type,
+                                            sentence_cosines)
 from rag.protocols import Embedder
 from rag.types import Hit
 
@@ -135,12 +136,7 @@ class ExtractiveGenerator:
             if not texts:
                 chunks.append(((), (), (), ()))
                 continue
-            cos = vectors @ qv
-            centre = vectors.mean(axis=0)
-            centre /= np.linalg.norm(centre) + 1e-12
-            pairs = vectors[:-1] + vectors[1:]
-            pairs /= np.linalg.norm(pairs, axis=1, keepdims=True) + 1e-12
-            chunks.append((texts, cos, np.concatenate([cos[:1], pairs @ qv]), vectors @ centre))
+            chunks.append((texts, *sentence_cosines(vectors, qv)))
         candidates = candidate_features(question, chunks, [h.score for h in hits])
         if not candidates:
             return []

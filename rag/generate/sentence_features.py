@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
+
 from rag.text import STOP_WORDS, IdfOverlap, content_words, words as _words
 
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
@@ -94,6 +96,26 @@ def matches_type(kind: str | None, sentence: str, question_words: set[str]) -> b
         return any(m.group(1).lower() not in question_words for m in _PLACE.finditer(sentence))
     names = re.findall(r"\b[A-Z][\w'-]+", sentence)[1:]  # the first word is capitalised anyway
     return any(n.lower() not in question_words for n in names)
+
+
+def sentence_cosines(vectors: np.ndarray, question_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A chunk's per-sentence cosines, as :func:`candidate_features` reads them.
+
+    Args:
+        vectors: the chunk's sentence vectors, in order (unit length).
+        question_vector: the question's vector.
+
+    Returns:
+        ``(cos, pair_cos, centrality)``: each sentence's cosine to the question; the cosine of
+        each sentence joined with its predecessor (the first sentence alone); each sentence's
+        cosine to the chunk's mean sentence.
+    """
+    cos = vectors @ question_vector
+    centre = vectors.mean(axis=0)
+    centre /= np.linalg.norm(centre) + 1e-12
+    pairs = vectors[:-1] + vectors[1:]
+    pairs /= np.linalg.norm(pairs, axis=1, keepdims=True) + 1e-12
+    return cos, np.concatenate([cos[:1], pairs @ question_vector]), vectors @ centre
 
 
 def candidate_features(question: str, chunks: Sequence[tuple[Sequence[str], Sequence[float], Sequence[float],
