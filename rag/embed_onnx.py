@@ -29,7 +29,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # Bump when the exported graph changes, so stale cached files are not reused.
-_GRAPH_VERSION = "2"
+_GRAPH_VERSION = "3"
 # Texts whose ONNX vectors must match sentence-transformers' before the session is trusted.
 _PROBES = (
     "Which NFL team represented the AFC at Super Bowl 50?",
@@ -142,20 +142,32 @@ def export(transformer: Any, path: Path) -> Path:
     """
     import torch
 
+    example = torch.randint(1000, 2000, (1, 12), device=transformer.device)
+    return _write_graph(_pooled(transformer), {"input_ids": example}, path)
+
+
+def _pooled(transformer: Any) -> Any:
+    """The encoder with MiniLM's masked mean pooling and normalisation, ready to export.
+
+    Without an ``attention_mask`` input (the single-question graph) every token counts.
+    """
+    import torch
+
     class _Pooled(torch.nn.Module):
         def __init__(self, model: Any) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-            hidden = self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).last_hidden_state
-            return torch.nn.functional.normalize(hidden.mean(dim=1), dim=-1)
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+            mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+            hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, dim=-1)
 
     # eval() on the wrapper too: a fresh Module is in training mode, and export restores it
     # afterwards, which would switch dropout on in the shared torch model.
-    wrapper = _Pooled(transformer).eval()
-    example = torch.randint(1000, 2000, (1, 12), device=transformer.device)
-    return _write_graph(wrapper, {"input_ids": example}, path)
+    return _Pooled(transformer).eval()
 
 
 def _write_graph(wrapper: Any, inputs: dict[str, Any], path: Path) -> Path:
@@ -308,20 +320,8 @@ def export_batch(transformer: Any, path: Path) -> Path:
     """
     import torch
 
-    class _Pooled(torch.nn.Module):
-        def __init__(self, model: Any) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            mean = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(mean, dim=-1)
-
-    wrapper = _Pooled(transformer).eval()  # see export(): a fresh Module is in training mode
     ids = torch.randint(1000, 2000, (2, 12), device=transformer.device)
-    return _write_graph(wrapper, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, path)
+    return _write_graph(_pooled(transformer), {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, path)
 
 
 def load_batch_encoder(
