@@ -192,6 +192,27 @@ def test_llm_is_not_called_when_retrieval_finds_nothing_relevant(store_dir: Path
     assert answer.refused is True and answer.text == NO_ANSWER and server.requests == []
 
 
+def test_llm_prompt_packs_only_sources_near_the_best(store_dir: Path, server: FakeServer) -> None:  # noqa: F811
+    question = "Who did the Denver Broncos defeat in Super Bowl 50?"
+    _scripted(server, lambda system, user, body: "The Carolina Panthers [1].")
+    hits = RAG(store_dir).search(question, k=5)
+    best = max(h.score for h in hits)
+    near = [h for h in hits if h.score >= best - 0.2]
+    assert 1 <= len(near) < len(hits)  # the other articles' chunks are far below the Super Bowl one
+
+    def packed(**settings) -> list[str]:
+        server.requests.clear()
+        answer = RAG(store_dir, llm=f"openai:{server.url}#tiny", **settings).ask(question)
+        assert not answer.refused and answer.text.startswith("The Carolina Panthers")
+        user = server.requests[-1]["json"]["messages"][-1]["content"]
+        return re.findall(r"^<<<\w+\n(.*?)\n\w+>>>", user, re.S | re.M)
+
+    assert packed() == [h.text for h in near]  # the default margin, 0.2 of cosine
+    assert packed(source_margin=2) == [h.text for h in hits]  # every retrieved source
+    # hybrid ranks by fused scores, the margin reads cosines: 0 keeps the closest chunk alone
+    assert packed(source_margin=0) == [max(hits, key=lambda h: h.score).text]
+
+
 # -- GPTQ (tiny random Llama, CPU) ----------------------------------------------------------------
 HAVE_GPU_EXTRA = find_spec("gptqmodel") is not None and find_spec("optimum") is not None
 
