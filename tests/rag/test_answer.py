@@ -181,6 +181,24 @@ def test_llm_answer_is_cited_renumbered_and_support_checked(store_dir: Path, ser
     assert rag.generator_notice is None
 
 
+def test_cli_shows_a_streamed_answer_again_only_when_citing_changed_it(store_dir: Path, server: FakeServer) -> None:  # noqa: F811
+    question = "Who did the Denver Broncos defeat in Super Bowl 50?"
+    runner = CliRunner()
+
+    def ask(reply: str) -> str:
+        _scripted(server, lambda system, user, body: reply)
+        result = runner.invoke(main, ["--data-dir", str(store_dir), "ask", question, "--llm",
+                                      f"openai:{server.url}#tiny"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    out = ask("The Broncos beat  the Carolina Panthers [1].")  # spacing aside, citing keeps it as written
+    assert out.count("Carolina Panthers [1]") == 1 and "With citations renumbered" not in out
+    out = ask("The Broncos beat the Carolina Panthers [1][7].")  # [7] points to no source: dropped
+    assert "The Broncos beat the Carolina Panthers [1][7].\n" in out
+    assert "With citations renumbered:\nThe Broncos beat the Carolina Panthers [1].\n" in out
+
+
 def test_llm_refusal_is_the_exact_sentence(store_dir: Path, server: FakeServer) -> None:  # noqa: F811
     _scripted(server, lambda system, user, body: "The indexed documents don't answer this.")
     answer = RAG(store_dir, llm=f"openai:{server.url}#tiny").ask("Who was the leader of the Norse raiders?")
