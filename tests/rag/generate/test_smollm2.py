@@ -298,3 +298,22 @@ def test_page_says_it_is_tiny_and_slow(table_pdf_store: Path, smollm2_float_dir:
     (notice,) = [c for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "generator-notice"]
     assert notice["props"]["visible"] is True
     assert "tiny demonstration model" in notice["props"]["value"] and "tokens per second" in notice["props"]["value"]
+
+
+def test_cli_json_through_gptq_is_one_json_document(table_pdf_store: Path, smollm2_gptq_dir: Path,
+                                                    tmp_path: Path) -> None:
+    """gptqmodel prints a banner on import and its progress while loading: none of it on stdout.
+
+    A fresh process, since only the first import of gptqmodel prints its banner.
+    """
+    import os
+    import subprocess
+
+    env = {**os.environ, "RAG_DATA_DIR": str(table_pdf_store), "RAG_CACHE_DIR": str(MODEL_CACHE),
+           "RAG_MAX_NEW_TOKENS": "8", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "rag.cli", "ask", "--json", "--llm", "smollm2", "-k", "1", DENMARK],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout)  # the whole of stdout
+    assert answer["generator"] == "smollm2:gptq" and answer["sources"][0]["page"] == 3
+    assert "GPT-QModel" in done.stderr  # the banner went to stderr
