@@ -594,13 +594,14 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                 if isinstance(turns_now, list) and len(turns_now) > before:
                     turn = turns_now[-1]
                     conversation = saved_chats.remember(conversation, turn["question"], turn["answer"],
-                                                        turn["markdown"], request)
+                                                        turn["markdown"], request, collections)
                     yield shown, panel, turns_now, box, conversation, saved_chats.choices(request, conversation)
                 else:
                     yield shown, panel, turns_now, box, conversation, gr.update()
 
         def clear():
-            return [], render.SOURCES_PLACEHOLDER, [], None
+            # A new conversation asks every collection again, as a reopened one asks its own.
+            return [], render.SOURCES_PLACEHOLDER, [], None, gr.update(value=[])
 
         def show_upload(result: dict[str, Any] | None):
             items = (result or {}).get("files", [])
@@ -752,8 +753,9 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
         for start in (question.submit, ask_btn.click):
             start(busy, None, buttons, queue=False, **private).then(**chat_io).then(
                 idle, None, buttons, queue=False, **private)
-        clear_btn.click(clear, None, [chatbot, sources_panel, turns, saved_chats.current], **private)
-        saved_chats.wire(chatbot, turns, sources_panel, demo)
+        clear_btn.click(clear, None, [chatbot, sources_panel, turns, saved_chats.current, ask_in], **private)
+        saved_chats.wire(chatbot, turns, sources_panel, demo, ask_in,
+                         lambda: sorted({s.collection for s in actions.rag.sources()}))
 
         upload_btn.click(lambda: (*busy(), READING), None, [*buttons, upload_md], queue=False, **private).then(
             upload, [pdfs, password, upload_into], [upload_json], api_name="upload_into", preprocess=False,

@@ -1,7 +1,7 @@
 """The whole page in headless Chromium, as a new user goes through it: upload a PDF and watch its
 progress, ask, open the highlighted citation, ask a follow-up, see a source added meanwhile appear,
-reopen the saved chat, continue and rename it, ask one collection only, delete a source after
-confirming.
+reopen the saved chat, continue and rename it, ask one collection only (a new chat asks all again,
+the reopened one its own), delete a source after confirming.
 
 Screenshots go to ``$RAG_SCREENSHOTS`` (default: ``artifacts/walkthrough/``, gitignored, as the other
 browser tests' screenshots).
@@ -170,6 +170,15 @@ def test_walkthrough(browser, embedder, tmp_path: Path, shots: Path) -> None:
         assert "August" in last and "Zentara" not in last
         assert not browser.find_elements(By.CSS_SELECTOR, '#sources-panel a[href*="facts.pdf"]')
         browser.save_screenshot(str(shots / "6-one-collection.png"))
+        # The chat remembers what each turn asked: a new one asks all again, reopened it asks team-b.
+        saved = rag.conversations.list()[0]
+        assert [t.collections for t in saved.turns] == [(), (), (), ("team-b",)]
+        next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "New conversation").click()
+        wait(lambda: "Asking all collections." in _text(browser, "ask-collections"), 30, "the new chat asking all")
+        _choose(browser, "saved-list", "Glacier questions")
+        browser.find_element(By.ID, "open-chat").click()
+        wait(lambda: "Asking only: team-b." in _text(browser, "ask-collections"), 30, "the reopened chat's collection")
+        assert "lavender honey" in _text(browser, "chat")
 
         # 8. Delete a source: it asks first.
         _tab(browser, "Documents")
