@@ -107,6 +107,40 @@ def evaluate(corpus: Corpus, make_index: Callable[[Path], object]) -> dict[str, 
     return out
 
 
+def latency(corpora: list[Corpus], names: list[str], known: dict, size: int, queries: int = 400,
+            block: int = 50) -> dict[str, float]:
+    """Median BM25 ms per query (top ``fusion_candidates``) of each variant over ``size`` chunks.
+
+    The corpora's chunks are repeated under new ids up to ``size``; the variants are timed in
+    interleaved blocks of the same queries, so machine load hits them alike.
+    """
+    from rag.settings import Settings
+
+    base = [c for corpus in corpora for c in corpus.chunks]
+    chunks = [dataclasses.replace(base[n % len(base)], id=f"{n}") for n in range(size)]
+    qs = [q for corpus in corpora for q in corpus.queries]
+    rng = np.random.default_rng(0)
+    qs = [qs[i] for i in rng.permutation(len(qs))[:queries]]
+    with tempfile.TemporaryDirectory() as tmp:
+        indexes = {}
+        for n in names:
+            indexes[n] = index = known[n](Path(tmp) / n)
+            for lo in range(0, len(chunks), 5000):
+                index.add(chunks[lo : lo + 5000])
+            for q in qs[:20]:
+                index.search(q, Settings.fusion_candidates)  # warm-up
+        times: dict[str, list[float]] = {n: [] for n in names}
+        for lo in range(0, len(qs), block):
+            for n in names:
+                for q in qs[lo : lo + block]:
+                    t0 = time.perf_counter()
+                    indexes[n].search(q, Settings.fusion_candidates)
+                    times[n].append(time.perf_counter() - t0)
+        for index in indexes.values():
+            index.close()
+    return {n: float(np.median(t) * 1000) for n, t in times.items()}
+
+
 def variants() -> dict[str, Callable[[Path], object]]:
     from rag.keyword import KeywordIndex
     from rag.keyword_fts5 import Fts5KeywordIndex
@@ -127,6 +161,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", default="product,fts5", help="comma-separated names")
     ap.add_argument("--corpora", default="scifact-train,squad,scifact-test")
+    ap.add_argument("--latency", type=int, default=0, metavar="CHUNKS",
+                    help="instead: median BM25 ms/query of each variant over this many chunks")
     args = ap.parse_args()
     known = variants()
     names = args.variants.split(",")
@@ -135,6 +171,12 @@ def main() -> None:
             raise SystemExit(f"unknown variant {n!r}; known: {', '.join(known)}")
     loaders = {"scifact-train": lambda: scifact("train"), "scifact-test": lambda: scifact("test"), "squad": squad}
     results: dict[str, dict] = {}
+    if args.latency:
+        ms = latency([loaders[c]() for c in args.corpora.split(",")], names, known, args.latency)
+        for n, v in ms.items():
+            print(f"{args.latency} chunks  {n:<28} median {v:.3f} ms  ({v / ms[names[0]]:.2f}x {names[0]})")
+        write_json("keyword_quality_latency", {"chunks": args.latency, "median_ms": ms})
+        return
     for cname in args.corpora.split(","):
         corpus = loaders[cname]()
         results[cname] = {}

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
-from rag.keyword import _analyzer, _tantivy, keyword_text, query_terms, search_terms
+from rag.keyword import _analyzer, _tantivy, idf_ratio, keyword_text, query_terms, search_terms
 
 
 class VariantIndex:
@@ -14,20 +13,22 @@ class VariantIndex:
 
     Args:
         surface: weight of a second, unstemmed field matched on the query's surface words (0: none).
-        idf: ``lucene`` (tantivy's own) or ``fts5``: each term boosted by FTS5's IDF over Lucene's.
+        idf: ``lucene`` (tantivy's own) or ``fts5``: each term boosted by FTS5's IDF over Lucene's
+            (``rag.keyword.idf_ratio``; the product's index does this too now, so ``lucene`` is
+            the product before it).
         title: weight of a separate title field (0: the title stays in the body, as the product has it).
         stemmed: weight of the stemmed body.
     """
 
     def __init__(self, path: Path, *, surface: float = 0.0, idf: str = "lucene", title: float = 0.0,
-                 stemmed: float = 1.0, floor: float = 1e-6, porter: bool = False) -> None:
+                 stemmed: float = 1.0, porter: bool = False) -> None:
         t = self.t = _tantivy()
         self.porter = None
         if porter:
             import Stemmer
 
             self.porter = Stemmer.Stemmer("porter")
-        self.surface, self.idf, self.title, self.stemmed, self.floor = surface, idf, title, stemmed, floor
+        self.surface, self.idf, self.title, self.stemmed = surface, idf, title, stemmed
         sb = t.SchemaBuilder()
         sb.add_text_field("id", stored=True, tokenizer_name="raw", index_option="basic")
         sb.add_text_field("body", stored=False, tokenizer_name="rag_en", index_option="freq")
@@ -65,11 +66,7 @@ class VariantIndex:
         Q = self.t.Query
         q = Q.term_query(self.schema, field, term, index_option="freq")
         if self.idf == "fts5":
-            n_docs = searcher.num_docs
-            n = searcher.doc_freq(field, term)
-            lucene = math.log(1 + (n_docs - n + 0.5) / (n + 0.5))
-            fts5 = max(math.log((n_docs - n + 0.5) / (n + 0.5)), self.floor)
-            weight *= fts5 / lucene
+            weight *= idf_ratio(searcher.num_docs, searcher.doc_freq(field, term))
         return q if weight == 1.0 else Q.boost_query(q, weight)
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
@@ -111,4 +108,7 @@ VARIANTS.update({
     "porter": _v(porter=True),
     "porter+idf-fts5": _v(porter=True, idf="fts5"),
     "porter+surface-0.25": _v(porter=True, surface=0.25),
+})
+VARIANTS.update({
+    "idf-fts5+surface-0.15": _v(idf="fts5", surface=0.15),
 })

@@ -21,6 +21,7 @@ commit made since the last one, by this process or another.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import threading
@@ -36,6 +37,7 @@ from rag.types import Chunk
 log = logging.getLogger(__name__)
 
 _MAX_TERMS = 64
+_IDF_FLOOR = 1e-6  # FTS5's: a word in half the chunks or more still matches, with next to no weight
 _ANALYZER = "rag_en"  # tokenizer name registered on every index opened here
 _SCHEMA_VERSION = "2"  # 2: the collection field  # bump when the schema or the analyzer changes: the index is then rebuilt
 
@@ -95,6 +97,31 @@ def search_terms(query: str) -> list[str]:
     """The indexed terms a query is matched on: :func:`query_terms`, stemmed, each once."""
     stemmer = _analyzer(True)
     return list(dict.fromkeys(t for word in query_terms(query) for t in stemmer.analyze(word)))
+
+
+def idf_ratio(n_docs: int, n: int) -> float:
+    """The boost that turns tantivy's term weight into classic BM25's: its IDF over Lucene's.
+
+    Lucene (so tantivy) weighs a term held by ``n`` of ``N`` chunks by log(1 + (N - n + 0.5) / (n + 0.5)),
+    which stays near log 2 for a word in every other chunk; Robertson and Spärck Jones's BM25
+    (and SQLite FTS5, the index before this one) by log((N - n + 0.5) / (n + 0.5)), floored at a
+    millionth, which gives such words next to nothing and lets the rare words of a question
+    decide. Measured with ``python -m bench.keyword_quality`` (README, Retrieval).
+
+    Args:
+        n_docs: chunks in the index (N).
+        n: chunks holding the term (tantivy's count, which may include chunks deleted since).
+
+    Returns:
+        The factor to multiply the term's tantivy score by; 1.0 for a term no chunk holds.
+    """
+    if n <= 0 or n_docs <= 0:
+        return 1.0
+    # Deleted chunks still count in ``n`` until their segment is merged away.
+    n = min(n, n_docs)
+    lucene = math.log1p((n_docs - n + 0.5) / (n + 0.5))
+    classic = max(math.log((n_docs - n + 0.5) / (n + 0.5)), _IDF_FLOOR)
+    return classic / lucene
 
 
 def _schema():
@@ -329,13 +356,19 @@ class KeywordIndex:
         if not terms or k < 1:
             return []
         Q, Occur, schema = self._t.Query, self._t.Occur, self._s.schema
-        q = Q.boolean_query([(Occur.Should, Q.term_query(schema, "body", term, index_option="freq"))
-                             for term in terms])
+        searcher = self._s.searcher()
+        n_docs = int(searcher.num_docs)
+        clauses = []
+        for term in terms:
+            clause = Q.term_query(schema, "body", term, index_option="freq")
+            # tantivy weighs a term by Lucene's IDF; the boost turns it into BM25's own (idf_ratio).
+            weight = idf_ratio(n_docs, int(searcher.doc_freq("body", term)))
+            clauses.append((Occur.Should, clause if weight == 1.0 else Q.boost_query(clause, weight)))
+        q = Q.boolean_query(clauses)
         scope = self._scope(sources, collections)
         if scope is not None:
             # A filter, not a scoring clause: scored 0 so BM25 stays the body's alone.
             q = Q.boolean_query([(Occur.Must, q), (Occur.Must, Q.const_score_query(scope, 0.0))])
-        searcher = self._s.searcher()
         # count=False: counting every match would visit them all and undo the top-k pruning.
         hits = searcher.search(q, limit=k, count=False).hits
         return [(searcher.doc(addr)["id"][0], float(score)) for score, addr in hits]

@@ -226,3 +226,40 @@ def test_document_frequencies_count_chunks_as_bm25_matches_words(tmp_path) -> No
         3, {"pump": 3, "valves": 1, "gasket": 1, "turbine": 0, "?!": 0})
     assert index.document_frequencies(["pump", "valves"], sources=["pumps.txt"]) == (2, {"pump": 2, "valves": 0})
     index.close()
+
+
+def test_search_scores_are_classic_bm25_so_words_in_most_chunks_weigh_next_to_nothing(tmp_path) -> None:
+    import math
+
+    from rag.keyword import idf_ratio
+
+    # Short chunks (tantivy stores lengths exactly below 40 words) without titles, so each
+    # score can be computed by hand: BM25 with k1 1.2, b 0.75 and the Robertson/Spärck Jones IDF.
+    texts = ["pump gasket seal", "pump motor", "pump valve valve", "pump fan belt cover", "gasket box", "turbine"]
+    index = KeywordIndex(tmp_path / "kw")
+    index.add([_chunk(f"c{i}", f"s{i}.txt", t, title="") for i, t in enumerate(texts)])
+    docs = [t.split() for t in texts]
+    avgdl = sum(map(len, docs)) / len(docs)
+
+    def bm25(query: list[str], doc: list[str]) -> float:
+        total = 0.0
+        for word in query:
+            n, tf = sum(word in d for d in docs), doc.count(word)
+            if tf:
+                idf = max(math.log((len(docs) - n + 0.5) / (n + 0.5)), 1e-6)
+                total += idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len(doc) / avgdl))
+        return total
+
+    for query in ("pump gasket", "valve pump", "gasket turbine box"):
+        got = dict(index.search(query, 10))
+        want = {f"c{i}": bm25(query.split(), d) for i, d in enumerate(docs) if set(query.split()) & set(d)}
+        assert got.keys() == want.keys()
+        for id_, score in want.items():
+            assert got[id_] == pytest.approx(score, rel=1e-3, abs=1e-6), (query, id_)
+    # "pump" is in 4 of 6 chunks: its weight is FTS5's floor, so the one chunk with "gasket"
+    # and "seal" outranks every chunk with "pump" alone by far (tantivy's own IDF gives such
+    # a word about a third of a rare one's weight).
+    ranked = index.search("pump seal", 10)
+    assert ranked[0][0] == "c0" and all(score < 1e-5 for _, score in ranked[1:])
+    assert idf_ratio(6, 4) < 1e-5 < idf_ratio(6, 1) < 1.0 and idf_ratio(6, 0) == 1.0
+    index.close()
