@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from rag import RAG
@@ -263,3 +265,48 @@ def test_search_scores_are_classic_bm25_so_words_in_most_chunks_weigh_next_to_no
     assert ranked[0][0] == "c0" and all(score < 1e-5 for _, score in ranked[1:])
     assert idf_ratio(6, 4) < 1e-5 < idf_ratio(6, 1) < 1.0 and idf_ratio(6, 0) == 1.0
     index.close()
+
+
+def test_an_index_of_the_previous_schema_is_rebuilt_once_with_porter_stems(embedder, _isolated_data_dir, capsys) -> None:
+    import tantivy
+
+    from rag.keyword import index_exists
+
+    old = RAG(_isolated_data_dir)
+    s = old.settings
+    old.add_text("Generalization of the pump curves to every impeller size.", name="curves.txt")
+    for name, text in NOTES:
+        old.add_text(text, name=name)
+    rows = old.store.vectors.dump()
+    old.store.keywords.close()
+    # The index as the previous version wrote it: the same ids, Snowball-stemmed by tantivy, schema 2.
+    path = s.data_dir / "keyword" / f"{s.collection}.tantivy"
+    shutil.rmtree(path)
+    path.mkdir()
+    sb = tantivy.SchemaBuilder()
+    for field in ("id", "source", "collection"):
+        sb.add_text_field(field, stored=field == "id", tokenizer_name="raw", index_option="basic")
+    sb.add_text_field("body", stored=False, tokenizer_name="rag_en", index_option="freq")
+    previous = tantivy.Index(sb.build(), path=str(path))
+    snowball = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.lowercase()) \
+        .filter(tantivy.Filter.stemmer("english")).build()
+    previous.register_tokenizer("rag_en", snowball)
+    writer = previous.writer(heap_size=15 * 2**20, num_threads=1)
+    for id_, (text, meta, _) in rows.items():
+        writer.add_document(tantivy.Document(id=id_, source=meta["source"], collection=meta["collection"], body=text))
+    writer.commit()
+    del writer, previous
+    (path / "rag-schema").write_text("2")
+    assert not index_exists(path)
+    capsys.readouterr()
+
+    new = RAG(_isolated_data_dir)
+    assert new.store.keywords.all_ids() == set(rows)
+    assert "Rebuilding the keyword index" in capsys.readouterr().err and index_exists(path)
+    # Porter stems "generalization" to "gener"; Snowball's index held "general": only a rebuilt
+    # index finds it.
+    assert [i for i, _ in new.store.keywords.search("generalization", 5)] == list(new.store.vectors.ids_for("curves.txt"))
+    _consistent(new)
+    new.store.keywords.close()
+    again = RAG(_isolated_data_dir)
+    assert again.store.keywords.count() == len(rows) and "Rebuilding" not in capsys.readouterr().err
