@@ -41,12 +41,14 @@ checks the product end to end.
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from rag.settings import Settings
-from rag.text import IdfOverlap, content_words, stem, words
+from rag.text import STOP_WORDS, IdfOverlap, content_words, stem, words
 from rag.types import Evidence, Hit
 
 if TYPE_CHECKING:
@@ -61,6 +63,13 @@ SENTENCE_WEIGHT = 1.0
 CHUNK_WEIGHT = 0.5
 COVERAGE_WEIGHT = 0.5
 CHUNK_COVERAGE_WEIGHT = 0.25
+# The measurements Evidence carries beside those four, and their weights in the score (0: measured
+# and dumped for fitting, not counted; bench.fit_refusals says what each would buy).
+NAMES_MISSING_WEIGHT = 0.0
+TYPE_MISSING_WEIGHT = 0.0
+RAREST_WEIGHT = 0.0
+RANKER_WEIGHT = 0.0
+_NAME = re.compile(r"\b[A-Z][\w'-]*|\b\d[\d,.]*\d\b|\b\d\b")
 # (chunks in scope, {word: chunks holding it}) for the question's words; see KeywordIndex.
 Frequencies = Callable[[Sequence[str]], "tuple[int, dict[str, int]]"]
 
@@ -71,6 +80,24 @@ def question_words(question: str) -> dict[str, str]:
     for word in words(question):
         if stem(word) in stems:
             out.setdefault(stem(word), word)
+    return out
+
+
+def question_names(question: str) -> list[list[str]]:
+    """The question's names and numbers: capitalised words after the first, and figures, each as its words.
+
+    Returns:
+        One list of :func:`rag.text.words` per name ("1,000" -> ``["1", "000"]``), stop words left out.
+    """
+    found = _NAME.finditer(question)
+    first = re.match(r"\W*(\w+)", question)
+    out = []
+    for m in found:
+        if first and m.start() == first.start(1):
+            continue  # every question's first word is capitalised
+        ws = words(m.group())
+        if ws and not (len(ws) == 1 and ws[0] in STOP_WORDS):
+            out.append(ws)
     return out
 
 
@@ -131,8 +158,38 @@ def sentence_cosines(passages: PassageVectors, hits: Sequence[Hit], question_vec
     return [vectors @ question_vector for _, vectors in passages.many(list(hits)[:EVIDENCE_DEPTH])]
 
 
+def ranker_score(question: str, hits: Sequence[Hit], passages: PassageVectors, question_vector: np.ndarray) -> float:
+    """The extract's own sentence ranker's best score over the first :data:`EVIDENCE_DEPTH` hits.
+
+    The one place the refusal reads :meth:`rag.generate.extractive.ExtractiveGenerator.rank`
+    (its features and weights, whatever they are now); the vectors are the shared cache.
+
+    Args:
+        question: the question.
+        hits: retrieved chunks, best first.
+        passages: the sentence-vector cache (the extract's own).
+        question_vector: the question's unit MiniLM vector.
+
+    Returns:
+        The best candidate sentence's score (the ranker's scale, before its softmax); 0 without sentences.
+    """
+    from rag.generate.extractive import ExtractiveGenerator
+
+    ranked = ExtractiveGenerator(passages.embedder, passages=passages).rank(
+        question, list(hits)[:EVIDENCE_DEPTH], question_vector=question_vector)
+    return ranked[0].score if ranked else 0.0
+
+
+def score_of(evidence: Evidence) -> float:
+    """The evidence score: the weighted sum of its measurements (see the module docstring)."""
+    return (SENTENCE_WEIGHT * evidence.sentence + CHUNK_WEIGHT * evidence.chunk + COVERAGE_WEIGHT * evidence.coverage
+            + CHUNK_COVERAGE_WEIGHT * evidence.chunk_coverage + NAMES_MISSING_WEIGHT * evidence.names_missing
+            + TYPE_MISSING_WEIGHT * evidence.type_missing + RAREST_WEIGHT * evidence.rarest
+            + RANKER_WEIGHT * evidence.ranker)
+
+
 def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None,
-           cosines: Sequence[Sequence[float]]) -> Evidence:
+           cosines: Sequence[Sequence[float]], ranker: float = 0.0) -> Evidence:
     """How strongly the best retrieved chunks bear on ``question`` (see the module docstring).
 
     Args:
@@ -141,6 +198,7 @@ def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None,
         frequencies: document frequencies of words in the searched scope (the keyword
             index's); without them, IDF is taken over the candidate sentences.
         cosines: :func:`sentence_cosines` of these hits for ``question``.
+        ranker: :func:`ranker_score` of these hits for ``question``.
 
     Returns:
         The evidence; ``score`` is ``-inf`` without hits.
@@ -159,13 +217,45 @@ def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None,
     def share(held: set[str]) -> float:
         return sum(idf[x] for x in held & qwords.keys()) / total if qwords else 1.0
 
-    coverage = max((share(s) for s in sentences), default=0.0)
+    shares = [share(s) for s in sentences]
+    coverage = max(shares, default=0.0)
     chunk_coverage = max(share(content_words(keyword_text(h.chunk))) for h in hits)
     top = max(h.score for h in hits)
-    sentence = max((float(c) for per_hit in cosines[:EVIDENCE_DEPTH] for c in per_hit), default=top)
-    score = (SENTENCE_WEIGHT * sentence + CHUNK_WEIGHT * top + COVERAGE_WEIGHT * coverage
-             + CHUNK_COVERAGE_WEIGHT * chunk_coverage)
-    return Evidence(score=score, chunk=top, coverage=coverage, sentence=sentence, chunk_coverage=chunk_coverage)
+    flat = [float(c) for per_hit in cosines[:EVIDENCE_DEPTH] for c in per_hit]
+    sentence = max(flat, default=top)
+    evidence = Evidence(score=0.0, chunk=top, coverage=coverage, sentence=sentence, chunk_coverage=chunk_coverage,
+                        names_missing=_names_missing(question, hits),
+                        type_missing=_type_missing(question, hits, flat, shares),
+                        rarest=max(idf.values(), default=0.0) / _most_idf(frequencies), ranker=ranker)
+    return replace(evidence, score=score_of(evidence))
+
+
+def _names_missing(question: str, hits: Sequence[Hit]) -> float:
+    """The share of the question's names and numbers that no evidence chunk holds (0 without names)."""
+    names = question_names(question)
+    if not names:
+        return 0.0
+    held = [set(words(h.text + " " + h.chunk.title)) for h in hits]
+    return sum(not any(set(n) <= ws for ws in held) for n in names) / len(names)
+
+
+def _type_missing(question: str, hits: Sequence[Hit], cosines: Sequence[float], shares: Sequence[float]) -> float:
+    """1.0 when a date or number question's best sentence (cosine + half its coverage) holds none, else 0."""
+    from rag.cite import chunk_sentences
+    from rag.generate.sentence_features import answer_type, matches_type
+
+    kind = answer_type(question)
+    texts = [t for h in hits for t in chunk_sentences(h.text)]
+    if kind not in ("date", "number") or not texts or len(texts) != len(cosines) or len(shares) != len(texts):
+        return 0.0
+    best = max(range(len(texts)), key=lambda i: cosines[i] + 0.5 * shares[i])
+    return float(not matches_type(kind, texts[best], set(words(question))))
+
+
+def _most_idf(frequencies: Frequencies | None) -> float:
+    # The IDF of a word the scope lacks: what the rarest word's weight is measured against.
+    chunks = frequencies([])[0] if frequencies is not None else 0
+    return _idf(chunks, 0)
 
 
 def should_refuse(evidence: Evidence, settings: Settings) -> bool:

@@ -11,7 +11,7 @@ from rag import RAG
 from rag.eval.distractors import beir_documents, wikitext_documents
 from rag.prompt import NO_ANSWER
 from rag.refuse import (CHUNK_COVERAGE_WEIGHT, CHUNK_WEIGHT, COVERAGE_WEIGHT, EVIDENCE_DEPTH, SENTENCE_WEIGHT,
-                         assess, frequencies_for, question_words, sentence_cosines)
+                         assess, frequencies_for, question_names, question_words, score_of, sentence_cosines)
 from rag.settings import REFUSE_BELOW
 from rag.types import Document, Evidence
 from tests.conftest import require_shared
@@ -118,3 +118,51 @@ def test_document_frequencies_follow_the_searched_sources(distracted: RAG) -> No
     everything, df_all = frequencies_for(distracted.store)(list(words.values()))
     assert everything > chunks and df_all["broncos"] > 0
 
+
+
+def test_every_measurement_of_the_evidence_is_real_and_rescores_to_the_score(distracted: RAG, squad_file: Path,
+                                                                          corpus: list[Document]) -> None:  # noqa: F811
+    """In a store with distractors: each Evidence field is measured, and the dumped fields give back the score.
+
+    ``bench.refusal_table`` refits the rule on ``rag eval refusals --dump`` rows by recomputing
+    :func:`rag.refuse.score_of` from them, so the dump must hold every number the score reads.
+    """
+    from rag.generate.extractive import ExtractiveGenerator
+
+    everything = [s.source for s in distracted.sources()]
+    answerer = distracted.answerer
+    ranker = ExtractiveGenerator(distracted.embedder)
+    for q, src in _questions(squad_file, corpus)[::ASKED // 2]:
+        for sources in (None, [s for s in everything if s != src]):
+            found = answerer.retrieve(q, sources=sources)
+            e = answerer.assess(found, sources=sources)
+            assert e.score == pytest.approx(score_of(e))
+            assert score_of(Evidence(**e.as_dict())) == pytest.approx(e.score)
+            assert 0 <= e.names_missing <= 1 and e.type_missing in (0.0, 1.0) and 0 < e.rarest <= 1
+            best = ranker.rank(q, found.hits[:EVIDENCE_DEPTH], question_vector=answerer.vector(q))[0]
+            assert e.ranker == pytest.approx(best.score)
+    # A name the store never holds is missing; one the evidence holds is not.
+    missing = answerer.assess(answerer.retrieve("Who coached the Broncos in Ulaanbaatar?"))
+    held = answerer.assess(answerer.retrieve("Who did the Denver Broncos defeat in Super Bowl 50?"))
+    assert missing.names_missing == pytest.approx(0.5) and held.names_missing == 0.0
+
+
+def test_names_and_answer_types_the_evidence_lacks() -> None:
+    assert question_names("How many people died of plague in Baghdad in 1,348?") == [["baghdad"], ["1", "348"]]
+    assert question_names("Who led New France reinforcements in 1756?") == [["new"], ["france"], ["1756"]]
+    assert question_names("When did the game start?") == []
+    from rag.types import Chunk, Hit
+
+    def hit(text: str) -> Hit:
+        return Hit(Chunk("c", "wikipedia:Super Bowl 50", text, "text", "Super Bowl 50", 0, len(text), 0), 0.6)
+
+    q = "When was Super Bowl 50 played?"
+    undated = hit("Super Bowl 50 was an American football game. It was played at Levi's Stadium.")
+    dated = hit("Super Bowl 50 was an American football game. It was played on February 7, 2016.")
+    # The best sentence (cosine + half its coverage) is the second one in both chunks.
+    assert assess(q, [undated], None, [[0.3, 0.6]]).type_missing == 1.0
+    assert assess(q, [dated], None, [[0.3, 0.6]]).type_missing == 0.0
+    assert assess("Who played in Super Bowl 50?", [undated], None, [[0.3, 0.6]]).type_missing == 0.0
+    assert assess(q, [undated], None, [[0.3, 0.6]]).names_missing == 0.0
+    # "Super" and "Bowl" are held, "51" and "Houston" are not.
+    assert assess("When was Super Bowl 51 played in Houston?", [undated], None, [[0.3, 0.6]]).names_missing == 0.5
