@@ -9,6 +9,7 @@ The score, over the first :data:`EVIDENCE_DEPTH` hits::
 
     evidence = SENTENCE_WEIGHT * best sentence cosine + CHUNK_WEIGHT * best chunk cosine
                + COVERAGE_WEIGHT * coverage + CHUNK_COVERAGE_WEIGHT * chunk coverage
+               + PHRASE_WEIGHT * phrases
 
 *best sentence cosine* is the highest MiniLM cosine between the question and any single
 sentence of those chunks (:func:`sentence_cosines`; the vectors are the extractive
@@ -31,24 +32,30 @@ index falls back to IDF over the candidate sentences.
 the keyword index sees them): the question's words found together in one chunk, not spread
 over several.
 
+*phrases* is the largest share of the question's adjacent word pairs ("Tower Theatre",
+"clinical pharmacists", "in 1756") that one sentence holds as adjacent pairs: text on the
+question's topic often holds its words, less often its phrases. It is the extract's own
+sentence-ranker feature ``bigrams`` (:mod:`rag.generate.sentence_features`), read in one place,
+:func:`phrase_share`.
+
 The weights and ``settings.refuse_below`` were chosen by measurement on SQuAD half-a alone and
 with distractor text (Wikipedia wikitext, SciFact abstracts): ``python -m
 bench.refusal_features`` dumps the features, ``python -m bench.fit_refusals`` compares rules
 and fits one threshold for every store configuration; ``rag eval refusals --distractors``
-checks the product end to end.
+checks the product end to end, and ``python -m bench.refusal_table`` re-scores its ``--dump``
+files with :func:`score_of` (joint, held out by article and by store).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from rag.settings import Settings
-from rag.text import STOP_WORDS, IdfOverlap, content_words, stem, words
+from rag.text import IdfOverlap, content_words, stem, words
 from rag.types import Evidence, Hit
 
 if TYPE_CHECKING:
@@ -57,19 +64,13 @@ if TYPE_CHECKING:
 
 # Evidence is judged on the best chunks only, whatever k is, so one threshold fits all.
 EVIDENCE_DEPTH = 5
-# The weights of the best sentence's cosine, the best chunk's cosine and the word coverage
-# (fitted with bench.fit_refusals on SQuAD half-a with and without distractors; docs/answers.md).
+# The weights of the best sentence's cosine, the best chunk's cosine, the word coverages and the
+# phrases (fitted with bench.fit_refusals on SQuAD half-a with and without distractors; docs/answers.md).
 SENTENCE_WEIGHT = 1.0
 CHUNK_WEIGHT = 0.5
 COVERAGE_WEIGHT = 0.5
 CHUNK_COVERAGE_WEIGHT = 0.25
-# The measurements Evidence carries beside those four, and their weights in the score (0: measured
-# and dumped for fitting, not counted; bench.fit_refusals says what each would buy).
-NAMES_MISSING_WEIGHT = 0.0
-TYPE_MISSING_WEIGHT = 0.0
-RAREST_WEIGHT = 0.0
-RANKER_WEIGHT = 0.0
-_NAME = re.compile(r"\b[A-Z][\w'-]*|\b\d[\d,.]*\d\b|\b\d\b")
+PHRASE_WEIGHT = 0.1
 # (chunks in scope, {word: chunks holding it}) for the question's words; see KeywordIndex.
 Frequencies = Callable[[Sequence[str]], "tuple[int, dict[str, int]]"]
 
@@ -80,24 +81,6 @@ def question_words(question: str) -> dict[str, str]:
     for word in words(question):
         if stem(word) in stems:
             out.setdefault(stem(word), word)
-    return out
-
-
-def question_names(question: str) -> list[list[str]]:
-    """The question's names and numbers: capitalised words after the first, and figures, each as its words.
-
-    Returns:
-        One list of :func:`rag.text.words` per name ("1,000" -> ``["1", "000"]``), stop words left out.
-    """
-    found = _NAME.finditer(question)
-    first = re.match(r"\W*(\w+)", question)
-    out = []
-    for m in found:
-        if first and m.start() == first.start(1):
-            continue  # every question's first word is capitalised
-        ws = words(m.group())
-        if ws and not (len(ws) == 1 and ws[0] in STOP_WORDS):
-            out.append(ws)
     return out
 
 
@@ -158,38 +141,40 @@ def sentence_cosines(passages: PassageVectors, hits: Sequence[Hit], question_vec
     return [vectors @ question_vector for _, vectors in passages.many(list(hits)[:EVIDENCE_DEPTH])]
 
 
-def ranker_score(question: str, hits: Sequence[Hit], passages: PassageVectors, question_vector: np.ndarray) -> float:
-    """The extract's own sentence ranker's best score over the first :data:`EVIDENCE_DEPTH` hits.
+def phrase_share(question: str, hits: Sequence[Hit], passages: PassageVectors, question_vector: np.ndarray) -> float:
+    """The largest share of the question's word pairs one sentence of the first :data:`EVIDENCE_DEPTH` hits holds.
 
-    The one place the refusal reads :meth:`rag.generate.extractive.ExtractiveGenerator.rank`
-    (its features and weights, whatever they are now); the vectors are the shared cache.
+    The one place the refusal reads the extract's sentence ranker: its ``bigrams`` feature, as
+    :func:`rag.generate.sentence_features.candidate_features` computes it for these hits.
 
     Args:
         question: the question.
         hits: retrieved chunks, best first.
-        passages: the sentence-vector cache (the extract's own).
+        passages: the sentence-vector cache (the extract's own: nothing is embedded twice).
         question_vector: the question's unit MiniLM vector.
 
     Returns:
-        The best candidate sentence's score (the ranker's scale, before its softmax); 0 without sentences.
+        0..1; 0 without sentences.
     """
-    from rag.generate.extractive import ExtractiveGenerator
+    from rag.generate.sentence_features import FEATURES, candidate_features
+    from rag.generate.sentence_features import sentence_cosines as chunk_cosines
 
-    ranked = ExtractiveGenerator(passages.embedder, passages=passages).rank(
-        question, list(hits)[:EVIDENCE_DEPTH], question_vector=question_vector)
-    return ranked[0].score if ranked else 0.0
+    hits = list(hits)[:EVIDENCE_DEPTH]
+    chunks = [(texts, *chunk_cosines(vectors, question_vector)) if texts else ((), (), (), ())
+              for texts, vectors in passages.many(hits)]
+    column = FEATURES.index("bigrams")
+    return max((c.features[column] for c in candidate_features(question, chunks, [h.score for h in hits])),
+               default=0.0)
 
 
 def score_of(evidence: Evidence) -> float:
     """The evidence score: the weighted sum of its measurements (see the module docstring)."""
     return (SENTENCE_WEIGHT * evidence.sentence + CHUNK_WEIGHT * evidence.chunk + COVERAGE_WEIGHT * evidence.coverage
-            + CHUNK_COVERAGE_WEIGHT * evidence.chunk_coverage + NAMES_MISSING_WEIGHT * evidence.names_missing
-            + TYPE_MISSING_WEIGHT * evidence.type_missing + RAREST_WEIGHT * evidence.rarest
-            + RANKER_WEIGHT * evidence.ranker)
+            + CHUNK_COVERAGE_WEIGHT * evidence.chunk_coverage + PHRASE_WEIGHT * evidence.phrases)
 
 
 def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None,
-           cosines: Sequence[Sequence[float]], ranker: float = 0.0) -> Evidence:
+           cosines: Sequence[Sequence[float]], phrases: float = 0.0) -> Evidence:
     """How strongly the best retrieved chunks bear on ``question`` (see the module docstring).
 
     Args:
@@ -198,7 +183,7 @@ def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None,
         frequencies: document frequencies of words in the searched scope (the keyword
             index's); without them, IDF is taken over the candidate sentences.
         cosines: :func:`sentence_cosines` of these hits for ``question``.
-        ranker: :func:`ranker_score` of these hits for ``question``.
+        phrases: :func:`phrase_share` of these hits for ``question``.
 
     Returns:
         The evidence; ``score`` is ``-inf`` without hits.
@@ -217,45 +202,13 @@ def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None,
     def share(held: set[str]) -> float:
         return sum(idf[x] for x in held & qwords.keys()) / total if qwords else 1.0
 
-    shares = [share(s) for s in sentences]
-    coverage = max(shares, default=0.0)
+    coverage = max((share(s) for s in sentences), default=0.0)
     chunk_coverage = max(share(content_words(keyword_text(h.chunk))) for h in hits)
     top = max(h.score for h in hits)
-    flat = [float(c) for per_hit in cosines[:EVIDENCE_DEPTH] for c in per_hit]
-    sentence = max(flat, default=top)
+    sentence = max((float(c) for per_hit in cosines[:EVIDENCE_DEPTH] for c in per_hit), default=top)
     evidence = Evidence(score=0.0, chunk=top, coverage=coverage, sentence=sentence, chunk_coverage=chunk_coverage,
-                        names_missing=_names_missing(question, hits),
-                        type_missing=_type_missing(question, hits, flat, shares),
-                        rarest=max(idf.values(), default=0.0) / _most_idf(frequencies), ranker=ranker)
+                        phrases=phrases)
     return replace(evidence, score=score_of(evidence))
-
-
-def _names_missing(question: str, hits: Sequence[Hit]) -> float:
-    """The share of the question's names and numbers that no evidence chunk holds (0 without names)."""
-    names = question_names(question)
-    if not names:
-        return 0.0
-    held = [set(words(h.text + " " + h.chunk.title)) for h in hits]
-    return sum(not any(set(n) <= ws for ws in held) for n in names) / len(names)
-
-
-def _type_missing(question: str, hits: Sequence[Hit], cosines: Sequence[float], shares: Sequence[float]) -> float:
-    """1.0 when a date or number question's best sentence (cosine + half its coverage) holds none, else 0."""
-    from rag.cite import chunk_sentences
-    from rag.generate.sentence_features import answer_type, matches_type
-
-    kind = answer_type(question)
-    texts = [t for h in hits for t in chunk_sentences(h.text)]
-    if kind not in ("date", "number") or not texts or len(texts) != len(cosines) or len(shares) != len(texts):
-        return 0.0
-    best = max(range(len(texts)), key=lambda i: cosines[i] + 0.5 * shares[i])
-    return float(not matches_type(kind, texts[best], set(words(question))))
-
-
-def _most_idf(frequencies: Frequencies | None) -> float:
-    # The IDF of a word the scope lacks: what the rarest word's weight is measured against.
-    chunks = frequencies([])[0] if frequencies is not None else 0
-    return _idf(chunks, 0)
 
 
 def should_refuse(evidence: Evidence, settings: Settings) -> bool:

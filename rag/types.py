@@ -329,16 +329,11 @@ class Evidence:
     coverage: float  # IDF-weighted share of the question's words that the best sentence holds
     sentence: float = 0.0  # the best single sentence's cosine to the question
     chunk_coverage: float = 0.0  # the same share for the best single chunk (text, title, section)
-    # Measured alongside (rag.refuse.assess says which of them the score weighs):
-    names_missing: float = 0.0  # share of the question's names and numbers that no evidence chunk holds
-    type_missing: float = 0.0  # 1 when a when/how-many question's best sentence holds no date/number
-    rarest: float = 0.0  # the question's rarest word's IDF over the scope, over the most an IDF can be
-    ranker: float = 0.0  # the extract's sentence ranker's best score over the evidence chunks
+    phrases: float = 0.0  # the largest share of the question's word pairs that one sentence holds as pairs
 
     def as_dict(self) -> dict[str, float]:
         return {"score": self.score, "chunk": self.chunk, "coverage": self.coverage, "sentence": self.sentence,
-                "chunk_coverage": self.chunk_coverage, "names_missing": self.names_missing,
-                "type_missing": self.type_missing, "rarest": self.rarest, "ranker": self.ranker}
+                "chunk_coverage": self.chunk_coverage, "phrases": self.phrases}
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ import pytest
 from rag import RAG
 from rag.eval.distractors import beir_documents, wikitext_documents
 from rag.prompt import NO_ANSWER
-from rag.refuse import (CHUNK_COVERAGE_WEIGHT, CHUNK_WEIGHT, COVERAGE_WEIGHT, EVIDENCE_DEPTH, SENTENCE_WEIGHT,
-                         assess, frequencies_for, question_names, question_words, score_of, sentence_cosines)
+from rag.refuse import (CHUNK_COVERAGE_WEIGHT, CHUNK_WEIGHT, COVERAGE_WEIGHT, EVIDENCE_DEPTH, PHRASE_WEIGHT,
+                         SENTENCE_WEIGHT, assess, frequencies_for, phrase_share, question_words, score_of,
+                         sentence_cosines)
 from rag.settings import REFUSE_BELOW
 from rag.types import Document, Evidence
 from tests.conftest import require_shared
@@ -81,7 +82,8 @@ def test_evidence_is_judged_on_the_best_chunks_only(squad_rag: RAG) -> None:
     answerer = squad_rag.answerer
 
     def evidence(hits: list) -> Evidence:
-        return assess(q, hits, freq, sentence_cosines(answerer.passages, hits, answerer.vector(q)))
+        return assess(q, hits, freq, sentence_cosines(answerer.passages, hits, answerer.vector(q)),
+                      phrase_share(q, hits, answerer.passages, answerer.vector(q)))
 
     assert evidence(hits) == evidence(hits[:EVIDENCE_DEPTH])
     assert evidence(hits) != evidence(hits[1:])  # the best chunk does count
@@ -89,7 +91,8 @@ def test_evidence_is_judged_on_the_best_chunks_only(squad_rag: RAG) -> None:
     best = evidence(hits)
     assert -1 <= best.sentence <= 1 and 0 <= best.coverage <= best.chunk_coverage <= 1
     assert best.score == pytest.approx(SENTENCE_WEIGHT * best.sentence + CHUNK_WEIGHT * best.chunk
-                                       + COVERAGE_WEIGHT * best.coverage + CHUNK_COVERAGE_WEIGHT * best.chunk_coverage)
+                                       + COVERAGE_WEIGHT * best.coverage + CHUNK_COVERAGE_WEIGHT * best.chunk_coverage
+                                       + PHRASE_WEIGHT * best.phrases)
     assert answerer.assess(answerer.retrieve(q)) == best
 
 
@@ -120,49 +123,36 @@ def test_document_frequencies_follow_the_searched_sources(distracted: RAG) -> No
 
 
 
-def test_every_measurement_of_the_evidence_is_real_and_rescores_to_the_score(distracted: RAG, squad_file: Path,
-                                                                          corpus: list[Document]) -> None:  # noqa: F811
-    """In a store with distractors: each Evidence field is measured, and the dumped fields give back the score.
+def test_phrases_are_the_extract_rankers_word_pairs_and_the_dump_rescores(distracted: RAG, squad_file: Path,
+                                                                         corpus: list[Document]) -> None:  # noqa: F811
+    """In a store with distractors: the phrase share is the ranker's ``bigrams``, and dumped fields give the score back.
 
     ``bench.refusal_table`` refits the rule on ``rag eval refusals --dump`` rows by recomputing
     :func:`rag.refuse.score_of` from them, so the dump must hold every number the score reads.
     """
-    from rag.generate.extractive import ExtractiveGenerator
+    from rag.generate.sentence_features import FEATURES, candidate_features
+    from rag.generate.sentence_features import sentence_cosines as chunk_cosines
 
     everything = [s.source for s in distracted.sources()]
     answerer = distracted.answerer
-    ranker = ExtractiveGenerator(distracted.embedder)
+    column = FEATURES.index("bigrams")
+    seen = []
     for q, src in _questions(squad_file, corpus)[::ASKED // 2]:
         for sources in (None, [s for s in everything if s != src]):
             found = answerer.retrieve(q, sources=sources)
             e = answerer.assess(found, sources=sources)
             assert e.score == pytest.approx(score_of(e))
             assert score_of(Evidence(**e.as_dict())) == pytest.approx(e.score)
-            assert 0 <= e.names_missing <= 1 and e.type_missing in (0.0, 1.0) and 0 < e.rarest <= 1
-            best = ranker.rank(q, found.hits[:EVIDENCE_DEPTH], question_vector=answerer.vector(q))[0]
-            assert e.ranker == pytest.approx(best.score)
-    # A name the store never holds is missing; one the evidence holds is not.
-    missing = answerer.assess(answerer.retrieve("Who coached the Broncos in Ulaanbaatar?"))
-    held = answerer.assess(answerer.retrieve("Who did the Denver Broncos defeat in Super Bowl 50?"))
-    assert missing.names_missing == pytest.approx(0.5) and held.names_missing == 0.0
-
-
-def test_names_and_answer_types_the_evidence_lacks() -> None:
-    assert question_names("How many people died of plague in Baghdad in 1,348?") == [["baghdad"], ["1", "348"]]
-    assert question_names("Who led New France reinforcements in 1756?") == [["new"], ["france"], ["1756"]]
-    assert question_names("When did the game start?") == []
-    from rag.types import Chunk, Hit
-
-    def hit(text: str) -> Hit:
-        return Hit(Chunk("c", "wikipedia:Super Bowl 50", text, "text", "Super Bowl 50", 0, len(text), 0), 0.6)
-
-    q = "When was Super Bowl 50 played?"
-    undated = hit("Super Bowl 50 was an American football game. It was played at Levi's Stadium.")
-    dated = hit("Super Bowl 50 was an American football game. It was played on February 7, 2016.")
-    # The best sentence (cosine + half its coverage) is the second one in both chunks.
-    assert assess(q, [undated], None, [[0.3, 0.6]]).type_missing == 1.0
-    assert assess(q, [dated], None, [[0.3, 0.6]]).type_missing == 0.0
-    assert assess("Who played in Super Bowl 50?", [undated], None, [[0.3, 0.6]]).type_missing == 0.0
-    assert assess(q, [undated], None, [[0.3, 0.6]]).names_missing == 0.0
-    # "Super" and "Bowl" are held, "51" and "Houston" are not.
-    assert assess("When was Super Bowl 51 played in Houston?", [undated], None, [[0.3, 0.6]]).names_missing == 0.5
+            hits = found.hits[:EVIDENCE_DEPTH]
+            chunks = [(t, *chunk_cosines(v, answerer.vector(q))) for t, v in answerer.passages.many(hits)]
+            ranked = candidate_features(q, chunks, [h.score for h in hits])
+            assert e.phrases == max(c.features[column] for c in ranked)
+            seen.append(e.phrases)
+    assert all(0 <= x <= 1 for x in seen) and max(seen) > min(seen)
+    # Of its 7 word pairs, its own article holds "Denver Broncos", "Super Bowl" and "Bowl 50" in
+    # one sentence or another; Wikipedia and SciFact text on other things holds at most one.
+    q = "Who did the Denver Broncos defeat in Super Bowl 50?"
+    own = answerer.assess(answerer.retrieve(q), sources=None)
+    others = [s for s in everything if not s.startswith("wikipedia:")]
+    elsewhere = answerer.assess(answerer.retrieve(q, sources=others), sources=others)
+    assert own.phrases >= 2 / 7 > elsewhere.phrases
