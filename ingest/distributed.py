@@ -26,6 +26,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from rag.errors import ConfigError, RagError
+from rag.settings import check_choice
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,14 @@ log = logging.getLogger(__name__)
 class _EmbedActor:
     """One Ray actor: MiniLM loaded once, embedding the batches Ray Data sends it."""
 
-    def __init__(self, model_dir: str | None, threads: int) -> None:
+    def __init__(self, model_dir: str | None, threads: int, doc_encoder: str = "torch",
+                 cache_dir: str | None = None) -> None:
         from rag.embed import MiniLMEmbedder
 
-        # Chunks are embedded as batches on torch; the ONNX path is for single questions.
-        self.embedder = MiniLMEmbedder(model_dir or None, threads=threads, query_encoder="torch")
+        # Chunks are embedded as the driver's settings say (torch, or the int8 ONNX copy, exported
+        # once into this node's cache); the ONNX question path is not used here.
+        self.embedder = MiniLMEmbedder(model_dir or None, threads=threads, query_encoder="torch",
+                                       doc_encoder=doc_encoder, cache_dir=cache_dir or None)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         vectors = self.embedder.embed([str(t) for t in batch["text"]])
@@ -55,10 +59,15 @@ class RayBatchEmbedder:
         actors: how many embedding actors (default: one per CPU of the cluster, up to 64).
         threads: torch threads per actor (1: the cluster's cores are shared out by actors).
         batch_size: texts per actor call.
+        doc_encoder: what the actors embed chunks with (``Settings.doc_encoder``: ``torch`` or
+            ``onnx-int8``), so a store gets the same vectors with Ray as without.
+        cache_dir: where each node keeps the ONNX export for ``onnx-int8`` (the node's default
+            cache when None).
     """
 
     def __init__(self, address: str, *, model_dir: str | Path | None = None, actors: int | None = None,
-                 threads: int = 1, batch_size: int = 64) -> None:
+                 threads: int = 1, batch_size: int = 64, doc_encoder: str = "torch",
+                 cache_dir: str | Path | None = None) -> None:
         if not address:
             raise ConfigError("A Ray address is needed, e.g. --ray 127.0.0.1:6379 or RAG_RAY_ADDRESS=auto")
         self.address = address
@@ -66,6 +75,9 @@ class RayBatchEmbedder:
         self.actors = actors
         self.threads = threads
         self.batch_size = batch_size
+        check_choice("doc_encoder", doc_encoder)
+        self.doc_encoder = doc_encoder
+        self.cache_dir = str(cache_dir) if cache_dir else None
 
     def _connect(self) -> Any:
         from rag.lazy import require
@@ -133,7 +145,8 @@ class RayBatchEmbedder:
         rows = [{"i": i, "text": t} for i, t in enumerate(t for b in batches for t in b)]
         actors = self.actors or max(1, min(64, int(ray.cluster_resources().get("CPU", 1))))
         dataset = ray.data.from_items(rows).map_batches(
-            _EmbedActor, fn_constructor_kwargs={"model_dir": self.model_dir, "threads": self.threads},
+            _EmbedActor, fn_constructor_kwargs={"model_dir": self.model_dir, "threads": self.threads,
+                                                "doc_encoder": self.doc_encoder, "cache_dir": self.cache_dir},
             batch_size=self.batch_size, batch_format="numpy", num_cpus=1,
             compute=ray.data.ActorPoolStrategy(size=actors))
         vectors: np.ndarray | None = None

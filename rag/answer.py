@@ -190,7 +190,7 @@ class Answerer:
             return
 
         packed = pack_prompt(
-            question, found.hits, fmt=fmt, count_tokens=gen.count_tokens,
+            question, near_best(found.hits, self.settings.source_margin), fmt=fmt, count_tokens=gen.count_tokens,
             context_window=gen.context_window, max_new_tokens=self.settings.max_new_tokens,
             history=turns, render_chat_template=gen.render_chat_template,
         )
@@ -238,6 +238,22 @@ class Answerer:
         return Answer(text=NO_ANSWER, citations=[], sources=list(hits), query=found.query,
                       generator=self.generator.name, prompt_format=self.generator.prompt_format,
                       refused=True)
+
+
+def near_best(hits: Sequence[Hit], margin: float) -> list[Hit]:
+    """The hits whose cosine is within ``margin`` of the best one's, in their order.
+
+    Args:
+        hits: retrieved chunks.
+        margin: the largest cosine difference to the best hit that is kept.
+
+    Returns:
+        The kept hits (every hit when ``margin`` is 2, the width of the cosine range).
+    """
+    if not hits:
+        return []
+    best = max(h.score for h in hits)
+    return [h for h in hits if h.score >= best - margin]
 
 
 def _ordered(citations: Sequence[Any], hits: Sequence[Hit], k: int | None = None) -> list[Hit]:

@@ -449,7 +449,9 @@ def _answer_once(rag, question: str, history, k: int | None, *, as_json: bool, c
         return answer
     if streaming:
         click.echo()
-        if "".join(pieces).strip() != answer.text:
+        # Shown again only when citing changed it (markers renumbered or dropped, a fence code
+        # the model echoed removed); a difference in spacing alone is not worth a second copy.
+        if "".join(pieces).split() != answer.text.split():
             click.echo(f"\nWith citations renumbered:\n{answer.text}")
     else:
         click.echo(answer.text)

@@ -102,7 +102,8 @@ class ConversationStore:
         """
         s = self.settings
         turn = ConversationTurn(_cut(turn.question, s.max_turn_chars), _cut(turn.answer, s.max_turn_chars),
-                                turn.markdown if len(turn.markdown) <= 2 * s.max_turn_chars else "")
+                                turn.markdown if len(turn.markdown) <= 2 * s.max_turn_chars else "",
+                                turn.collections[:s.max_collection_filters])
         if conversation_id is None:
             now = _now()
             conversation = Conversation(uuid.uuid4().hex, self._title(turn.question), now, now)

@@ -6,10 +6,24 @@ extra to install, instead of an ImportError deep inside a stack trace.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import sys
 from types import ModuleType
 
 from rag.errors import MissingDependencyError
+
+
+def chatter_to_stderr() -> contextlib.AbstractContextManager:
+    """Send what libraries print to stdout to stderr while this block runs.
+
+    gptqmodel prints a banner when imported and its progress while it loads or builds a model;
+    the CLI's stdout carries ``--json`` output, which must stay one JSON document.
+
+    Returns:
+        A context manager (``sys.stdout`` is the process's: keep the block to loading).
+    """
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def require(module: str, *, extra: str, purpose: str, package: str | None = None) -> ModuleType:
@@ -25,6 +39,7 @@ def require(module: str, *, extra: str, purpose: str, package: str | None = None
         The imported module.
     """
     try:
-        return importlib.import_module(module)
+        with chatter_to_stderr():
+            return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(package or module.split(".")[0], extra, purpose) from exc

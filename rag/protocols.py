@@ -76,6 +76,11 @@ class Store(Protocol):
             {word: chunks holding it}), as :meth:`KeywordIndex.document_frequencies`; ``None``
             for a store without a keyword index (the refusal evidence then weighs words over
             the retrieved sentences instead).
+
+    A store may also offer two cheaper reads, which hybrid retrieval uses when present:
+    ``nearest(embedding, k, sources, collections)`` -> (chunk id, cosine) pairs, best first
+    (``query`` without reading the chunks), and ``vectors_of(ids)`` -> {id: stored vector}.
+    Fusion ranks candidates by those and reads the chunks of the winners only.
     """
 
     keyword_query: KeywordQuery | None

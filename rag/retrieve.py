@@ -151,32 +151,61 @@ class Retriever:
         vector = self.embedder.embed([query])[0]
         if self.mode == "keyword":
             return self._hits([i for i, _ in pending.result()[0]][:k], vector, {})
-        dense = {h.chunk.id: h for h in self.store.query(vector, depth, sources=sources, collections=collections)}
+        # Fusion ranks ids by scores: only the k winners' texts are read. Reading text and
+        # metadata with all the candidates of the dense list was most of its time (python -m
+        # bench.query_latency, "texts of every candidate").
+        nearest = getattr(self.store, "nearest", None)
+        known: dict[str, Hit] = {}
+        if nearest is not None:
+            cosines = dict(nearest(vector, depth, sources=sources, collections=collections))
+        else:
+            known = {h.chunk.id: h for h in self.store.query(vector, depth, sources=sources, collections=collections)}
+            cosines = {i: h.score for i, h in known.items()}
         ranked, stored = pending.result()
         keyword = dict(ranked)
         if self.fusion == "rrf":
-            fused = reciprocal_rank_fusion([list(dense), list(keyword)], [1.0, self.keyword_weight])
-            return self._hits(fused[:k], vector, dense)
+            fused = reciprocal_rank_fusion([list(cosines), list(keyword)], [1.0, self.keyword_weight])
+            return self._hits(fused[:k], vector, known, cosines)
         for id_, (chunk, emb) in stored.items():
-            if id_ not in dense:
+            if id_ not in cosines:
                 # Keyword-only hits get their cosine from the stored vector, like dense ones.
-                dense[id_] = Hit(chunk, float(np.dot(vector, emb)) if emb is not None else 0.0)
-        fused = minmax_fusion({i: h.score for i, h in dense.items()}, keyword, self.keyword_weight)
-        return [dense[i] for i in fused[:k]]
+                cosines[id_] = float(np.dot(vector, emb)) if emb is not None else 0.0
+                if chunk is not None:
+                    known[id_] = Hit(chunk, cosines[id_])
+        fused = minmax_fusion(cosines, keyword, self.keyword_weight)
+        return self._hits(fused[:k], vector, known, cosines)
 
     def _keyword_side(
         self, query: str, depth: int, sources: Sequence[str] | None, collections: Sequence[str] | None, fetch: bool,
-    ) -> tuple[list[tuple[str, float]], dict[str, tuple[Chunk, np.ndarray | None]]]:
-        """BM25's ranked ``(id, score)`` list and, when ``fetch``, its candidates' stored chunks and vectors."""
+    ) -> tuple[list[tuple[str, float]], dict[str, tuple[Chunk | None, np.ndarray | None]]]:
+        """BM25's ranked ``(id, score)`` list and, when ``fetch``, its candidates' stored vectors.
+
+        A store without ``vectors_of`` hands the chunks over with their vectors (None otherwise:
+        only the winners' chunks are read, after fusion).
+        """
         ranked = self.store.keyword_query(query, depth, sources, collections)
         if not fetch:
             return ranked, {}
-        return ranked, {chunk.id: (chunk, emb) for chunk, emb in self.store.get_with_vectors([i for i, _ in ranked])}
+        ids = [i for i, _ in ranked]
+        vectors_of = getattr(self.store, "vectors_of", None)
+        if vectors_of is not None:
+            return ranked, {i: (None, emb) for i, emb in vectors_of(ids).items()}
+        return ranked, {chunk.id: (chunk, emb) for chunk, emb in self.store.get_with_vectors(ids)}
 
-    def _hits(self, ids: Sequence[str], vector: np.ndarray, known: dict[str, Hit]) -> list[Hit]:
-        """Hits for ``ids`` in order: from ``known``, else built from stored vectors and added to ``known``."""
+    def _hits(self, ids: Sequence[str], vector: np.ndarray, known: dict[str, Hit],
+              cosines: Mapping[str, float] | None = None) -> list[Hit]:
+        """Hits for ``ids`` in order: from ``known``, else read from the store and added to ``known``.
+
+        A chunk's score is its cosine from ``cosines`` when there, else from its stored vector.
+        """
+        cosines = cosines or {}
         missing = [i for i in ids if i not in known]
-        for chunk, emb in self.store.get_with_vectors(missing):
-            # Keyword-only hits get their cosine from the stored vector, like dense ones.
-            known[chunk.id] = Hit(chunk, float(np.dot(vector, emb)) if emb is not None else 0.0)
+        need_vectors = any(i not in cosines for i in missing)
+        for chunk, emb in self.store.get_with_vectors(missing, vectors=need_vectors):
+            if chunk.id in cosines:
+                score = cosines[chunk.id]
+            else:
+                # Keyword-only hits get their cosine from the stored vector, like dense ones.
+                score = float(np.dot(vector, emb)) if emb is not None else 0.0
+            known[chunk.id] = Hit(chunk, score)
         return [known[i] for i in ids if i in known]

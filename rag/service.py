@@ -114,7 +114,9 @@ class RAG:
         if s.ray_address:
             from ingest.distributed import RayBatchEmbedder
 
-            embed_batches = RayBatchEmbedder(s.ray_address, model_dir=s.model_dir or None).embed_batches
+            # Each node keeps the int8 export in its own cache (RAG_CACHE_DIR there, or its default).
+            embed_batches = RayBatchEmbedder(s.ray_address, model_dir=s.model_dir or None,
+                                             doc_encoder=s.doc_encoder).embed_batches
         return Indexer(self.embedder, self.store, config, write_batch=s.ingest_batch, journal=self.journal,
                        embed_batches=embed_batches)
 

@@ -175,6 +175,27 @@ class ChromaStore:
             hits.append(Hit(Chunk.from_metadata(id_, text or "", meta or {}), score=1.0 - float(dist)))
         return hits
 
+    def nearest(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None,
+                collections: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """:meth:`query` without reading the chunks: ``(id, cosine)`` pairs, best first.
+
+        What score fusion ranks by; the texts of the few winners are read afterwards.
+        """
+        result = self._collection.query(
+            query_embeddings=np.asarray(embedding, dtype=np.float32).reshape(1, -1),
+            n_results=k,
+            where=scope_where(sources, collections),
+            include=["distances"],
+        )
+        return [(id_, 1.0 - float(dist)) for id_, dist in zip(result["ids"][0], result["distances"][0])]
+
+    def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of ``ids`` (unknown ids are left out), without reading their chunks."""
+        if not ids:
+            return {}
+        got = self._collection.get(ids=list(ids), include=["embeddings"])
+        return {i: np.asarray(e, dtype=np.float32) for i, e in zip(got["ids"], got["embeddings"])}
+
     def get(self, ids: Sequence[str]) -> list[Chunk]:
         """Chunks by id, in the order given (unknown ids are left out)."""
         return [chunk for chunk, _ in self.get_with_vectors(ids, vectors=False)]
@@ -396,6 +417,15 @@ class CombinedStore:
               collections: Sequence[str] | None = None) -> list[Hit]:
         """Dense nearest neighbours by cosine (see ChromaStore.query)."""
         return self.vectors.query(embedding, k, sources, collections)
+
+    def nearest(self, embedding: np.ndarray, k: int, sources: Sequence[str] | None = None,
+                collections: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """Dense nearest neighbours as (id, cosine), chunks not read (see ChromaStore.nearest)."""
+        return self.vectors.nearest(embedding, k, sources, collections)
+
+    def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors by id (see ChromaStore.vectors_of)."""
+        return self.vectors.vectors_of(ids)
 
     def keyword_query(self, text: str, k: int, sources: Sequence[str] | None = None,
                       collections: Sequence[str] | None = None) -> list[tuple[str, float]]:

@@ -369,12 +369,15 @@ class ConversationTurn:
     """One question and its answer in a saved conversation.
 
     ``answer`` is the text a follow-up is resolved against; ``markdown`` the answer as the page
-    showed it (linked citations, the footer), so a reopened chat looks as it did.
+    showed it (linked citations, the footer), so a reopened chat looks as it did;
+    ``collections`` the collections it was asked within (empty: all), so a reopened chat asks
+    them again.
     """
 
     question: str
     answer: str
     markdown: str = ""
+    collections: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -400,5 +403,6 @@ class Conversation:
         """Rebuild from :meth:`to_dict`."""
         return cls(id=str(data["id"]), title=str(data.get("title") or ""), created_at=str(data.get("created_at") or ""),
                    updated_at=str(data.get("updated_at") or ""),
-                   turns=tuple(ConversationTurn(str(t["question"]), str(t["answer"]), str(t.get("markdown") or ""))
+                   turns=tuple(ConversationTurn(str(t["question"]), str(t["answer"]), str(t.get("markdown") or ""),
+                                                tuple(str(c) for c in t.get("collections") or ()))
                                for t in data.get("turns") or []))

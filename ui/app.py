@@ -393,6 +393,22 @@ def source_choice(info: Any) -> tuple[str, str]:
     return f"{info.source} ({info.collection})", f"{info.collection}/{info.source}"
 
 
+WHOLE = "*"  # the "collection" of a delete choice that removes a whole collection (no name is "*")
+
+
+def delete_choices(infos: list) -> list[tuple[str, str]]:
+    """The delete list: every source (:func:`source_choice`), then every collection as a whole.
+
+    A whole collection's value is ``*/name``: :func:`split_choice` reads it as the collection ``*``.
+    """
+    sizes: dict[str, list[int]] = {}
+    for i in infos:
+        sizes.setdefault(i.collection, []).append(i.chunks)
+    whole = [(f"the whole collection {name} ({len(c)} source(s), {sum(c)} chunks)", f"{WHOLE}/{name}")
+             for name, c in sorted(sizes.items())]
+    return [source_choice(i) for i in infos] + whole
+
+
 def split_choice(value: str) -> tuple[str | None, str]:
     """(collection, source) of a :func:`source_choice` value (a collection name never holds '/')."""
     collection, sep, source = (value or "").partition("/")
@@ -501,7 +517,8 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             gr.Markdown("### Indexed sources")
             table = gr.Dataframe(value=_sources_table([]), interactive=False, elem_id="sources-table", wrap=True)
             with gr.Row():
-                to_delete = gr.Dropdown(choices=[], label="Source to delete", scale=4, elem_id="delete-choice")
+                to_delete = gr.Dropdown(choices=[], label="Source (or whole collection) to delete", scale=4,
+                                        elem_id="delete-choice")
                 delete_btn = gr.Button("Delete…", variant="stop", scale=1, elem_id="delete-button")
                 refresh_btn = gr.Button("Refresh", scale=1)
             with gr.Row(visible=False, elem_id="confirm-delete") as confirm_delete:
@@ -519,7 +536,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                 infos = actions.rag.sources()
                 names = sorted({s.source for s in infos})
                 return (_sources_table(infos, actions.files_dir),
-                        gr.update(choices=[source_choice(i) for i in infos], value=None),
+                        gr.update(choices=delete_choices(infos), value=None),
                         gr.update(choices=names), *collection_choices(infos, asked), _signature(infos))
             except Exception as exc:
                 gr.Warning(user_message(exc, "page"))
@@ -534,7 +551,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             table_now = _sources_table(infos, actions.files_dir)
             if _signature(infos) == seen:
                 return table_now, gr.update(), gr.update(), gr.update(), gr.update(), seen
-            choices = [source_choice(i) for i in infos]
+            choices = delete_choices(infos)
             names = sorted({s.source for s in infos})
             return (table_now, gr.update(choices=choices, value=chosen if chosen in [v for _, v in choices] else None),
                     gr.update(choices=names, value=[x for x in restrict or [] if x in names]),
@@ -545,6 +562,9 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                 gr.Warning("Choose a source to delete first.")
                 return gr.update(visible=False), ""
             collection, source = split_choice(choice)
+            if collection == WHOLE:
+                return (gr.update(visible=True), f"Delete the whole collection **{render.escape_md(source)}**: every "
+                        "source in it and all their chunks? Answers will no longer cite them.")
             where = f" from the collection **{render.escape_md(collection)}**" if collection else ""
             return (gr.update(visible=True), f"Delete **{render.escape_md(source)}**{where} and all its chunks? "
                     "Answers will no longer cite it.")
@@ -594,13 +614,14 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                 if isinstance(turns_now, list) and len(turns_now) > before:
                     turn = turns_now[-1]
                     conversation = saved_chats.remember(conversation, turn["question"], turn["answer"],
-                                                        turn["markdown"], request)
+                                                        turn["markdown"], request, collections)
                     yield shown, panel, turns_now, box, conversation, saved_chats.choices(request, conversation)
                 else:
                     yield shown, panel, turns_now, box, conversation, gr.update()
 
         def clear():
-            return [], render.SOURCES_PLACEHOLDER, [], None
+            # A new conversation asks every collection again, as a reopened one asks its own.
+            return [], render.SOURCES_PLACEHOLDER, [], None, gr.update(value=[])
 
         def show_upload(result: dict[str, Any] | None):
             items = (result or {}).get("files", [])
@@ -626,6 +647,10 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
         def delete_ui(choice: str | None):
             try:
                 collection, source = split_choice(choice or "")
+                if collection == WHOLE:
+                    gone = actions.rag.delete_collection(source)
+                    return (f"Deleted the collection **{render.escape_md(gone.name)}**: {gone.sources} source(s), "
+                            f"{gone.chunks} chunks.")
                 result = actions.delete(source, collection)
                 return (f"Deleted **{render.escape_md(result['source'])}** from the collection "
                         f"**{render.escape_md(result['collection'])}** ({result['chunks']} chunks).")
@@ -752,8 +777,9 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
         for start in (question.submit, ask_btn.click):
             start(busy, None, buttons, queue=False, **private).then(**chat_io).then(
                 idle, None, buttons, queue=False, **private)
-        clear_btn.click(clear, None, [chatbot, sources_panel, turns, saved_chats.current], **private)
-        saved_chats.wire(chatbot, turns, sources_panel, demo)
+        clear_btn.click(clear, None, [chatbot, sources_panel, turns, saved_chats.current, ask_in], **private)
+        saved_chats.wire(chatbot, turns, sources_panel, demo, ask_in,
+                         lambda: sorted({s.collection for s in actions.rag.sources()}))
 
         upload_btn.click(lambda: (*busy(), READING), None, [*buttons, upload_md], queue=False, **private).then(
             upload, [pdfs, password, upload_into], [upload_json], api_name="upload_into", preprocess=False,

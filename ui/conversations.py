@@ -73,32 +73,49 @@ class ConversationPanel:
                          value=selected)
 
     def remember(self, conversation_id: str | None, question: str, answer: str, markdown: str,
-                 request: gr.Request | None) -> str | None:
-        """Save an answered turn (a new conversation when none is open); the conversation's id."""
+                 request: gr.Request | None, collections: list[str] | None = None) -> str | None:
+        """Save an answered turn (a new conversation when none is open); the conversation's id.
+
+        Args:
+            collections: the collections the question was asked within (empty: all).
+        """
+        turn = ConversationTurn(question, answer, markdown, tuple(collections or ()))
         try:
-            saved = self.store.add_turn(conversation_id, ConversationTurn(question, answer, markdown), _user(request))
+            saved = self.store.add_turn(conversation_id, turn, _user(request))
         except Exception as exc:  # the answer is shown anyway; only saving it failed
             gr.Warning("This turn was not saved: " + user_message(exc, "page"))
             return conversation_id
         return saved.id
 
     # -- the box's own events --------------------------------------------------------------
-    def wire(self, chatbot: Any, turns: Any, sources_panel: Any, demo: Any) -> None:
-        """Attach the events: open, rename, delete (after a confirmation), and the list on load."""
+    def wire(self, chatbot: Any, turns: Any, sources_panel: Any, demo: Any, ask_in: Any,
+             existing: Callable[[], list[str]]) -> None:
+        """Attach the events: open, rename, delete (after a confirmation), and the list on load.
+
+        Args:
+            ask_in: the chat's collection picker; a reopened chat asks its last turn's collections.
+            existing: the names of the collections that exist now.
+        """
         private = {"api_visibility": "private"}
 
         def open_saved_chat(chosen: str | None, request: gr.Request):
             if not chosen:
                 gr.Warning("Choose a conversation in the list first.")
-                return gr.update(), gr.update(), gr.update(), gr.update(), ""
+                return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), ""
             try:
                 conversation = self.store.get(chosen, _user(request))
+                names = existing()
             except Exception as exc:
-                return gr.update(), gr.update(), gr.update(), gr.update(), _problem(exc)
+                return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), _problem(exc)
             shown = _turns(conversation)
+            asked = list(conversation.turns[-1].collections) if conversation.turns else []
+            kept = [n for n in asked if n in names]  # a collection deleted since is dropped, and said so
+            gone = [n for n in asked if n not in names]
+            note = f" The collection(s) {', '.join(gone)} no longer exist." if gone else ""
             return (self.messages(shown), shown, conversation.id, render.SOURCES_PLACEHOLDER,
+                    gr.update(choices=names, value=kept),
                     f"Reopened **{render.escape_md(conversation.title)}** ({len(shown)} turn(s)); "
-                    "follow-up questions continue it.")
+                    f"follow-up questions continue it.{render.escape_md(note)}")
 
         def rename_saved_chat(chosen: str | None, title: str, request: gr.Request):
             if not chosen:
@@ -129,8 +146,8 @@ class ConversationPanel:
             return (gr.update(visible=False), self.choices(request), None if current == chosen else current,
                     "Deleted the conversation.")
 
-        self.open_btn.click(open_saved_chat, [self.saved], [chatbot, turns, self.current, sources_panel, self.status],
-                            **private)
+        self.open_btn.click(open_saved_chat, [self.saved],
+                            [chatbot, turns, self.current, sources_panel, ask_in, self.status], **private)
         self.rename_btn.click(rename_saved_chat, [self.saved, self.title], [self.saved, self.title, self.status],
                               **private)
         self.delete_btn.click(confirm_delete_saved_chat, [self.saved], [self.confirm_row, self.confirm_md], **private)

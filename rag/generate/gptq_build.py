@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from rag.lazy import require
+from rag.lazy import chatter_to_stderr, require
 
 PURPOSE = "Quantizing a model to GPTQ 4-bit"
 # The files of the float model that a TheBloke repository carries unchanged.
@@ -54,7 +54,8 @@ def quantize(float_dir: Path, out: Path, texts: Sequence[str], *, bits: int = 4,
     qcfg = gptqmodel.QuantizeConfig(bits=bits, group_size=group_size, desc_act=False, sym=True,
                                     damp_percent=damp_percent)
     # gptqmodel writes per-run logs to ./logs: keep them out of the working directory and of out.
-    with tempfile.TemporaryDirectory(prefix="gptq-logs-") as scratch, contextlib.chdir(scratch):
+    with tempfile.TemporaryDirectory(prefix="gptq-logs-") as scratch, contextlib.chdir(scratch), \
+            chatter_to_stderr():
         model = gptqmodel.GPTQModel.load(str(float_dir), qcfg, device=device)
         model.quantize(list(texts), batch_size=1)
         model.save(str(out))

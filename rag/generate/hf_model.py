@@ -18,7 +18,7 @@ import threading
 from typing import Any, Iterator
 
 from rag.errors import ConfigError, RagError
-from rag.lazy import require
+from rag.lazy import chatter_to_stderr, require
 from rag.prompt import detect_format
 
 PURPOSE = "Generating answers with a transformers model"
@@ -80,9 +80,10 @@ class TransformersGenerator:
         self.warning: str | None = self._warning(on_gpu)
         # fp16 for the CUDA kernels; float32 on CPU (quantized layers keep their own format).
         dtype = torch.float16 if on_gpu else torch.float32
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(
-            self.model_id, device_map={"": self.device}, dtype=dtype
-        )
+        with chatter_to_stderr():
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(
+                self.model_id, device_map={"": self.device}, dtype=dtype
+            )
         self.model.eval()
         self._lock = threading.Lock()
 

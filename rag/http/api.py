@@ -250,10 +250,16 @@ def build_api(rag: Any):
             return error(500, user_message(exc), "server_error")
 
     @router.get("/api/health", tags=["service"])
-    def health() -> Any:
-        # pid: the CLI checks it against DATA_DIR/server.json to know it reached the server that owns the store.
-        return guarded(lambda: {"status": "ok", "chunks": rag.store.count(), "generator": rag.generator.name,
-                                "pid": os.getpid()})
+    def health(request: Request) -> Any:
+        def run() -> dict[str, Any]:
+            bound = allowed(request)
+            # A key bound to collections learns nothing of the others, not even their size.
+            chunks = rag.store.count() if bound is None else \
+                sum(c.chunks for c in rag.collections() if c.name in bound)
+            # pid: the CLI checks it against DATA_DIR/server.json to know it reached the server that owns the store.
+            return {"status": "ok", "chunks": chunks, "generator": rag.generator.name, "pid": os.getpid()}
+
+        return guarded(run)
 
     @router.post("/api/search", tags=["retrieval"])
     def search(req: SearchRequest, request: Request) -> Any:

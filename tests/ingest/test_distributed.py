@@ -167,3 +167,22 @@ def test_a_killed_worker_loses_and_duplicates_nothing(cluster: str, tmp_path: Pa
     _assert_same(_state(remote), _state(local))
     ids = list(remote.store.dump())
     assert len(ids) == len(set(ids)) == remote.store.count()
+
+
+def test_actors_embed_with_the_configured_chunk_encoder(tmp_path: Path, embedder) -> None:
+    """RAG_DOC_ENCODER reaches the actors: a store gets the same vectors with Ray as without."""
+    from ingest.distributed import _EmbedActor
+    from rag import RAG
+    from rag.embed import MiniLMEmbedder
+
+    wired = RAG(tmp_path / "data", ray_address="127.0.0.1:6379", doc_encoder="onnx-int8").indexer.embed_batches
+    assert wired.__self__.doc_encoder == "onnx-int8" and wired.__self__.address == "127.0.0.1:6379"
+
+    texts = ["The Normans gave their name to Normandy.", "Super Bowl 50 was played at Levi's Stadium.", "Kiel"]
+    batch = {"i": np.arange(3), "text": np.asarray(texts, dtype=object)}
+    int8 = _EmbedActor(None, 1, doc_encoder="onnx-int8", cache_dir=str(tmp_path / "cache"))(batch)
+    local = MiniLMEmbedder(cache_dir=tmp_path / "cache", doc_encoder="onnx-int8").embed(texts)
+    np.testing.assert_allclose(int8["v"], local, atol=1e-6)
+    torch_ = _EmbedActor(None, 1)(batch)["v"]
+    np.testing.assert_allclose(torch_, embedder.embed(texts), atol=1e-5)
+    assert np.abs(int8["v"] - torch_).max() > 1e-3  # a different encoder, not the same vectors twice

@@ -181,6 +181,24 @@ def test_llm_answer_is_cited_renumbered_and_support_checked(store_dir: Path, ser
     assert rag.generator_notice is None
 
 
+def test_cli_shows_a_streamed_answer_again_only_when_citing_changed_it(store_dir: Path, server: FakeServer) -> None:  # noqa: F811
+    question = "Who did the Denver Broncos defeat in Super Bowl 50?"
+    runner = CliRunner()
+
+    def ask(reply: str) -> str:
+        _scripted(server, lambda system, user, body: reply)
+        result = runner.invoke(main, ["--data-dir", str(store_dir), "ask", question, "--llm",
+                                      f"openai:{server.url}#tiny"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    out = ask("The Broncos beat  the Carolina Panthers [1].")  # spacing aside, citing keeps it as written
+    assert out.count("Carolina Panthers [1]") == 1 and "With citations renumbered" not in out
+    out = ask("The Broncos beat the Carolina Panthers [1][7].")  # [7] points to no source: dropped
+    assert "The Broncos beat the Carolina Panthers [1][7].\n" in out
+    assert "With citations renumbered:\nThe Broncos beat the Carolina Panthers [1].\n" in out
+
+
 def test_llm_refusal_is_the_exact_sentence(store_dir: Path, server: FakeServer) -> None:  # noqa: F811
     _scripted(server, lambda system, user, body: "The indexed documents don't answer this.")
     answer = RAG(store_dir, llm=f"openai:{server.url}#tiny").ask("Who was the leader of the Norse raiders?")
@@ -190,6 +208,27 @@ def test_llm_refusal_is_the_exact_sentence(store_dir: Path, server: FakeServer) 
 def test_llm_is_not_called_when_retrieval_finds_nothing_relevant(store_dir: Path, server: FakeServer) -> None:  # noqa: F811
     answer = RAG(store_dir, llm=f"openai:{server.url}#tiny").ask(UNRELATED[1])
     assert answer.refused is True and answer.text == NO_ANSWER and server.requests == []
+
+
+def test_llm_prompt_packs_only_sources_near_the_best(store_dir: Path, server: FakeServer) -> None:  # noqa: F811
+    question = "Who did the Denver Broncos defeat in Super Bowl 50?"
+    _scripted(server, lambda system, user, body: "The Carolina Panthers [1].")
+    hits = RAG(store_dir).search(question, k=5)
+    best = max(h.score for h in hits)
+    near = [h for h in hits if h.score >= best - 0.2]
+    assert 1 <= len(near) < len(hits)  # the other articles' chunks are far below the Super Bowl one
+
+    def packed(**settings) -> list[str]:
+        server.requests.clear()
+        answer = RAG(store_dir, llm=f"openai:{server.url}#tiny", **settings).ask(question)
+        assert not answer.refused and answer.text.startswith("The Carolina Panthers")
+        user = server.requests[-1]["json"]["messages"][-1]["content"]
+        return re.findall(r"^<<<\w+\n(.*?)\n\w+>>>", user, re.S | re.M)
+
+    assert packed() == [h.text for h in near]  # the default margin, 0.2 of cosine
+    assert packed(source_margin=2) == [h.text for h in hits]  # every retrieved source
+    # hybrid ranks by fused scores, the margin reads cosines: 0 keeps the closest chunk alone
+    assert packed(source_margin=0) == [max(hits, key=lambda h: h.score).text]
 
 
 # -- GPTQ (tiny random Llama, CPU) ----------------------------------------------------------------

@@ -243,9 +243,13 @@ def _block(prompt: str, needle: str) -> tuple[int, str]:
 
 
 def _answerer(rag, model):
+    from dataclasses import replace
+
     from rag.answer import Answerer
 
-    return Answerer(rag.retriever, model, rag.settings, rag.embedder)
+    # Every retrieved source in the prompt (RAG_SOURCE_MARGIN=2), the unrelated ones too: the
+    # model's wrong markers and unmarked sentences need other sources to point at.
+    return Answerer(rag.retriever, model, replace(rag.settings, source_margin=2), rag.embedder)
 
 
 def test_a_model_copying_document_brackets_cites_only_with_its_own_markers(rag) -> None:

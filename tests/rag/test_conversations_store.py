@@ -22,11 +22,13 @@ def test_a_chat_is_saved_reopened_with_its_history_renamed_and_deleted(tmp_path:
     store = _store(tmp_path)
     first = store.add_turn(None, ConversationTurn("Who painted the lighthouse red?", "Marta Velasquez [1].", "**md**"))
     assert first.title == "Who painted the lighthouse red?" and len(first.id) == 32
-    second = store.add_turn(first.id, ConversationTurn("When?", "In 1911 [1]."))
+    second = store.add_turn(first.id, ConversationTurn("When?", "In 1911 [1].", collections=("team-a", "team-b")))
     assert second.id == first.id
     again = ConversationStore(tmp_path / "conversations", Settings(data_dir=tmp_path)).get(first.id)
     assert again.history == [("Who painted the lighthouse red?", "Marta Velasquez [1]."), ("When?", "In 1911 [1].")]
     assert again.turns[0].markdown == "**md**"
+    # each turn keeps the collections it asked (empty: all), so a reopened chat asks them again
+    assert [t.collections for t in again.turns] == [(), ("team-a", "team-b")]
     other = store.add_turn(None, ConversationTurn("Another question", "Another answer"))
     assert [c.id for c in store.list()] == [other.id, first.id]  # most recently updated first
 

@@ -103,3 +103,53 @@ def test_a_huge_or_undecodable_query_is_cut_and_cleaned(parts) -> None:
     hits = Retriever(embedder, store).search("gasket \udcff " + "x " * 50_000, k=1)
     assert hits[0].source == "pumps.txt"
     assert np.isfinite(hits[0].score)
+
+
+# -- the real store: fusion over ids and cosines reads only the winners' chunks --------------------
+class _WholeHitsOnly:
+    """The real store minus its cheaper reads (``nearest``, ``vectors_of``): the path any Store takes."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+        self.keyword_query = store.keyword_query
+
+    def query(self, *args, **kw):
+        return self._store.query(*args, **kw)
+
+    def get_with_vectors(self, *args, **kw):
+        return self._store.get_with_vectors(*args, **kw)
+
+
+@pytest.mark.parametrize("mode,fusion", [("hybrid", "minmax"), ("hybrid", "rrf"), ("keyword", "minmax")])
+def test_the_cheaper_reads_rank_and_score_exactly_as_whole_hits(rag, squad_file, mode: str, fusion: str) -> None:
+    from ingest.index import SourceJob
+    from rag.eval.squad import load_squad
+
+    data = load_squad(squad_file, limit_articles=3)
+    rag.ingest([SourceJob(d.source, lambda d=d: [d]) for d in data.documents])
+    store = rag.store
+    reads: list[tuple[str, int]] = []
+
+    def counted(name: str, real):
+        def read(*args, **kw):
+            got = real(*args, **kw)
+            reads.append((name, len(got)))
+            return got
+        return read
+
+    for name in ("query", "nearest", "vectors_of", "get_with_vectors"):
+        setattr(store, name, counted(name, getattr(store, name)))
+    fast = Retriever(rag.embedder, store, mode=mode, fusion=fusion)
+    plain = Retriever(rag.embedder, _WholeHitsOnly(store), mode=mode, fusion=fusion)
+    for q in data.questions[:40:4]:
+        reads.clear()
+        a = fast.search(q.text, k=5)
+        if mode == "hybrid":  # no chunk text read for the 50 candidates: only for the 5 returned
+            # (rrf ranks without cosines: the keyword side reads no vectors)
+            wanted = {"nearest", "vectors_of"} if fusion == "minmax" else {"nearest"}
+            assert {n for n, _ in reads[:-1]} == wanted and len(reads) == len(wanted) + 1
+            assert reads[-1] == ("get_with_vectors", 5)
+        b = plain.search(q.text, k=5)
+        assert [h.chunk.id for h in a] == [h.chunk.id for h in b] and len(a) == 5
+        assert [h.chunk for h in a] == [h.chunk for h in b]
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-6)

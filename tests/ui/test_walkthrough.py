@@ -1,7 +1,7 @@
 """The whole page in headless Chromium, as a new user goes through it: upload a PDF and watch its
 progress, ask, open the highlighted citation, ask a follow-up, see a source added meanwhile appear,
-reopen the saved chat, continue and rename it, ask one collection only, delete a source after
-confirming.
+reopen the saved chat, continue and rename it, ask one collection only (a new chat asks all again,
+the reopened one its own), delete a source and then a whole collection after confirming.
 
 Screenshots go to ``$RAG_SCREENSHOTS`` (default: ``artifacts/walkthrough/``, gitignored, as the other
 browser tests' screenshots).
@@ -170,6 +170,15 @@ def test_walkthrough(browser, embedder, tmp_path: Path, shots: Path) -> None:
         assert "August" in last and "Zentara" not in last
         assert not browser.find_elements(By.CSS_SELECTOR, '#sources-panel a[href*="facts.pdf"]')
         browser.save_screenshot(str(shots / "6-one-collection.png"))
+        # The chat remembers what each turn asked: a new one asks all again, reopened it asks team-b.
+        saved = rag.conversations.list()[0]
+        assert [t.collections for t in saved.turns] == [(), (), (), ("team-b",)]
+        next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "New conversation").click()
+        wait(lambda: "Asking all collections." in _text(browser, "ask-collections"), 30, "the new chat asking all")
+        _choose(browser, "saved-list", "Glacier questions")
+        browser.find_element(By.ID, "open-chat").click()
+        wait(lambda: "Asking only: team-b." in _text(browser, "ask-collections"), 30, "the reopened chat's collection")
+        assert "lavender honey" in _text(browser, "chat")
 
         # 8. Delete a source: it asks first.
         _tab(browser, "Documents")
@@ -184,4 +193,17 @@ def test_walkthrough(browser, embedder, tmp_path: Path, shots: Path) -> None:
         wait(lambda: "Deleted bees.txt" in _text(browser, "delete-results").replace("*", ""), 60, "the deletion")
         wait(lambda: "bees.txt" not in _text(browser, "sources-table"), 30, "the table without it")
         assert [s.source for s in rag.sources()] == ["facts.pdf"]
+
+        # 9. Delete a whole collection, also after confirming: its sources and their kept files go.
+        _choose(browser, "delete-choice", "the whole collection default")
+        browser.find_element(By.ID, "delete-button").click()
+        wait(lambda: "Delete the whole collection default" in _text(browser, "confirm-delete").replace("*", ""),
+             10, "the collection's confirmation")
+        assert [s.source for s in rag.sources()] == ["facts.pdf"]
+        confirm = browser.find_element(By.ID, "confirm-delete-button")
+        wait(lambda: confirm.is_displayed(), 10, "the confirmation to show")
+        confirm.click()
+        wait(lambda: "Deleted the collection default: 1 source(s)" in _text(browser, "delete-results").replace("*", ""),
+             60, "the collection's deletion")
+        assert rag.sources() == [] and not list((rag.settings.files_dir / "default").glob("facts.pdf"))
     print(f"\nwalkthrough: {time.monotonic() - started:.0f} s; screenshots in {shots}")

@@ -148,7 +148,11 @@ def test_a_key_bound_to_a_collection_sees_and_writes_only_its_collections(server
         assert r.status_code == 403
         assert http.get("/files/team-a/plan.pdf").status_code == 200
         assert http.get("/files/plan.pdf").status_code == 403  # the default collection is not key-a's
-        assert http.get("/api/health").status_code == 200
+        health = http.get("/api/health")  # counting only key-a's chunks: the others' size is theirs
+        assert health.status_code == 200
+        assert health.json()["chunks"] == sum(c["chunks"] for c in http.get("/api/collections").json())
+        with _http(server) as unbound:
+            assert unbound.get("/api/health").json()["chunks"] > health.json()["chunks"]
         # The page and its Gradio API apply no binding: a bound key is refused there.
         page = http.get("/gradio_api/info")
         assert page.status_code == 403 and "/api/, /v1/ and /files/" in page.json()["error"]["message"]
