@@ -84,7 +84,8 @@ def features(row: dict, case: dict) -> dict[str, float]:
     kw = case.get("keyword_ids") or []
     ids = case.get("ids") or []
     extra["agree"] = float(bool(kw) and bool(ids) and kw[0] == ids[int(np.argmax(top5))])
-    return {"phrases": case.get("phrases") or 0.0, "c1": c1, "s1": s1, "ov_c": ov_c, "ov_i": ov_i, "ch_i": ch_i, "miss": miss, "rare_miss": rare_missing,
+    return {"phrases": case.get("phrases") or 0.0,  # dumps older than the phrase share hold none
+            "c1": c1, "s1": s1, "ov_c": ov_c, "ov_i": ov_i, "ch_i": ch_i, "miss": miss, "rare_miss": rare_missing,
             "names": nm, "margin": margin, "zero_any": zero_any, "zero_share": zero_share,
             "name_miss": float(nm < 1.0), **extra, "legacy": legacy}
 
@@ -138,7 +139,9 @@ RULES = {
     "chunk": lambda f: f["c1"],
     "sentence": lambda f: f["s1"],
     "s1+ov_i": lambda f: f["s1"] + 0.5 * f["ov_i"],
-    "s1+c1/2+ov_i+ch_i/4 (product)": lambda f: f["s1"] + 0.5 * f["c1"] + 0.5 * f["ov_i"] + 0.25 * f["ch_i"],
+    "s1+c1/2+ov_i+ch_i/4 (before)": lambda f: f["s1"] + 0.5 * f["c1"] + 0.5 * f["ov_i"] + 0.25 * f["ch_i"],
+    "s1+c1/2+ov_i+ch_i/4+phrases/10 (product)": lambda f: (f["s1"] + 0.5 * f["c1"] + 0.5 * f["ov_i"]
+                                                           + 0.25 * f["ch_i"] + 0.1 * f["phrases"]),
     "s1+ov_i+c1/4": lambda f: f["s1"] + 0.5 * f["ov_i"] + 0.25 * f["c1"],
     "s1+0.4ov_i": lambda f: f["s1"] + 0.4 * f["ov_i"],
     "s1+0.6ov_i": lambda f: f["s1"] + 0.6 * f["ov_i"],
