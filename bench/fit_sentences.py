@@ -10,7 +10,8 @@ of the fit, not of the figures). Two-fold cross-fit by article (fit on the even 
 score the odd ones, and the other way round) gives held-out figures; the weights printed
 at the end are fitted on every question. Figures: top-1 sentence contains a gold answer,
 top-1 from a gold chunk, and for the second-sentence rules (add the runner-up when its
-probability is at least T), contains / median words / sentence precision.
+probability is at least T; ``chunk@T/S``, the product's rule: at least T, or S x T for a
+sentence of the best one's own chunk), contains / median words / sentence precision.
 """
 
 from __future__ import annotations
@@ -80,8 +81,12 @@ def probabilities(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     return p / p.sum()
 
 
-def pick(r: dict, p: np.ndarray, rule: str, t: float | None) -> list[int]:
+def pick(r: dict, p: np.ndarray, rule: str, t) -> list[int]:
     """The candidates a stop rule answers with, best first.
+
+    ``chunk@(t, s)``: :meth:`rag.generate.extractive.ExtractiveGenerator.select`: each runner-up
+    (up to three in all) whose probability is at least t, or s x t when it is a sentence of the
+    best one's chunk.
 
     ``top1``: the best only. ``add@t``: then each runner-up (up to three in all) while its
     probability is at least t. ``same@t``: when the best one's probability is below t, the next
@@ -97,6 +102,13 @@ def pick(r: dict, p: np.ndarray, rule: str, t: float | None) -> list[int]:
             if p[i] < t:
                 break
             take.append(i)
+    elif rule == "chunk":
+        bar, share = t
+        for i in order[1:]:
+            if len(take) >= 3:
+                break
+            if p[i] >= bar * (share if r["hit"][i] == r["hit"][order[0]] else 1.0):
+                take.append(i)
     elif rule == "same" and p[order[0]] < t:
         take += [i for i in order[1:] if r["hit"][i] == r["hit"][order[0]]][:2]
     elif rule == "mass":
@@ -107,7 +119,8 @@ def pick(r: dict, p: np.ndarray, rule: str, t: float | None) -> list[int]:
     return take
 
 
-RULES = [("top1", None)] + [(k, t) for k in ("add", "same", "mass") for t in (0.1, 0.15, 0.2, 0.25, 0.35)]
+RULES = [("top1", None)] + [(k, t) for k in ("add", "same", "mass") for t in (0.1, 0.15, 0.2, 0.25, 0.35)] + [
+    ("chunk", (t, s)) for t in (0.2, 0.25, 0.3) for s in (0.5, 0.4, 0.33)]
 
 
 def figures(rows: list[dict], w: np.ndarray, rules=RULES) -> dict:
@@ -121,7 +134,7 @@ def figures(rows: list[dict], w: np.ndarray, rules=RULES) -> dict:
             words.append(int(r["words"][take].sum()))
             picked += len(take)
             precise += int(r["gold"][take].sum())
-        key = rule if t is None else f"{rule}@{t}"
+        key = rule if t is None else f"{rule}@{t[0]}/{t[1]}" if isinstance(t, tuple) else f"{rule}@{t}"
         out[key] = {"contains": round(contains / len(rows), 3), "words": median(words),
                     "precision": round(precise / picked, 3)}
     return out
@@ -151,11 +164,12 @@ def main() -> None:
           f"ceiling (a candidate holds an answer) {np.mean([r['has'].any() for r in rows]):.3f}")
     base = figures(rows, old * 30, [("top1", None), ("top3", None)])
     print("old weights (the product before: its best three), all questions:", json.dumps(base))
-    from rag.generate.extractive import WEIGHTS
+    from rag.generate.extractive import ADD_SENTENCE, SAME_CHUNK, WEIGHTS
 
     now = np.array([WEIGHTS.get(f, 0.0) for f in FEATURES]) * keep
-    print("the product's weights now, all questions:", json.dumps({k: v for k, v in figures(rows, now).items()
-                                                                   if k in ("top1", "add@0.15", "add@0.2")}))
+    product = ("chunk", (ADD_SENTENCE, SAME_CHUNK))
+    print("the product's weights now, all questions:",
+          json.dumps(figures(rows, now, [("top1", None), ("add", 0.15), product])))
     held: dict[str, list] = {}
     for fold in (0, 1):
         train = [r for r in rows if parity[r["source"]] == fold]

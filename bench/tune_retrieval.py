@@ -100,6 +100,26 @@ def ranks_of(scores: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def _minmax(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    src = np.where(mask, x, np.nan)
+    lo = np.nanmin(src, axis=1, keepdims=True)
+    hi = np.nanmax(src, axis=1, keepdims=True)
+    return np.where(mask, (x - lo) / np.maximum(hi - lo, 1e-9), 0.0)
+
+
+def minmax_fusion(pool: Pool, alpha: float, n: int = 50, dense_rank: np.ndarray | None = None) -> np.ndarray:
+    """The retriever's min-max fusion: alpha * cosine' + (1 - alpha) * BM25' over the union of each list's top n.
+
+    Each side is min-max normalised over that union (BM25 0 where a chunk is not a keyword
+    candidate); chunks outside the union score -1.
+    """
+    dense_rank = ranks_of(pool.cosine) if dense_rank is None else dense_rank
+    union = (dense_rank <= n) | ((pool.kw_rank > 0) & (pool.kw_rank <= n))
+    bm = np.where(pool.kw_rank <= n, pool.bm25, 0.0)
+    fused = alpha * _minmax(pool.cosine, union) + (1 - alpha) * _minmax(bm, union)
+    return np.where(union, fused, -1.0)
+
+
 def configs(pool: Pool) -> dict[str, Callable[[], np.ndarray]]:
     """Named scoring functions: each returns a (queries, chunks) score matrix, higher is better."""
     dense_rank = ranks_of(pool.cosine)
@@ -118,12 +138,7 @@ def configs(pool: Pool) -> dict[str, Callable[[], np.ndarray]]:
         return np.where(mask, out, 0.0) if mask is not None else out
 
     def convex(alpha: float, n: int = 50) -> np.ndarray:
-        # What the retriever can do: the union of each list's top n, cosine and BM25 min-max
-        # normalised over that union (BM25 0 where a chunk is not a keyword candidate).
-        union = (dense_rank <= n) | (in_kw & (pool.kw_rank <= n))
-        bm = np.where(pool.kw_rank <= n, pool.bm25, 0.0)
-        fused = alpha * minmax(pool.cosine, union) + (1 - alpha) * minmax(bm, union)
-        return np.where(union, fused, -1.0)
+        return minmax_fusion(pool, alpha, n, dense_rank)
 
     def convex_floor(alpha: float, n: int = 50) -> np.ndarray:
         # As convex, but a keyword-only candidate's cosine is taken as the dense list's floor

@@ -11,7 +11,7 @@ import logging
 import os
 import pickle
 import re
-import select
+import selectors
 import struct
 import subprocess
 import sys
@@ -140,8 +140,12 @@ class _Worker:
 
     def receive(self, timeout: float) -> object | None:
         """The next message, or None when none came within ``timeout`` seconds."""
-        if not select.select([self.proc.stdout], [], [], max(timeout, 0))[0]:
-            return None
+        # A selector, not select.select(): that fails for descriptors numbered 1024 and up, which a
+        # long-running server holding many open files reaches.
+        with selectors.DefaultSelector() as waiting:
+            waiting.register(self.proc.stdout, selectors.EVENT_READ)
+            if not waiting.select(max(timeout, 0)):
+                return None
         return _read_message(self.proc.stdout)
 
     def kill(self) -> None:

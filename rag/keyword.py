@@ -21,6 +21,7 @@ commit made since the last one, by this process or another.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import threading
@@ -36,8 +37,11 @@ from rag.types import Chunk
 log = logging.getLogger(__name__)
 
 _MAX_TERMS = 64
-_ANALYZER = "rag_en"  # tokenizer name registered on every index opened here
-_SCHEMA_VERSION = "2"  # 2: the collection field  # bump when the schema or the analyzer changes: the index is then rebuilt
+_IDF_FLOOR = 1e-6  # FTS5's: a word in half the chunks or more still matches, with next to no weight
+_ANALYZER = "rag_stems"  # tokenizer name registered on every index opened here
+# Bump when the schema or the analysis changes: an index of another version is rebuilt from
+# Chroma on open (rag.store.open_keyword_index). 2: the collection field; 3: Porter stems.
+_SCHEMA_VERSION = "3"
 
 
 def keyword_text(chunk: Chunk) -> str:
@@ -55,29 +59,47 @@ def _tantivy():
     return tantivy
 
 
-def _analyzers():
-    """(surface, stemmed): unicode word splitting, lower case, accents folded; stemmed adds English Snowball.
-
-    The same steps as the FTS5 tokenizer before it (unicode61, remove_diacritics, porter).
-    """
+def _surface_analyzer():
+    """Unicode word splitting, lower case, accents folded: FTS5's unicode61 with remove_diacritics."""
     t = _tantivy()
-
-    def build(stem: bool):
-        b = t.TextAnalyzerBuilder(t.Tokenizer.simple()).filter(t.Filter.remove_long(40))
-        b = b.filter(t.Filter.lowercase()).filter(t.Filter.ascii_fold())
-        return (b.filter(t.Filter.stemmer("english")) if stem else b).build()
-
-    return build(False), build(True)
+    b = t.TextAnalyzerBuilder(t.Tokenizer.simple()).filter(t.Filter.remove_long(40))
+    return b.filter(t.Filter.lowercase()).filter(t.Filter.ascii_fold()).build()
 
 
-_SURFACE = _STEMMED = None
+_SURFACE = None
+_STEMMERS = threading.local()  # a PyStemmer object is not safe to share between threads
 
 
-def _analyzer(stemmed: bool):
-    global _SURFACE, _STEMMED
+def _surface():
+    global _SURFACE
     if _SURFACE is None:
-        _SURFACE, _STEMMED = _analyzers()
-    return _STEMMED if stemmed else _SURFACE
+        _SURFACE = _surface_analyzer()
+    return _SURFACE
+
+
+def stem_words(words: Sequence[str]) -> list[str]:
+    """Martin Porter's original stemmer over words already split and folded (:func:`query_terms`).
+
+    The stemmer FTS5's ``porter`` tokenizer had, not tantivy's Snowball English (Porter2):
+    the index before this one was ranked with it, and on the tuning sets it ranks as well or
+    better (README, Retrieval; ``python -m bench.keyword_quality``).
+    """
+    stemmer = getattr(_STEMMERS, "porter", None)
+    if stemmer is None:
+        try:
+            import Stemmer
+        except ImportError as exc:  # a core dependency; only a broken install lacks it
+            from rag.errors import MissingDependencyError
+
+            raise MissingDependencyError("the keyword index needs the PyStemmer package; reinstall rag "
+                                         "(pip install rag)") from exc
+        stemmer = _STEMMERS.porter = Stemmer.Stemmer("porter")
+    return stemmer.stemWords(list(words))
+
+
+def index_text(text: str) -> str:
+    """``text`` as the index stores it: its words split, folded and stemmed, joined by spaces."""
+    return " ".join(stem_words(_surface().analyze(text)))
 
 
 def query_terms(query: str) -> list[str]:
@@ -86,15 +108,39 @@ def query_terms(query: str) -> list[str]:
     Split, lower-cased and accent-folded as the index's analyzer does, before stemming. A
     query of stop words only keeps them all (``"to be or not to be"``); at most 64 terms.
     """
-    words = _analyzer(False).analyze(query)
+    words = _surface().analyze(query)
     kept = [w for w in words if w not in QUERY_STOP_WORDS] or words
     return list(dict.fromkeys(kept))[:_MAX_TERMS]
 
 
 def search_terms(query: str) -> list[str]:
     """The indexed terms a query is matched on: :func:`query_terms`, stemmed, each once."""
-    stemmer = _analyzer(True)
-    return list(dict.fromkeys(t for word in query_terms(query) for t in stemmer.analyze(word)))
+    return list(dict.fromkeys(stem_words(query_terms(query))))
+
+
+def idf_ratio(n_docs: int, n: int) -> float:
+    """The boost that turns tantivy's term weight into classic BM25's: its IDF over Lucene's.
+
+    Lucene (so tantivy) weighs a term held by ``n`` of ``N`` chunks by log(1 + (N - n + 0.5) / (n + 0.5)),
+    which stays near log 2 for a word in every other chunk; Robertson and Spärck Jones's BM25
+    (and SQLite FTS5, the index before this one) by log((N - n + 0.5) / (n + 0.5)), floored at a
+    millionth, which gives such words next to nothing and lets the rare words of a question
+    decide. Measured with ``python -m bench.keyword_quality`` (README, Retrieval).
+
+    Args:
+        n_docs: chunks in the index (N).
+        n: chunks holding the term (tantivy's count, which may include chunks deleted since).
+
+    Returns:
+        The factor to multiply the term's tantivy score by; 1.0 for a term no chunk holds.
+    """
+    if n <= 0 or n_docs <= 0:
+        return 1.0
+    # Deleted chunks still count in ``n`` until their segment is merged away.
+    n = min(n, n_docs)
+    lucene = math.log1p((n_docs - n + 0.5) / (n + 0.5))
+    classic = max(math.log((n_docs - n + 0.5) / (n + 0.5)), _IDF_FLOOR)
+    return classic / lucene
 
 
 def _schema():
@@ -134,7 +180,8 @@ class _Shared:
         except Exception as exc:
             raise StoreError(f"Could not open the keyword index at {path} ({exc}); delete that folder to "
                              "rebuild it from the vector store") from exc
-        self.index.register_tokenizer(_ANALYZER, _analyzers()[1])
+        # Stemmed in Python (index_text): the index only splits what it is given at spaces.
+        self.index.register_tokenizer(_ANALYZER, t.TextAnalyzerBuilder(t.Tokenizer.whitespace()).build())
         # Reloads are ours (after each commit here, and on the next search after one elsewhere):
         # no watcher thread per open index polling meta.json.
         self.index.config_reader(reload_policy="Manual")
@@ -263,7 +310,7 @@ class KeywordIndex:
                     # Deletes apply to documents committed or added before them, so this keeps one copy.
                     writer.delete_documents_by_term("id", chunk.id)
                 writer.add_document(Document(id=chunk.id, source=chunk.source, collection=chunk.collection,
-                                             body=keyword_text(chunk)))
+                                             body=index_text(keyword_text(chunk))))
 
         self._write(apply)
 
@@ -329,13 +376,19 @@ class KeywordIndex:
         if not terms or k < 1:
             return []
         Q, Occur, schema = self._t.Query, self._t.Occur, self._s.schema
-        q = Q.boolean_query([(Occur.Should, Q.term_query(schema, "body", term, index_option="freq"))
-                             for term in terms])
+        searcher = self._s.searcher()
+        n_docs = int(searcher.num_docs)
+        clauses = []
+        for term in terms:
+            clause = Q.term_query(schema, "body", term, index_option="freq")
+            # tantivy weighs a term by Lucene's IDF; the boost turns it into BM25's own (idf_ratio).
+            weight = idf_ratio(n_docs, int(searcher.doc_freq("body", term)))
+            clauses.append((Occur.Should, clause if weight == 1.0 else Q.boost_query(clause, weight)))
+        q = Q.boolean_query(clauses)
         scope = self._scope(sources, collections)
         if scope is not None:
             # A filter, not a scoring clause: scored 0 so BM25 stays the body's alone.
             q = Q.boolean_query([(Occur.Must, q), (Occur.Must, Q.const_score_query(scope, 0.0))])
-        searcher = self._s.searcher()
         # count=False: counting every match would visit them all and undo the top-k pruning.
         hits = searcher.search(q, limit=k, count=False).hits
         return [(searcher.doc(addr)["id"][0], float(score)) for score, addr in hits]
@@ -362,10 +415,9 @@ class KeywordIndex:
             return int(searcher.search(query, limit=1, count=True).count)
 
         total = count(Q.all_query()) if only is not None else int(searcher.num_docs)
-        stemmer = _analyzer(True)
         out: dict[str, int] = {}
         for word in dict.fromkeys(words):
-            terms = stemmer.analyze(word)
+            terms = list(dict.fromkeys(stem_words(_surface().analyze(word))))
             if not terms:
                 out[word] = 0
                 continue

@@ -103,12 +103,13 @@ def evaluate_extract(
         token F1 / exact match of the answer text, markers and prefix removed, max over the gold
         answers), ``answer_words`` (median), ``sentence_precision`` (share of answer sentences
         taken from, or citing, a chunk of the gold article that holds a gold answer),
-        ``n``, ``seconds`` and the settings used.
+        ``sentences_cited`` and ``sentences_supported`` (shares of answer sentences that cite a
+        source, and that cite one the support check passes), ``n``, ``seconds`` and the settings used.
     """
     from statistics import median
 
     from rag.answer import EXTRACT_DEPTH
-    from rag.cite import split_sentences
+    from rag.cite import cite, split_sentences
     from rag.eval.metrics import squad_em, squad_f1
 
     s = resolve_settings(settings)
@@ -118,7 +119,7 @@ def evaluate_extract(
     extract = answered = refused = ceiling = 0
     f1 = em = 0.0
     words: list[int] = []
-    sentences = precise = 0
+    sentences = precise = marked = backed = 0
     with squad_rag(data, s, progress=progress, rag=rag) as r:
         answerer = _product_answerer(r, s)
         gen = answerer.generator
@@ -130,14 +131,23 @@ def evaluate_extract(
                 text = answer_text(gen.compose(picked))
                 refuse = answerer.should_refuse(found)
                 from_gold = [is_hit(found.hits[x.hit], q) for x in picked]
+                marked += len(picked)  # each quoted sentence cites its chunk, supported by construction
+                backed += len(picked)
                 hits = found.hits
             else:
                 answer = answerer.ask(q.text)
                 refuse = answer.refused
                 text = "" if refuse else answer_text(answer.text)
                 cited = {c.number: c.hit for c in answer.citations}
-                from_gold = [] if refuse else [any(n in cited and is_hit(cited[n], q) for n in numbers)
-                                               for _, numbers in split_sentences(answer.text)]
+                parts = [] if refuse else split_sentences(answer.text)
+                from_gold = [any(n in cited and is_hit(cited[n], q) for n in numbers) for _, numbers in parts]
+                marked += sum(bool(numbers) for _, numbers in parts)
+                if parts:
+                    # Support per sentence (a citation's own flag is its weakest sentence's): the
+                    # answer's numbers are already 1..n in citation order, so citing again keeps them.
+                    again = cite(answer.text, [cited[n] for n in sorted(cited)], passages=answerer.passages,
+                                 threshold=s.support_below)
+                    backed += sum(any(x.supported) for x in again.sentences)
                 hits = answer.sources
             hit = bool(text) and _contains(text, q.answers)
             extract += hit
@@ -162,6 +172,8 @@ def evaluate_extract(
         "em": em / n,
         "answer_words": median(words) if words else 0,
         "sentence_precision": precise / max(sentences, 1),
+        "sentences_cited": marked / max(sentences, 1),
+        "sentences_supported": backed / max(sentences, 1),
         "n": n,
         "seconds": round(time.perf_counter() - started, 1),
         "k": EXTRACT_DEPTH,

@@ -65,9 +65,13 @@ WEIGHTS = {
     "novelty": -2.6793,
     "copies": -0.0835,
 }
-# A sentence after the best one is added only while its own probability is at least this
-# (chosen with the same fit: it buys answers the best sentence misses at few extra words).
-ADD_SENTENCE = 0.15
+# A sentence after the best one joins when its own probability is at least ADD_SENTENCE, or
+# SAME_CHUNK times that when it comes from the best sentence's own chunk: a runner-up from the same
+# passage holds the answer about as often as one from another chunk but comes from a chunk that
+# holds it far more often, so it costs words, seldom precision (chosen with the same cross-fit,
+# bench/fit_sentences.py).
+ADD_SENTENCE = 0.25
+SAME_CHUNK = 0.33
 
 @dataclass(frozen=True)
 class Sentence:
@@ -98,7 +102,7 @@ class ExtractiveGenerator:
 
     def __init__(self, embedder: Embedder, *, max_sentences: int = MAX_SENTENCES,
                  weights: dict[str, float] | None = None, passages: PassageVectors | None = None,
-                 add_sentence: float = ADD_SENTENCE) -> None:
+                 add_sentence: float = ADD_SENTENCE, same_chunk: float = SAME_CHUNK) -> None:
         """Keep MiniLM; sentence vectors are cached per chunk.
 
         Args:
@@ -107,6 +111,8 @@ class ExtractiveGenerator:
             weights: overrides for :data:`WEIGHTS`.
             passages: a shared sentence-vector cache.
             add_sentence: the probability a sentence after the best needs to join it.
+            same_chunk: the share of ``add_sentence`` that suffices for a sentence of the best
+                sentence's own chunk.
         """
         self.embedder = embedder
         self.max_sentences = max_sentences
@@ -115,6 +121,7 @@ class ExtractiveGenerator:
         if unknown:
             raise ConfigError(f"unknown sentence features {sorted(unknown)}; choose from {', '.join(FEATURES)}")
         self.add_sentence = add_sentence
+        self.same_chunk = same_chunk
         self.passages = passages or PassageVectors(embedder)
 
     def rank(self, question: str, hits: Sequence[Hit], *, question_vector: np.ndarray | None = None) -> list[Sentence]:
@@ -151,8 +158,9 @@ class ExtractiveGenerator:
                exclude: Sequence[str] = ()) -> list[Sentence]:
         """The best sentence for ``question``, then the next ones while each is probable enough.
 
-        A runner-up joins while its probability is at least :data:`ADD_SENTENCE`, up to
-        ``max_sentences`` in all.
+        A runner-up joins when its probability is at least ``add_sentence``
+        (:data:`ADD_SENTENCE`), or ``same_chunk`` times that (:data:`SAME_CHUNK`) when it is a
+        sentence of the best one's own chunk, up to ``max_sentences`` in all, best first.
 
         Args:
             question: what to answer.
@@ -168,10 +176,12 @@ class ExtractiveGenerator:
             said = [f" {_plain(t)} " for t in exclude]
             ranked = [s for s in ranked if not any(f" {_plain(s.text)} " in t for t in said)]
         picked = ranked[:1]
-        for s in ranked[1: self.max_sentences]:
-            if s.probability < self.add_sentence:
+        for s in ranked[1:]:
+            if len(picked) >= self.max_sentences:
                 break
-            picked.append(s)
+            bar = self.add_sentence * (self.same_chunk if s.hit == picked[0].hit else 1.0)
+            if s.probability >= bar:
+                picked.append(s)
         return picked
 
     @staticmethod

@@ -107,3 +107,25 @@ def test_size_and_page_limits_are_enforced(pdf_dir: Path) -> None:
         read_pdf(lecture, max_pages=100)
     with pytest.raises(SourceError, match="MB limit"):
         read_pdf(lecture, max_bytes=1024)
+
+
+def test_a_process_holding_over_1024_open_files_still_reads_pdfs(pdf_dir: Path) -> None:
+    """A long-running server holds many descriptors; select() fails from 1024 on, the worker's wait must not."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this machine allows only {hard} open files per process")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200) if hard == resource.RLIM_INFINITY
+                                                else min(max(soft, 1200), hard), hard))
+    held = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        docs = read_pdf(pdf_dir / "pypdf-resources" / "crazyones.pdf")
+        assert len(docs) == 1 and docs[0].text.strip()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from rag import RAG
@@ -226,3 +228,85 @@ def test_document_frequencies_count_chunks_as_bm25_matches_words(tmp_path) -> No
         3, {"pump": 3, "valves": 1, "gasket": 1, "turbine": 0, "?!": 0})
     assert index.document_frequencies(["pump", "valves"], sources=["pumps.txt"]) == (2, {"pump": 2, "valves": 0})
     index.close()
+
+
+def test_search_scores_are_classic_bm25_so_words_in_most_chunks_weigh_next_to_nothing(tmp_path) -> None:
+    import math
+
+    from rag.keyword import idf_ratio
+
+    # Short chunks (tantivy stores lengths exactly below 40 words) without titles, so each
+    # score can be computed by hand: BM25 with k1 1.2, b 0.75 and the Robertson/Spärck Jones IDF.
+    texts = ["pump gasket seal", "pump motor", "pump valve valve", "pump fan belt cover", "gasket box", "turbine"]
+    index = KeywordIndex(tmp_path / "kw")
+    index.add([_chunk(f"c{i}", f"s{i}.txt", t, title="") for i, t in enumerate(texts)])
+    docs = [t.split() for t in texts]
+    avgdl = sum(map(len, docs)) / len(docs)
+
+    def bm25(query: list[str], doc: list[str]) -> float:
+        total = 0.0
+        for word in query:
+            n, tf = sum(word in d for d in docs), doc.count(word)
+            if tf:
+                idf = max(math.log((len(docs) - n + 0.5) / (n + 0.5)), 1e-6)
+                total += idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len(doc) / avgdl))
+        return total
+
+    for query in ("pump gasket", "valve pump", "gasket turbine box"):
+        got = dict(index.search(query, 10))
+        want = {f"c{i}": bm25(query.split(), d) for i, d in enumerate(docs) if set(query.split()) & set(d)}
+        assert got.keys() == want.keys()
+        for id_, score in want.items():
+            assert got[id_] == pytest.approx(score, rel=1e-3, abs=1e-6), (query, id_)
+    # "pump" is in 4 of 6 chunks: its weight is FTS5's floor, so the one chunk with "gasket"
+    # and "seal" outranks every chunk with "pump" alone by far (tantivy's own IDF gives such
+    # a word about a third of a rare one's weight).
+    ranked = index.search("pump seal", 10)
+    assert ranked[0][0] == "c0" and all(score < 1e-5 for _, score in ranked[1:])
+    assert idf_ratio(6, 4) < 1e-5 < idf_ratio(6, 1) < 1.0 and idf_ratio(6, 0) == 1.0
+    index.close()
+
+
+def test_an_index_of_the_previous_schema_is_rebuilt_once_with_porter_stems(embedder, _isolated_data_dir, capsys) -> None:
+    import tantivy
+
+    from rag.keyword import index_exists
+
+    old = RAG(_isolated_data_dir)
+    s = old.settings
+    old.add_text("Generalization of the pump curves to every impeller size.", name="curves.txt")
+    for name, text in NOTES:
+        old.add_text(text, name=name)
+    rows = old.store.vectors.dump()
+    old.store.keywords.close()
+    # The index as the previous version wrote it: the same ids, Snowball-stemmed by tantivy, schema 2.
+    path = s.data_dir / "keyword" / f"{s.collection}.tantivy"
+    shutil.rmtree(path)
+    path.mkdir()
+    sb = tantivy.SchemaBuilder()
+    for field in ("id", "source", "collection"):
+        sb.add_text_field(field, stored=field == "id", tokenizer_name="raw", index_option="basic")
+    sb.add_text_field("body", stored=False, tokenizer_name="rag_en", index_option="freq")
+    previous = tantivy.Index(sb.build(), path=str(path))
+    snowball = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.lowercase()) \
+        .filter(tantivy.Filter.stemmer("english")).build()
+    previous.register_tokenizer("rag_en", snowball)
+    writer = previous.writer(heap_size=15 * 2**20, num_threads=1)
+    for id_, (text, meta, _) in rows.items():
+        writer.add_document(tantivy.Document(id=id_, source=meta["source"], collection=meta["collection"], body=text))
+    writer.commit()
+    del writer, previous
+    (path / "rag-schema").write_text("2")
+    assert not index_exists(path)
+    capsys.readouterr()
+
+    new = RAG(_isolated_data_dir)
+    assert new.store.keywords.all_ids() == set(rows)
+    assert "Rebuilding the keyword index" in capsys.readouterr().err and index_exists(path)
+    # Porter stems "generalization" to "gener"; Snowball's index held "general": only a rebuilt
+    # index finds it.
+    assert [i for i, _ in new.store.keywords.search("generalization", 5)] == list(new.store.vectors.ids_for("curves.txt"))
+    _consistent(new)
+    new.store.keywords.close()
+    again = RAG(_isolated_data_dir)
+    assert again.store.keywords.count() == len(rows) and "Rebuilding" not in capsys.readouterr().err

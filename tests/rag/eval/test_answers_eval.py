@@ -52,8 +52,39 @@ def test_extract_contains_the_answer_for_most_questions(embedder, small_squad: P
     assert 0 < result["f1"] < 1 and 0 <= result["em"] <= result["f1"]
     assert 10 <= result["answer_words"] <= 150 and 0 < result["sentence_precision"] <= 1
     assert result["generator"] == "extractive"
+    assert result["sentences_cited"] == 1.0 and result["sentences_supported"] == 1.0  # quoted, each cited
     few = evaluate_extract(small_squad, max_questions=5)
     assert few["n"] == 5
+
+
+def test_a_language_model_is_scored_through_the_whole_answer_with_its_citations(embedder, small_squad: Path,
+                                                                                 server) -> None:
+    """Over an OpenAI-compatible server: a quoted sentence cited right, one cited to a source that
+    does not say it, one unmarked that no source supports (so it stays uncited)."""
+    import re
+
+    from rag.cite import chunk_sentences
+    from rag.settings import Settings
+    from tests.fakes.openai_server import completion
+
+    def reply(body: dict) -> tuple[int, str, bytes]:
+        user = body["messages"][-1]["content"]
+        blocks = re.findall(r"^\[(\d+)\] [^\n]*\n<<<(\w+)\n(.*?)\n\2>>>", user, re.S | re.M)
+        number, _, text = blocks[0]
+        first = chunk_sentences(text)[0].rstrip(".")  # a sentence as the support check splits them
+        wrong = 2 if len(blocks) > 1 else 1
+        words = f"{first} [{number}]. Bananas are yellow and sweet in every season [{wrong}]. Kiwis are brown inside."
+        return 200, "text/event-stream", completion([w + " " for w in words.split(" ")])
+
+    server.reply = reply
+    result = evaluate_extract(small_squad, settings=Settings(llm=f"openai:{server.url}#tiny"), max_questions=6)
+    print(result)
+    assert result["generator"] == f"openai:tiny@{server.url}" and result["n"] == 6
+    answered = 1 - result["refused"]
+    assert answered > 0
+    # three sentences per answer: two carry a marker, and only the quoted one is supported (per
+    # sentence: with one source packed, both markers name it, and its citation is flagged)
+    assert result["sentences_cited"] == pytest.approx(2 / 3) and result["sentences_supported"] == pytest.approx(1 / 3)
 
 
 def test_answer_text_drops_markers_and_the_prefix() -> None:

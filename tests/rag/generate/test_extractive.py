@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from rag.generate.extractive import EXTRACT_PREFIX, ExtractiveGenerator, answer_type, matches_type
@@ -144,3 +146,55 @@ def test_a_table_answers_with_its_matching_row_and_header(embedder, pdf_dir) -> 
     best = ExtractiveGenerator(embedder).select("What is the capital of Denmark?", hits)[0]
     assert best.text == ("Country Population (millions) Area (km2) Capital Official Language: "
                          "Denmark 5.8 42,951 Copenhagen Danish")
+
+
+def test_a_runner_up_of_the_best_sentence_s_own_chunk_needs_only_a_share_of_the_bar(embedder) -> None:
+    from rag.generate.extractive import ADD_SENTENCE, SAME_CHUNK
+
+    assert 0 < SAME_CHUNK < 1 and 0 < ADD_SENTENCE < 1
+    question = "Who won Super Bowl 50 and what was the score?"
+    ranked = ExtractiveGenerator(embedder).rank(question, HITS)
+    best = ranked[0]
+    same = next(s for s in ranked[1:] if s.hit == best.hit)
+    other = next(s for s in ranked[1:] if s.hit != best.hit)
+    # A bar above both runners-up: with no same-chunk discount nothing joins the best sentence.
+    bar = max(same.probability, other.probability) * 1.01
+    alone = ExtractiveGenerator(embedder, add_sentence=bar, same_chunk=1.0).select(question, HITS)
+    assert [s.text for s in alone] == [best.text]
+    # Discounted for its own chunk, the same-chunk runner-up clears it; the other chunk's does not.
+    share = same.probability / bar
+    picked = ExtractiveGenerator(embedder, add_sentence=bar, same_chunk=share).select(question, HITS)
+    assert same.text in [s.text for s in picked] and all(s.hit == best.hit for s in picked)
+    assert other.text not in [s.text for s in picked]
+
+
+@pytest.fixture(scope="module")
+def super_bowl_rag(embedder, tmp_path_factory):
+    """A real on-disk store holding SQuAD half-a's "Super Bowl 50" article, as `rag ingest` indexes it."""
+    from ingest.index import SourceJob
+    from rag import RAG
+    from rag.eval.squad import load_squad
+    from tests.conftest import require_shared
+
+    data = load_squad(require_shared("squad", "squad-dev-v1.1-half-a.json"), limit_articles=1)
+    rag = RAG(tmp_path_factory.mktemp("super-bowl-store"))
+    rag.ingest([SourceJob(d.source, lambda d=d: [d]) for d in data.documents])
+    return rag
+
+
+def test_over_a_real_store_the_answer_s_own_passage_completes_an_unsure_extract(super_bowl_rag) -> None:
+    """The best sentence names WBT's sister station; its neighbour in the same chunk holds the frequency."""
+    from rag.eval.answers import answer_text
+
+    question = "What is the frequency of the radio station WBT in North Carolina?"
+    answer = super_bowl_rag.ask(question)
+    assert not answer.refused and "1110 AM" in answer.text
+    markers = re.findall(r"\[(\d+)\]", answer.text)
+    assert len(markers) >= 2 and set(markers) == {"1"}  # every sentence quotes the one passage
+    assert [c.number for c in answer.citations] == [1] and answer.citations[0].supported
+    # Without the same-chunk discount the runner-up stays out and the answer is lost.
+    rag = super_bowl_rag
+    strict = ExtractiveGenerator(rag.embedder, same_chunk=1.0)
+    found = rag.answerer.retrieve(question)
+    text = answer_text(strict.compose(strict.select(question, found.hits)))
+    assert "1110 AM" not in text and "WBT-FM" in text
