@@ -84,7 +84,8 @@ def features(row: dict, case: dict) -> dict[str, float]:
     kw = case.get("keyword_ids") or []
     ids = case.get("ids") or []
     extra["agree"] = float(bool(kw) and bool(ids) and kw[0] == ids[int(np.argmax(top5))])
-    return {"c1": c1, "s1": s1, "ov_c": ov_c, "ov_i": ov_i, "ch_i": ch_i, "miss": miss, "rare_miss": rare_missing,
+    return {"phrases": case.get("phrases") or 0.0,  # dumps older than the phrase share hold none
+            "c1": c1, "s1": s1, "ov_c": ov_c, "ov_i": ov_i, "ch_i": ch_i, "miss": miss, "rare_miss": rare_missing,
             "names": nm, "margin": margin, "zero_any": zero_any, "zero_share": zero_share,
             "name_miss": float(nm < 1.0), **extra, "legacy": legacy}
 
@@ -138,7 +139,9 @@ RULES = {
     "chunk": lambda f: f["c1"],
     "sentence": lambda f: f["s1"],
     "s1+ov_i": lambda f: f["s1"] + 0.5 * f["ov_i"],
-    "s1+c1/2+ov_i+ch_i/4 (product)": lambda f: f["s1"] + 0.5 * f["c1"] + 0.5 * f["ov_i"] + 0.25 * f["ch_i"],
+    "s1+c1/2+ov_i+ch_i/4 (before)": lambda f: f["s1"] + 0.5 * f["c1"] + 0.5 * f["ov_i"] + 0.25 * f["ch_i"],
+    "s1+c1/2+ov_i+ch_i/4+phrases/10 (product)": lambda f: (f["s1"] + 0.5 * f["c1"] + 0.5 * f["ov_i"]
+                                                           + 0.25 * f["ch_i"] + 0.1 * f["phrases"]),
     "s1+ov_i+c1/4": lambda f: f["s1"] + 0.5 * f["ov_i"] + 0.25 * f["c1"],
     "s1+0.4ov_i": lambda f: f["s1"] + 0.4 * f["ov_i"],
     "s1+0.6ov_i": lambda f: f["s1"] + 0.6 * f["ov_i"],
@@ -198,19 +201,20 @@ def product_table(data) -> None:
     of the fits; ``raw`` counts them.
     """
     from rag.eval.refusals import best_threshold
-    from rag.refuse import CHUNK_COVERAGE_WEIGHT, CHUNK_WEIGHT, COVERAGE_WEIGHT, SENTENCE_WEIGHT
+    from rag.refuse import score_of
     from rag.settings import REFUSE_BELOW
+    from rag.types import Evidence
 
     def score(f: dict) -> float:
-        return (SENTENCE_WEIGHT * f["s1"] + CHUNK_WEIGHT * f["c1"] + COVERAGE_WEIGHT * f["ov_i"]
-                + CHUNK_COVERAGE_WEIGHT * f["ch_i"])
+        return score_of(Evidence(score=0.0, chunk=f["c1"], coverage=f["ov_i"], sentence=f["s1"],
+                                 chunk_coverage=f["ch_i"], phrases=f["phrases"]))
 
     order: dict[str, int] = {}
     for d in data.values():
         for src in d["src"]:
             order.setdefault(src, len(order))
-    print(f"product rule: {SENTENCE_WEIGHT} * sentence + {CHUNK_WEIGHT} * chunk + {COVERAGE_WEIGHT} * coverage "
-          f"+ {CHUNK_COVERAGE_WEIGHT} * chunk coverage, refuse below {REFUSE_BELOW}")
+    print(f"product rule (rag.refuse.score_of; dumps older than its phrase share count it 0), refuse below "
+          f"{REFUSE_BELOW}")
     for c, d in sorted(data.items()):
         a = [score(f) for f in d["a"]]
         u = [score(f) for f in d["u"]]

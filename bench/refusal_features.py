@@ -11,7 +11,8 @@ once for all of them. Each line holds, per configuration and case (``NAME/a`` an
 top-5 sentence and each chunk holds, the words' document frequencies in the configuration's
 sources, the chunk ids and BM25's own top 5 in that scope, the question's gold answers (for
 ``rag.eval.refusals.answered_elsewhere``), and (without --no-sentences, slow on a busy CPU) the
-sentences' cosines, which the product's evidence reads.
+sentences' cosines and the phrase share (:func:`rag.refuse.phrase_share`), which the product's
+evidence reads.
 ``python -m bench.fit_refusals OUT.jsonl ...`` scores rules on them; the product's rule
 (:func:`rag.refuse.assess`) gives the same scores as ``rag eval refusals --dump``.
 """
@@ -60,6 +61,7 @@ def main() -> None:
         return
     from rag.answer import Answerer
     from rag.cite import chunk_sentences
+    from rag.refuse import phrase_share
 
     squad_sources = [d.source for d in data.documents]
     configs = {}
@@ -106,6 +108,7 @@ def main() -> None:
                         "text": [h.text for h in hits[:5]],
                         "n": n, "df": df, "ids": [h.chunk.id for h in hits[:5]],
                         "keyword_ids": keyword_ids,
+                        "phrases": None if args.no_sentences else phrase_share(q.text, hits, answerer.passages, qv),
                         "hit": any(is_hit(h, q) for h in hits) if case == "a" else False,
                     }
             out.write(json.dumps(row) + "\n")

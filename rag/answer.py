@@ -37,7 +37,7 @@ from rag.conversation import Retrieved, condense, fused_search, normalize_histor
 from rag.generate.extractive import EXTRACT_PREFIX
 from rag.prompt import NO_ANSWER, pack_prompt
 from rag.protocols import Answering, Embedder, is_extractor
-from rag.refuse import assess, frequencies_for, sentence_cosines, should_refuse
+from rag.refuse import assess, frequencies_for, phrase_share, sentence_cosines, should_refuse
 from rag.retrieve import EmptyQueryError, Retriever
 from rag.settings import Settings
 from rag.types import Answer, Evidence, Hit
@@ -131,7 +131,8 @@ class Answerer:
         frequencies = frequencies_for(self.retriever.store, sources, collections)
         queries = found.queries or (found.query,)
         # The sentence vectors are the extractor's cache: an extract after this embeds nothing more.
-        return max((assess(q, found.hits, frequencies, sentence_cosines(self.passages, found.hits, self.vector(q)))
+        return max((assess(q, found.hits, frequencies, sentence_cosines(self.passages, found.hits, self.vector(q)),
+                           phrase_share(q, found.hits, self.passages, self.vector(q)))
                     for q in queries), key=lambda e: e.score)
 
     def evidence(self, found: Retrieved, *, sources: Sequence[str] | None = None,

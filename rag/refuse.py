@@ -9,6 +9,7 @@ The score, over the first :data:`EVIDENCE_DEPTH` hits::
 
     evidence = SENTENCE_WEIGHT * best sentence cosine + CHUNK_WEIGHT * best chunk cosine
                + COVERAGE_WEIGHT * coverage + CHUNK_COVERAGE_WEIGHT * chunk coverage
+               + PHRASE_WEIGHT * phrases
 
 *best sentence cosine* is the highest MiniLM cosine between the question and any single
 sentence of those chunks (:func:`sentence_cosines`; the vectors are the extractive
@@ -31,16 +32,24 @@ index falls back to IDF over the candidate sentences.
 the keyword index sees them): the question's words found together in one chunk, not spread
 over several.
 
+*phrases* is the largest share of the question's adjacent word pairs ("Tower Theatre",
+"clinical pharmacists", "in 1756") that one sentence holds as adjacent pairs: text on the
+question's topic often holds its words, less often its phrases. It is the extract's own
+sentence-ranker feature ``bigrams`` (:mod:`rag.generate.sentence_features`), read in one place,
+:func:`phrase_share`.
+
 The weights and ``settings.refuse_below`` were chosen by measurement on SQuAD half-a alone and
 with distractor text (Wikipedia wikitext, SciFact abstracts): ``python -m
 bench.refusal_features`` dumps the features, ``python -m bench.fit_refusals`` compares rules
 and fits one threshold for every store configuration; ``rag eval refusals --distractors``
-checks the product end to end.
+checks the product end to end, and ``python -m bench.refusal_table`` re-scores its ``--dump``
+files with :func:`score_of` (joint, held out by article and by store).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
@@ -55,12 +64,13 @@ if TYPE_CHECKING:
 
 # Evidence is judged on the best chunks only, whatever k is, so one threshold fits all.
 EVIDENCE_DEPTH = 5
-# The weights of the best sentence's cosine, the best chunk's cosine and the word coverage
-# (fitted with bench.fit_refusals on SQuAD half-a with and without distractors; docs/answers.md).
+# The weights of the best sentence's cosine, the best chunk's cosine, the word coverages and the
+# phrases (fitted with bench.fit_refusals on SQuAD half-a with and without distractors; docs/answers.md).
 SENTENCE_WEIGHT = 1.0
 CHUNK_WEIGHT = 0.5
 COVERAGE_WEIGHT = 0.5
 CHUNK_COVERAGE_WEIGHT = 0.25
+PHRASE_WEIGHT = 0.1
 # (chunks in scope, {word: chunks holding it}) for the question's words; see KeywordIndex.
 Frequencies = Callable[[Sequence[str]], "tuple[int, dict[str, int]]"]
 
@@ -131,8 +141,40 @@ def sentence_cosines(passages: PassageVectors, hits: Sequence[Hit], question_vec
     return [vectors @ question_vector for _, vectors in passages.many(list(hits)[:EVIDENCE_DEPTH])]
 
 
+def phrase_share(question: str, hits: Sequence[Hit], passages: PassageVectors, question_vector: np.ndarray) -> float:
+    """The largest share of the question's word pairs one sentence of the first :data:`EVIDENCE_DEPTH` hits holds.
+
+    The one place the refusal reads the extract's sentence ranker: its ``bigrams`` feature, as
+    :func:`rag.generate.sentence_features.candidate_features` computes it for these hits.
+
+    Args:
+        question: the question.
+        hits: retrieved chunks, best first.
+        passages: the sentence-vector cache (the extract's own: nothing is embedded twice).
+        question_vector: the question's unit MiniLM vector.
+
+    Returns:
+        0..1; 0 without sentences.
+    """
+    from rag.generate.sentence_features import FEATURES, candidate_features
+    from rag.generate.sentence_features import sentence_cosines as chunk_cosines
+
+    hits = list(hits)[:EVIDENCE_DEPTH]
+    chunks = [(texts, *chunk_cosines(vectors, question_vector)) if texts else ((), (), (), ())
+              for texts, vectors in passages.many(hits)]
+    column = FEATURES.index("bigrams")
+    return max((c.features[column] for c in candidate_features(question, chunks, [h.score for h in hits])),
+               default=0.0)
+
+
+def score_of(evidence: Evidence) -> float:
+    """The evidence score: the weighted sum of its measurements (see the module docstring)."""
+    return (SENTENCE_WEIGHT * evidence.sentence + CHUNK_WEIGHT * evidence.chunk + COVERAGE_WEIGHT * evidence.coverage
+            + CHUNK_COVERAGE_WEIGHT * evidence.chunk_coverage + PHRASE_WEIGHT * evidence.phrases)
+
+
 def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None,
-           cosines: Sequence[Sequence[float]]) -> Evidence:
+           cosines: Sequence[Sequence[float]], phrases: float = 0.0) -> Evidence:
     """How strongly the best retrieved chunks bear on ``question`` (see the module docstring).
 
     Args:
@@ -141,6 +183,7 @@ def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None,
         frequencies: document frequencies of words in the searched scope (the keyword
             index's); without them, IDF is taken over the candidate sentences.
         cosines: :func:`sentence_cosines` of these hits for ``question``.
+        phrases: :func:`phrase_share` of these hits for ``question``.
 
     Returns:
         The evidence; ``score`` is ``-inf`` without hits.
@@ -163,9 +206,9 @@ def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None,
     chunk_coverage = max(share(content_words(keyword_text(h.chunk))) for h in hits)
     top = max(h.score for h in hits)
     sentence = max((float(c) for per_hit in cosines[:EVIDENCE_DEPTH] for c in per_hit), default=top)
-    score = (SENTENCE_WEIGHT * sentence + CHUNK_WEIGHT * top + COVERAGE_WEIGHT * coverage
-             + CHUNK_COVERAGE_WEIGHT * chunk_coverage)
-    return Evidence(score=score, chunk=top, coverage=coverage, sentence=sentence, chunk_coverage=chunk_coverage)
+    evidence = Evidence(score=0.0, chunk=top, coverage=coverage, sentence=sentence, chunk_coverage=chunk_coverage,
+                        phrases=phrases)
+    return replace(evidence, score=score_of(evidence))
 
 
 def should_refuse(evidence: Evidence, settings: Settings) -> bool:

@@ -329,10 +329,11 @@ class Evidence:
     coverage: float  # IDF-weighted share of the question's words that the best sentence holds
     sentence: float = 0.0  # the best single sentence's cosine to the question
     chunk_coverage: float = 0.0  # the same share for the best single chunk (text, title, section)
+    phrases: float = 0.0  # the largest share of the question's word pairs that one sentence holds as pairs
 
     def as_dict(self) -> dict[str, float]:
         return {"score": self.score, "chunk": self.chunk, "coverage": self.coverage, "sentence": self.sentence,
-                "chunk_coverage": self.chunk_coverage}
+                "chunk_coverage": self.chunk_coverage, "phrases": self.phrases}
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ import pytest
 from rag import RAG
 from rag.eval.distractors import beir_documents, wikitext_documents
 from rag.prompt import NO_ANSWER
-from rag.refuse import (CHUNK_COVERAGE_WEIGHT, CHUNK_WEIGHT, COVERAGE_WEIGHT, EVIDENCE_DEPTH, SENTENCE_WEIGHT,
-                         assess, frequencies_for, question_words, sentence_cosines)
+from rag.refuse import (CHUNK_COVERAGE_WEIGHT, CHUNK_WEIGHT, COVERAGE_WEIGHT, EVIDENCE_DEPTH, PHRASE_WEIGHT,
+                         SENTENCE_WEIGHT, assess, frequencies_for, phrase_share, question_words, score_of,
+                         sentence_cosines)
 from rag.settings import REFUSE_BELOW
 from rag.types import Document, Evidence
 from tests.conftest import require_shared
@@ -81,7 +82,8 @@ def test_evidence_is_judged_on_the_best_chunks_only(squad_rag: RAG) -> None:
     answerer = squad_rag.answerer
 
     def evidence(hits: list) -> Evidence:
-        return assess(q, hits, freq, sentence_cosines(answerer.passages, hits, answerer.vector(q)))
+        return assess(q, hits, freq, sentence_cosines(answerer.passages, hits, answerer.vector(q)),
+                      phrase_share(q, hits, answerer.passages, answerer.vector(q)))
 
     assert evidence(hits) == evidence(hits[:EVIDENCE_DEPTH])
     assert evidence(hits) != evidence(hits[1:])  # the best chunk does count
@@ -89,7 +91,8 @@ def test_evidence_is_judged_on_the_best_chunks_only(squad_rag: RAG) -> None:
     best = evidence(hits)
     assert -1 <= best.sentence <= 1 and 0 <= best.coverage <= best.chunk_coverage <= 1
     assert best.score == pytest.approx(SENTENCE_WEIGHT * best.sentence + CHUNK_WEIGHT * best.chunk
-                                       + COVERAGE_WEIGHT * best.coverage + CHUNK_COVERAGE_WEIGHT * best.chunk_coverage)
+                                       + COVERAGE_WEIGHT * best.coverage + CHUNK_COVERAGE_WEIGHT * best.chunk_coverage
+                                       + PHRASE_WEIGHT * best.phrases)
     assert answerer.assess(answerer.retrieve(q)) == best
 
 
@@ -118,3 +121,38 @@ def test_document_frequencies_follow_the_searched_sources(distracted: RAG) -> No
     everything, df_all = frequencies_for(distracted.store)(list(words.values()))
     assert everything > chunks and df_all["broncos"] > 0
 
+
+
+def test_phrases_are_the_extract_rankers_word_pairs_and_the_dump_rescores(distracted: RAG, squad_file: Path,
+                                                                         corpus: list[Document]) -> None:  # noqa: F811
+    """In a store with distractors: the phrase share is the ranker's ``bigrams``, and dumped fields give the score back.
+
+    ``bench.refusal_table`` refits the rule on ``rag eval refusals --dump`` rows by recomputing
+    :func:`rag.refuse.score_of` from them, so the dump must hold every number the score reads.
+    """
+    from rag.generate.sentence_features import FEATURES, candidate_features
+    from rag.generate.sentence_features import sentence_cosines as chunk_cosines
+
+    everything = [s.source for s in distracted.sources()]
+    answerer = distracted.answerer
+    column = FEATURES.index("bigrams")
+    seen = []
+    for q, src in _questions(squad_file, corpus)[::ASKED // 2]:
+        for sources in (None, [s for s in everything if s != src]):
+            found = answerer.retrieve(q, sources=sources)
+            e = answerer.assess(found, sources=sources)
+            assert e.score == pytest.approx(score_of(e))
+            assert score_of(Evidence(**e.as_dict())) == pytest.approx(e.score)
+            hits = found.hits[:EVIDENCE_DEPTH]
+            chunks = [(t, *chunk_cosines(v, answerer.vector(q))) for t, v in answerer.passages.many(hits)]
+            ranked = candidate_features(q, chunks, [h.score for h in hits])
+            assert e.phrases == max(c.features[column] for c in ranked)
+            seen.append(e.phrases)
+    assert all(0 <= x <= 1 for x in seen) and max(seen) > min(seen)
+    # Of its 7 word pairs, its own article holds "Denver Broncos", "Super Bowl" and "Bowl 50" in
+    # one sentence or another; Wikipedia and SciFact text on other things holds at most one.
+    q = "Who did the Denver Broncos defeat in Super Bowl 50?"
+    own = answerer.assess(answerer.retrieve(q), sources=None)
+    others = [s for s in everything if not s.startswith("wikipedia:")]
+    elsewhere = answerer.assess(answerer.retrieve(q, sources=others), sources=others)
+    assert own.phrases >= 2 / 7 > elsewhere.phrases
