@@ -106,22 +106,9 @@ def test_a_huge_or_undecodable_query_is_cut_and_cleaned(parts) -> None:
 
 
 # -- the real store: fusion over ids and cosines reads only the winners' chunks --------------------
-class _WholeHitsOnly:
-    """The real store minus its cheaper reads (``nearest``, ``vectors_of``): the path any Store takes."""
-
-    def __init__(self, store) -> None:
-        self._store = store
-        self.keyword_query = store.keyword_query
-
-    def query(self, *args, **kw):
-        return self._store.query(*args, **kw)
-
-    def get_with_vectors(self, *args, **kw):
-        return self._store.get_with_vectors(*args, **kw)
-
-
 @pytest.mark.parametrize("mode,fusion", [("hybrid", "minmax"), ("hybrid", "rrf"), ("keyword", "minmax")])
 def test_the_cheaper_reads_rank_and_score_exactly_as_whole_hits(rag, squad_file, mode: str, fusion: str) -> None:
+    from bench.query_latency import WholeHits  # the real store minus its cheaper reads
     from ingest.index import SourceJob
     from rag.eval.squad import load_squad
 
@@ -140,7 +127,7 @@ def test_the_cheaper_reads_rank_and_score_exactly_as_whole_hits(rag, squad_file,
     for name in ("query", "nearest", "vectors_of", "get_with_vectors"):
         setattr(store, name, counted(name, getattr(store, name)))
     fast = Retriever(rag.embedder, store, mode=mode, fusion=fusion)
-    plain = Retriever(rag.embedder, _WholeHitsOnly(store), mode=mode, fusion=fusion)
+    plain = Retriever(rag.embedder, WholeHits(store), mode=mode, fusion=fusion)  # the path any Store takes
     for q in data.questions[:40:4]:
         reads.clear()
         a = fast.search(q.text, k=5)
