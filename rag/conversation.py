@@ -41,9 +41,12 @@ FUSE_TURNS = 2  # previous user turns added to the question for the second ranki
 FUSE_DEPTH = 20  # how deep each ranking goes before fusing
 NO_ANAPHOR_WEIGHT = 0.5  # the history ranking's RRF weight when the question refers to nothing
 # Words that point back into the conversation ("Who founded it?", "When did he die?").
+# "that" before a verb opens a relative clause ("the river that is completely inside
+# Jacksonville") and points inside the question, not back into the conversation.
 ANAPHORA = re.compile(
     r"\b(it|its|it's|itself|they|them|their|theirs|themselves|he|him|his|himself|she|her|hers|herself|"
-    r"this|that|these|those|there|the same|the former|the latter)\b", re.I)
+    r"this|that(?!\s+(?:is|was|are|were|has|have|had|can|could|will|would|do|does|did)\b)|these|those|there|"
+    r"the same|the former|the latter)\b", re.I)
 # A question without such a word is fused only when it is elliptical or the history makes the
 # best chunk this much closer (cosine); otherwise it is retrieved alone.
 ELLIPSIS_WORDS = 1

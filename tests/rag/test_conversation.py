@@ -55,6 +55,9 @@ def test_history_shapes() -> None:
 @pytest.mark.parametrize(("question", "refers"), [
     ("Who founded it?", True), ("When did he die?", True), ("What was their capital?", True),
     ("Who founded the University of Chicago?", False), ("What is the boiling point of water?", False),
+    # "that" before a verb opens a relative clause inside the question; elsewhere it points back
+    ("What is the name of the river that is completely contained inside Jacksonville?", False),
+    ("Who founded that city?", True), ("Is that true?", True), ("What is that?", True),
 ])
 def test_anaphora(question: str, refers: bool) -> None:
     assert bool(ANAPHORA.search(question)) is refers
