@@ -77,7 +77,9 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _actor_pids() -> list[int]:
+def actor_pids() -> list[int]:
+    """PIDs of the running MiniLM actors on this machine, in order (Ray titles an actor's process
+    ``ray::MapWorker(...)``)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -87,7 +89,7 @@ def _actor_pids() -> list[int]:
                 continue
             if title.startswith(b"ray::MapWorker") and b"_EmbedActor" in title:
                 pids.append(int(entry.name))
-    return pids
+    return sorted(pids)
 
 
 class MemoryWatch:
@@ -103,7 +105,7 @@ class MemoryWatch:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.driver_mb = max(self.driver_mb, _rss_mb(os.getpid()))
-            pids = _actor_pids()
+            pids = actor_pids()
             self.actors = max(self.actors, len(pids))
             self.actors_mb = max(self.actors_mb, sum(_rss_mb(p) for p in pids))
             self._stop.wait(0.2)

@@ -142,6 +142,10 @@ class MiniLMEmbedder:
         ids = self._tokenizer.encode(text).ids
         return ids[: self.max_tokens + 1] + ids[-1:] if len(ids) > self.max_tokens + 2 else ids
 
+    def _reference(self, texts: list[str]) -> np.ndarray:
+        """sentence-transformers' own vectors of ``texts``: what an ONNX graph is checked against."""
+        return self._model.encode(texts, normalize_embeddings=True, show_progress_bar=False)
+
     def _onnx_encoder(self) -> OnnxQueryEncoder | None:
         if not self._onnx_checked:
             with self._onnx_lock:
@@ -151,8 +155,7 @@ class MiniLMEmbedder:
                     cache_dir = self._cache_dir or Settings.from_env().cache_dir
                     self._onnx = load_query_encoder(
                         self._transformer, self.model_dir, cache_dir, tokenize=self._ids,
-                        reference=lambda texts: self._model.encode(texts, normalize_embeddings=True,
-                                                                   show_progress_bar=False),
+                        reference=self._reference,
                         threads=self.threads, name=self.name, int8=self._int8)
                     self._onnx_checked = True
         return self._onnx
@@ -166,8 +169,7 @@ class MiniLMEmbedder:
                     cache_dir = self._cache_dir or Settings.from_env().cache_dir
                     self._batch = load_batch_encoder(
                         self._transformer, self.model_dir, cache_dir, tokenize=self._ids,
-                        reference=lambda texts: self._model.encode(texts, normalize_embeddings=True,
-                                                                   show_progress_bar=False),
+                        reference=self._reference,
                         threads=self.threads, name=self.name)
                     self._batch_checked = True
         return self._batch

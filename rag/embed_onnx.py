@@ -42,6 +42,20 @@ MIN_PROBE_COSINE = 0.9999
 MIN_INT8_PROBE_COSINE = 0.97
 
 
+def _cpu_session(path: Path, threads: int, *, spin: bool) -> Any:
+    """An ONNX Runtime CPU session of ``path``: ``threads`` intra-op threads (0: one per core),
+    every graph optimization, and idle workers spinning between runs only when ``spin``."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(0, threads)
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
 class OnnxQueryEncoder:
     """One text at a time through an exported MiniLM graph; returns unit vectors."""
 
@@ -52,17 +66,10 @@ class OnnxQueryEncoder:
             path: the ``.onnx`` file written by :func:`export`.
             threads: intra-op threads; 0 lets ONNX Runtime use one per core.
         """
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(0, threads)
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path = path
         # Idle workers would otherwise spin for a while after each query and take the cores
         # from the Chroma search and the BM25 thread that run right after (or beside) it.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.path = path
-        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._session = _cpu_session(path, threads, spin=False)
 
     def encode_ids(self, ids: Sequence[int]) -> np.ndarray:
         """Embed one tokenized text (with [CLS] and [SEP]).
@@ -272,14 +279,8 @@ class OnnxBatchEncoder:
             path: the ``.onnx`` file written by :func:`export_batch` (or its int8 copy).
             threads: intra-op threads; 0 lets ONNX Runtime use one per core.
         """
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(0, threads)
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = path
-        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._session = _cpu_session(path, threads, spin=True)
 
     def encode(self, ids: Sequence[Sequence[int]], batch_size: int = 32) -> np.ndarray:
         """Embed tokenized texts (with [CLS] and [SEP]), longest first so each batch pads little.

@@ -77,17 +77,10 @@ def _corpus(tmp_path: Path) -> list:
 
 
 def _embedding_actor_pids() -> list[int]:
-    """PIDs of the running MiniLM actors (Ray titles an actor's process ``ray::MapWorker(...)``)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                title = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if title.startswith(b"ray::MapWorker") and b"_EmbedActor" in title:
-                pids.append(int(entry.name))
-    return sorted(pids)
+    """PIDs of the running MiniLM actors (the bench's reading of /proc, one copy)."""
+    from bench.ray_ingest import actor_pids
+
+    return actor_pids()
 
 
 def _jobs(rag, docs, pdf) -> list:
