@@ -38,6 +38,9 @@ def require(module: str, *, extra: str, purpose: str, package: str | None = None
     Returns:
         The imported module.
     """
+    loaded = sys.modules.get(module)
+    if loaded is not None:  # imported already: no banner to catch, and stdout is left alone
+        return loaded
     try:
         with chatter_to_stderr():
             return importlib.import_module(module)
