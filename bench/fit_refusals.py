@@ -84,10 +84,36 @@ def features(row: dict, case: dict) -> dict[str, float]:
     kw = case.get("keyword_ids") or []
     ids = case.get("ids") or []
     extra["agree"] = float(bool(kw) and bool(ids) and kw[0] == ids[int(np.argmax(top5))])
+    extra.update(margins(case, idf))
     return {"phrases": case.get("phrases") or 0.0,  # dumps older than the phrase share hold none
             "c1": c1, "s1": s1, "ov_c": ov_c, "ov_i": ov_i, "ch_i": ch_i, "miss": miss, "rare_miss": rare_missing,
             "names": nm, "margin": margin, "zero_any": zero_any, "zero_share": zero_share,
             "name_miss": float(nm < 1.0), **extra, "legacy": legacy}
+
+
+# What a question's top 10 hits score when they all come from one source (no other to trail).
+ONE_SOURCE_MARGIN = 0.3
+
+
+def margins(case: dict, idf: dict[str, float]) -> dict[str, float]:
+    """How far ahead the best candidate is: of the best other source, and in each of the two lists.
+
+    ``source_margin``: the best hit's cosine minus the best cosine of a hit from another source
+    (:data:`ONE_SOURCE_MARGIN` when none): a question's own document stands out from the rest,
+    while without it several sources tie. ``dense_gap`` and ``keyword_gap``: the dense list's and
+    BM25's best minus their second (BM25's over its most a question can score, 2.2 x the summed
+    classic IDF of its words, so stores of any size compare). 0 for dumps without the lists.
+    """
+    cos, src = case["cos"], case["src"]
+    best = max(range(len(cos)), key=cos.__getitem__) if cos else None
+    others = [c for c, s in zip(cos, src) if best is not None and s != src[best]]
+    dense, keyword = case.get("dense_cos") or [], case.get("keyword_scores") or []
+    n = max(case["n"], 1)
+    ceiling = 2.2 * sum(max(math.log((n - case["df"].get(x, 0) + 0.5) / (case["df"].get(x, 0) + 0.5)), 1e-6)
+                        for x in idf) or 1.0
+    return {"source_margin": (cos[best] - max(others)) if others else ONE_SOURCE_MARGIN,
+            "dense_gap": dense[0] - dense[1] if len(dense) > 1 else 0.0,
+            "keyword_gap": (keyword[0] - keyword[1]) / ceiling if len(keyword) > 1 else 0.0}
 
 
 def elsewhere(row: dict, case: dict) -> bool:
@@ -135,13 +161,17 @@ def quantile_threshold(score_a: np.ndarray, q: float = 0.05) -> float:
     return float(s[int(math.floor(q * len(s)))])
 
 
+def PRODUCT(f: dict) -> float:
+    """The product's evidence (rag.refuse.score_of's weights) on these features."""
+    return f["s1"] + 0.5 * f["c1"] + 0.5 * f["ov_i"] + 0.25 * f["ch_i"] + 0.1 * f["phrases"]
+
+
 RULES = {
     "chunk": lambda f: f["c1"],
     "sentence": lambda f: f["s1"],
     "s1+ov_i": lambda f: f["s1"] + 0.5 * f["ov_i"],
     "s1+c1/2+ov_i+ch_i/4 (before)": lambda f: f["s1"] + 0.5 * f["c1"] + 0.5 * f["ov_i"] + 0.25 * f["ch_i"],
-    "s1+c1/2+ov_i+ch_i/4+phrases/10 (product)": lambda f: (f["s1"] + 0.5 * f["c1"] + 0.5 * f["ov_i"]
-                                                           + 0.25 * f["ch_i"] + 0.1 * f["phrases"]),
+    "s1+c1/2+ov_i+ch_i/4+phrases/10 (product)": PRODUCT,
     "s1+ov_i+c1/4": lambda f: f["s1"] + 0.5 * f["ov_i"] + 0.25 * f["c1"],
     "s1+0.4ov_i": lambda f: f["s1"] + 0.4 * f["ov_i"],
     "s1+0.6ov_i": lambda f: f["s1"] + 0.6 * f["ov_i"],
@@ -154,6 +184,9 @@ RULES = {
     "c1+ov_i-miss": lambda f: f["c1"] + 0.5 * f["ov_i"] - 0.5 * f["miss"],
     "c1+ov_i+margin": lambda f: f["c1"] + 0.5 * f["ov_i"] + 1.0 * f["margin"],
     "c1+ov_i-rare": lambda f: f["c1"] + 0.5 * f["ov_i"] - 0.3 * f["rare_miss"],
+    "product+source_margin/5": lambda f: PRODUCT(f) + 0.2 * f["source_margin"],
+    "product+dense_gap/5+keyword_gap/10": lambda f: PRODUCT(f) + 0.2 * f["dense_gap"] + 0.1 * f["keyword_gap"],
+    "product+all three": lambda f: PRODUCT(f) + 0.1 * f["source_margin"] + 0.2 * f["dense_gap"] + 0.1 * f["keyword_gap"],
 }
 
 

@@ -9,7 +9,8 @@ restricts retrieval to its own sources (SQuAD + its distractors), so the store i
 once for all of them. Each line holds, per configuration and case (``NAME/a`` answerable,
 ``NAME/u`` own article left out): the hit cosines and sources, the question words each
 top-5 sentence and each chunk holds, the words' document frequencies in the configuration's
-sources, the chunk ids and BM25's own top 5 in that scope, the question's gold answers (for
+sources, the chunk ids, BM25's own top 5 (ids and scores) and the dense list's best two cosines
+in that scope, the question's gold answers (for
 ``rag.eval.refusals.answered_elsewhere``), and (without --no-sentences, slow on a busy CPU) the
 sentences' cosines and the phrase share (:func:`rag.refuse.phrase_share`), which the product's
 evidence reads.
@@ -95,8 +96,9 @@ def main() -> None:
                     per_hit = ([(chunk_sentences(h.text), None) for h in hits[:5]] if args.no_sentences
                                else answerer.passages.many(hits[:5]))
                     n, raw_df = keywords.document_frequencies(list(raw.values()), sources)
-                    # BM25's own list (the dense best is the hits' best cosine): do the two agree?
-                    keyword_ids = [i for i, _ in rag.store.keyword_query(q.text, 5, sources)]
+                    # BM25's and the dense list's own best (do they agree; how far ahead is each one's best?)
+                    keyword = rag.store.keyword_query(q.text, 5, sources)
+                    dense = rag.store.nearest(qv, 2, sources=sources)
                     df = {w: raw_df[raw[w]] for w in qwords}
                     row[cname + "/" + case] = {
                         "cos": [round(h.score, 4) for h in hits],
@@ -107,7 +109,9 @@ def main() -> None:
                         "chunk_words": [sorted(content_words(keyword_text(h.chunk)) & set(qwords)) for h in hits],
                         "text": [h.text for h in hits[:5]],
                         "n": n, "df": df, "ids": [h.chunk.id for h in hits[:5]],
-                        "keyword_ids": keyword_ids,
+                        "keyword_ids": [i for i, _ in keyword],
+                        "keyword_scores": [round(float(x), 4) for _, x in keyword],
+                        "dense_cos": [round(float(x), 4) for _, x in dense],
                         "phrases": None if args.no_sentences else phrase_share(q.text, hits, answerer.passages, qv),
                         "hit": any(is_hit(h, q) for h in hits) if case == "a" else False,
                     }

@@ -109,6 +109,9 @@ class Settings:
     # Generation: "extractive" (offline default), "smollm2" (the bundled tiny model), or e.g.
     # "gptq:TheBloke/Llama-2-7B-Chat-GPTQ" (rag.generate.parse_llm lists the forms).
     llm: str = "extractive"
+    # The extract's cross-encoder (rag.generate.rerank) rereads its best candidate sentences; off,
+    # sentences are ranked by their features alone (faster on a slow CPU, less often right).
+    extract_rerank: bool = True
     prompt_format: str = "auto"
     max_new_tokens: int = 384
     # "openai" (or "openai:" with no URL) in llm reads these; an explicit "openai:<url>#<model>" wins.

@@ -111,6 +111,8 @@ def spread_questions(questions: list, max_questions: int | None) -> list:
 def extractive_answerer(rag: Any, settings: Any):
     """An Answerer with the offline extractive generator over ``rag``'s retriever and embedder."""
     from rag.answer import Answerer
+    from rag.generate import extract_reranker
     from rag.generate.extractive import ExtractiveGenerator
 
-    return Answerer(rag.retriever, ExtractiveGenerator(rag.embedder), settings, rag.embedder)
+    return Answerer(rag.retriever, ExtractiveGenerator(rag.embedder, reranker=extract_reranker(settings)), settings,
+                    rag.embedder)

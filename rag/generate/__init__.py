@@ -28,6 +28,7 @@ from rag.errors import ConfigError
 from rag.generate.gptq import CPU_WARNING, GPTQGenerator
 
 if TYPE_CHECKING:
+    from rag.generate.rerank import SentenceReranker
     from rag.protocols import Embedder, Generator
     from rag.settings import Settings
 
@@ -128,7 +129,7 @@ def make_generator(settings: "Settings", *, embedder: "Embedder | None" = None) 
             from rag.embed import embedder_for
 
             embedder = embedder_for(settings)
-        return ExtractiveGenerator(embedder)
+        return ExtractiveGenerator(embedder, reranker=extract_reranker(settings))
     if kind == "gptq":
         return GPTQGenerator(args["model"], prompt_format=settings.prompt_format)
     if kind == "openai":
@@ -142,6 +143,15 @@ def make_generator(settings: "Settings", *, embedder: "Embedder | None" = None) 
     from rag.generate.llamacpp import LlamaCppGenerator
 
     return LlamaCppGenerator(args["model_path"], prompt_format=settings.prompt_format)
+
+
+def extract_reranker(settings: "Settings") -> "SentenceReranker | None":
+    """The process's shared extract cross-encoder, or None when ``settings.extract_rerank`` is off."""
+    if not settings.extract_rerank:
+        return None
+    from rag.generate.rerank import SentenceReranker
+
+    return SentenceReranker.shared()
 
 
 def notice(settings: "Settings") -> str | None:

@@ -9,16 +9,18 @@ answer text starts with :data:`EXTRACT_PREFIX` (``From the documents:``) and the
 A sentence's score is a weighted sum of the features of
 :mod:`rag.generate.sentence_features` (MiniLM cosines of the sentence and its neighbours,
 IDF overlap with the question's words, its chunk's retrieval score and rank, its place in the
-chunk, whether it holds the kind of thing the question asks for, its length, ...); the
-scores of one question's candidates are turned into probabilities by a softmax. Sentences
-repeated in overlapping chunks count once.
+chunk, whether it holds the kind of thing the question asks for, its length, ...). The best
+:data:`RERANK_TOP` of them are then read again, question and sentence together, by the
+cross-encoder of :mod:`rag.generate.rerank` (unless ``RAG_EXTRACT_RERANK=0``), whose logit,
+times :data:`RERANK_WEIGHT`, is added to their scores. The scores of one question's candidates
+are turned into probabilities by a softmax. Sentences repeated in overlapping chunks count once.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -28,6 +30,9 @@ from rag.generate.sentence_features import (FEATURES, answer_type, candidate_fea
                                             sentence_cosines)
 from rag.protocols import Embedder
 from rag.types import Hit
+
+if TYPE_CHECKING:
+    from rag.generate.rerank import SentenceReranker
 
 __all__ = ["EXTRACT_PREFIX", "ExtractiveGenerator", "Sentence", "answer_type", "matches_type"]
 
@@ -72,6 +77,12 @@ WEIGHTS = {
 # bench/fit_sentences.py).
 ADD_SENTENCE = 0.25
 SAME_CHUNK = 0.33
+# The cross-encoder rereads the feature ranker's best RERANK_TOP sentences and adds RERANK_WEIGHT
+# times its logit to their scores; the rest count as if they had its lowest logit, so none overtakes
+# a reread one. Weight and the runner-up bars above were chosen together on held-out articles
+# (bench/train_reranker.py --heldout; docs/answers.md): the same bars stay best with it.
+RERANK_TOP = 8
+RERANK_WEIGHT = 0.5
 
 @dataclass(frozen=True)
 class Sentence:
@@ -102,7 +113,8 @@ class ExtractiveGenerator:
 
     def __init__(self, embedder: Embedder, *, max_sentences: int = MAX_SENTENCES,
                  weights: dict[str, float] | None = None, passages: PassageVectors | None = None,
-                 add_sentence: float = ADD_SENTENCE, same_chunk: float = SAME_CHUNK) -> None:
+                 reranker: SentenceReranker | None = None, add_sentence: float = ADD_SENTENCE,
+                 same_chunk: float = SAME_CHUNK) -> None:
         """Keep MiniLM; sentence vectors are cached per chunk.
 
         Args:
@@ -110,6 +122,9 @@ class ExtractiveGenerator:
             max_sentences: the most sentences an answer quotes.
             weights: overrides for :data:`WEIGHTS`.
             passages: a shared sentence-vector cache.
+            reranker: the cross-encoder that rereads the best candidates (features only when None;
+                :func:`rag.generate.make_generator` passes the shared one unless
+                ``settings.extract_rerank`` is off).
             add_sentence: the probability a sentence after the best needs to join it.
             same_chunk: the share of ``add_sentence`` that suffices for a sentence of the best
                 sentence's own chunk.
@@ -120,6 +135,7 @@ class ExtractiveGenerator:
         unknown = set(self.weights) - set(FEATURES)
         if unknown:
             raise ConfigError(f"unknown sentence features {sorted(unknown)}; choose from {', '.join(FEATURES)}")
+        self.reranker = reranker
         self.add_sentence = add_sentence
         self.same_chunk = same_chunk
         self.passages = passages or PassageVectors(embedder)
@@ -149,6 +165,13 @@ class ExtractiveGenerator:
             return []
         w = np.array([self.weights.get(f, 0.0) for f in FEATURES])
         scores = np.array([c.features for c in candidates]) @ w
+        if self.reranker is not None and len(candidates) > 1:
+            top = np.argsort(-scores, kind="stable")[:RERANK_TOP]
+            logits = self.reranker.score(question, [(hits[candidates[i].hit].chunk.title, candidates[i].text)
+                                                    for i in top])
+            boost = np.full(len(scores), logits.min())
+            boost[top] = logits
+            scores = scores + RERANK_WEIGHT * boost
         p = np.exp(scores - scores.max())
         p /= p.sum()
         out = [Sentence(c.text, c.hit, float(x), c.cosine, float(q)) for c, x, q in zip(candidates, scores, p)]
