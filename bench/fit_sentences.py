@@ -103,12 +103,10 @@ def pick(r: dict, p: np.ndarray, rule: str, t) -> list[int]:
                 break
             take.append(i)
     elif rule == "chunk":
+        from rag.generate.extractive import runner_ups
+
         bar, share = t
-        for i in order[1:]:
-            if len(take) >= 3:
-                break
-            if p[i] >= bar * (share if r["hit"][i] == r["hit"][order[0]] else 1.0):
-                take.append(i)
+        take = [order[i] for i in runner_ups(p[order], r["hit"][order], add_sentence=bar, same_chunk=share)]
     elif rule == "same" and p[order[0]] < t:
         take += [i for i in order[1:] if r["hit"][i] == r["hit"][order[0]]][:2]
     elif rule == "mass":

@@ -34,7 +34,7 @@ from statistics import median
 import numpy as np
 
 from bench.fit_sentences import fit, load
-from rag.generate.rerank import ALPHA, MAX_TOKENS, RANK, WEIGHTS_FILE
+from rag.generate.rerank import ALPHA, RANK, WEIGHTS_FILE, encode_pairs, mean_pool
 
 GROUP_NEGATIVES_HARD, GROUP_NEGATIVES_RANDOM, BATCH, LR = 4, 3, 4, 5e-4
 
@@ -69,14 +69,12 @@ def _model():
 
 
 def _scorer(enc, head, tok):
+    """Logits of one question's sentences, encoded and pooled exactly as the product scores them."""
     import torch
 
     def score(question: str, title: str, texts: list[str]):
-        batch = tok([question] * len(texts), [f"{title}: {t}" if title else t for t in texts], padding=True,
-                    truncation="longest_first", max_length=MAX_TOKENS, return_tensors="pt")
-        hidden = enc(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        return head((hidden * mask).sum(1) / mask.sum(1)).squeeze(-1)
+        batch = encode_pairs(tok, question, [(title, t) for t in texts])
+        return head(mean_pool(enc(**batch).last_hidden_state, batch["attention_mask"])).squeeze(-1)
 
     return score, torch
 
@@ -126,22 +124,15 @@ def save(enc, head, path: Path) -> None:
 
 def rule_figures(rows: list[dict], weight: float, add: float, same: float) -> tuple[float, float, float]:
     """(holds an answer, median words, sentence precision) of the product's pick with these constants."""
-    from rag.generate.extractive import MAX_SENTENCES
+    from rag.generate.extractive import reread, runner_ups
 
     contains, words, picked, precise = 0, [], 0, 0
     for r in rows:
-        boost = np.full(len(r["s"]), r["c"].min())
-        boost[r["top"]] = r["c"]
-        s = r["s"] + weight * boost
+        s = reread(r["s"], r["top"], r["c"], weight)
         p = np.exp(s - s.max())
         p /= p.sum()
-        order = list(np.argsort(-s, kind="stable"))
-        take = order[:1]
-        for i in order[1:]:
-            if len(take) >= MAX_SENTENCES:
-                break
-            if p[i] >= add * (same if r["hit"][i] == r["hit"][order[0]] else 1.0):
-                take.append(i)
+        order = np.argsort(-s, kind="stable")
+        take = [order[i] for i in runner_ups(p[order], r["hit"][order], add_sentence=add, same_chunk=same)]
         contains += bool(r["has"][take].any())
         words.append(int(r["words"][take].sum()))
         picked += len(take)

@@ -84,6 +84,39 @@ SAME_CHUNK = 0.33
 RERANK_TOP = 8
 RERANK_WEIGHT = 0.5
 
+
+
+def reread(scores: np.ndarray, top: np.ndarray, logits: np.ndarray, weight: float = RERANK_WEIGHT) -> np.ndarray:
+    """Feature scores after the cross-encoder: ``weight`` x logit added to the reread ones (``top``),
+    the lowest logit to the rest, so none of those overtakes a reread sentence."""
+    boost = np.full(len(scores), logits.min())
+    boost[top] = logits
+    return scores + weight * boost
+
+
+def runner_ups(probabilities: Sequence[float], chunks: Sequence[int], *, add_sentence: float = ADD_SENTENCE,
+               same_chunk: float = SAME_CHUNK, most: int = MAX_SENTENCES) -> list[int]:
+    """Which sentences of a best-first list an answer quotes (see :meth:`ExtractiveGenerator.select`).
+
+    Args:
+        probabilities: each sentence's probability, best first.
+        chunks: the hit each sentence comes from, in the same order.
+        add_sentence: the probability a sentence after the best needs to join it.
+        same_chunk: the share of ``add_sentence`` that suffices for one of the best sentence's chunk.
+        most: the most sentences quoted.
+
+    Returns:
+        Positions in the list, best first; ``[0]`` at least when the list is not empty.
+    """
+    picked = [0] if len(probabilities) else []
+    for i in range(1, len(probabilities)):
+        if len(picked) >= most:
+            break
+        if probabilities[i] >= add_sentence * (same_chunk if chunks[i] == chunks[0] else 1.0):
+            picked.append(i)
+    return picked
+
+
 @dataclass(frozen=True)
 class Sentence:
     """A candidate sentence with the hit it comes from (0-based index into the hits) and its score."""
@@ -167,11 +200,8 @@ class ExtractiveGenerator:
         scores = np.array([c.features for c in candidates]) @ w
         if self.reranker is not None and len(candidates) > 1:
             top = np.argsort(-scores, kind="stable")[:RERANK_TOP]
-            logits = self.reranker.score(question, [(hits[candidates[i].hit].chunk.title, candidates[i].text)
-                                                    for i in top])
-            boost = np.full(len(scores), logits.min())
-            boost[top] = logits
-            scores = scores + RERANK_WEIGHT * boost
+            scores = reread(scores, top, self.reranker.score(
+                question, [(hits[candidates[i].hit].chunk.title, candidates[i].text) for i in top]))
         p = np.exp(scores - scores.max())
         p /= p.sum()
         out = [Sentence(c.text, c.hit, float(x), c.cosine, float(q)) for c, x, q in zip(candidates, scores, p)]
@@ -198,14 +228,9 @@ class ExtractiveGenerator:
         if exclude:
             said = [f" {_plain(t)} " for t in exclude]
             ranked = [s for s in ranked if not any(f" {_plain(s.text)} " in t for t in said)]
-        picked = ranked[:1]
-        for s in ranked[1:]:
-            if len(picked) >= self.max_sentences:
-                break
-            bar = self.add_sentence * (self.same_chunk if s.hit == picked[0].hit else 1.0)
-            if s.probability >= bar:
-                picked.append(s)
-        return picked
+        keep = runner_ups([s.probability for s in ranked], [s.hit for s in ranked], add_sentence=self.add_sentence,
+                          same_chunk=self.same_chunk, most=self.max_sentences)
+        return [ranked[i] for i in keep]
 
     @staticmethod
     def compose(sentences: Sequence[Sentence]) -> str:

@@ -34,8 +34,22 @@ MAX_TOKENS = 96
 WEIGHTS_FILE = Path(__file__).with_name("sentence_reranker.npz")
 BATCH = 32
 
-_LOADED: dict[Path, "SentenceReranker"] = {}
+_SHARED: "SentenceReranker | None" = None
 _LOAD_LOCK = threading.Lock()
+
+
+def encode_pairs(tokenizer, question: str, candidates: Sequence[tuple[str, str]]):
+    """The model's input for ``question`` against ``(title, sentence)`` candidates: the one encoding
+    the product scores and ``bench.train_reranker`` trains on (``question [SEP] title: sentence``)."""
+    texts = [f"{title}: {text}" if title else text for title, text in candidates]
+    return tokenizer([question] * len(texts), texts, padding=True, truncation="longest_first",
+                     max_length=MAX_TOKENS, return_tensors="pt")
+
+
+def mean_pool(hidden, attention_mask):
+    """The mean of each pair's token vectors over its real tokens (padding left out)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1)
 
 
 class SentenceReranker:
@@ -84,10 +98,11 @@ class SentenceReranker:
     @classmethod
     def shared(cls) -> "SentenceReranker":
         """The process's one reranker (loaded on first use; the model is read-only after that)."""
+        global _SHARED
         with _LOAD_LOCK:
-            if WEIGHTS_FILE not in _LOADED:
-                _LOADED[WEIGHTS_FILE] = cls()
-            return _LOADED[WEIGHTS_FILE]
+            if _SHARED is None:
+                _SHARED = cls()
+            return _SHARED
 
     def score(self, question: str, candidates: Sequence[tuple[str, str]]) -> np.ndarray:
         """One logit per candidate.
@@ -101,16 +116,10 @@ class SentenceReranker:
         """
         if not candidates:
             return np.zeros(0)
-        torch = self._torch
-        texts = [f"{title}: {text}" if title else text for title, text in candidates]
         out = []
-        with self._lock, torch.inference_mode():
-            for start in range(0, len(texts), BATCH):
-                part = texts[start:start + BATCH]
-                batch = self.tokenizer([question] * len(part), part, padding=True, truncation="longest_first",
-                                       max_length=MAX_TOKENS, return_tensors="pt")
-                hidden = self.model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+        with self._lock, self._torch.inference_mode():
+            for start in range(0, len(candidates), BATCH):
+                batch = encode_pairs(self.tokenizer, question, candidates[start:start + BATCH])
+                pooled = mean_pool(self.model(**batch).last_hidden_state, batch["attention_mask"]).numpy()
                 out.append(pooled @ self.head_weight + self.head_bias)
         return np.concatenate(out)
