@@ -8,7 +8,8 @@ product's chunks for ``--questions`` of their questions, then times
 alone and with the reranker, alternating per question so both see the same machine load.
 Sentence vectors are cached before timing (an answer embeds them during retrieval's evidence
 check anyway), so the figures are the ranking's own cost. Prints p50 / p95 in milliseconds
-and the ratio.
+and the ratio, and what the refusal's answerability reader (:func:`rag.refuse.answerability`)
+adds to every answer, extract or language model.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> None:
     from rag.eval.squad import load_squad
     from rag.generate.extractive import ExtractiveGenerator
     from rag.generate.rerank import SentenceReranker
+    from rag.refuse import answerability, sentence_cosines
 
     s = resolve_settings(None)
     data = load_squad(SQUAD_HALF_A, limit_articles=args.articles)
@@ -48,12 +50,16 @@ def main() -> None:
             plain.select(q.text, found.hits, question_vector=vector)  # caches the sentence vectors
             reread.select(q.text, found.hits, question_vector=vector)  # first call loads nothing new
             asked.append((q.text, found.hits, vector))
-        times: dict[str, list[float]] = {"features": [], "with reranker": []}
+        times: dict[str, list[float]] = {"features": [], "with reranker": [], "answerability": []}
+        reader = answerer.reader
         for text, hits, vector in asked:
             for name, gen in (("features", plain), ("with reranker", reread)):
                 started = time.perf_counter()
                 gen.select(text, hits, question_vector=vector)
                 times[name].append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            answerability(text, hits, plain.passages, sentence_cosines(plain.passages, hits, vector), reader)
+            times["answerability"].append((time.perf_counter() - started) * 1000)
     for name, ms in times.items():
         print(f"{name:14s} p50 {np.percentile(ms, 50):7.1f} ms   p95 {np.percentile(ms, 95):7.1f} ms")
     ratio = np.percentile(times["with reranker"], 50) / np.percentile(times["features"], 50)

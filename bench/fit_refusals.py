@@ -1,6 +1,6 @@
 """Fit and compare refusal rules offline on the features ``bench.refusal_features`` dumped.
 
-    python -m bench.fit_refusals DUMP.jsonl [DUMP.jsonl ...]
+    python -m bench.fit_refusals DUMP.jsonl [DUMP.jsonl ...] [--answerable HELDOUT.json]
 
 Prints, per rule and store configuration, the share of unanswerable / answerable questions
 refused at the rule's threshold, and the two-fold cross-fit by article.
@@ -86,6 +86,7 @@ def features(row: dict, case: dict) -> dict[str, float]:
     extra["agree"] = float(bool(kw) and bool(ids) and kw[0] == ids[int(np.argmax(top5))])
     extra.update(margins(case, idf))
     return {"phrases": case.get("phrases") or 0.0,  # dumps older than the phrase share hold none
+            "answerable": case.get("answerable") or 0.0,  # nor those older than the answerability reader
             "c1": c1, "s1": s1, "ov_c": ov_c, "ov_i": ov_i, "ch_i": ch_i, "miss": miss, "rare_miss": rare_missing,
             "names": nm, "margin": margin, "zero_any": zero_any, "zero_share": zero_share,
             "name_miss": float(nm < 1.0), **extra, "legacy": legacy}
@@ -133,14 +134,22 @@ def elsewhere(row: dict, case: dict) -> bool:
                               lambda words: (case["n"], {w: by_raw.get(w, 0) for w in words}))
 
 
-def load(paths: list[str]):
-    """Per configuration: answerable and unanswerable features, articles, and which unanswerable are answered elsewhere."""
+def load(paths: list[str], answerable: dict[str, list[float]] | None = None):
+    """Per configuration: answerable and unanswerable features, articles, and which unanswerable are answered elsewhere.
+
+    ``answerable``: held-out answerability logits (``bench.train_answerability --heldout``), which
+    replace the dumped ones.
+    """
     data = defaultdict(lambda: {"a": [], "u": [], "src": [], "elsewhere": []})
     for p in paths:
         for line in open(p, encoding="utf-8"):
             row = json.loads(line)
             configs = {k.split("/")[0] for k in row if "/" in k}
             for c in configs:
+                for case in ("a", "u"):
+                    key = f'{row["i"]}|{row["q"]}|{c}/{case}'
+                    if answerable is not None:
+                        row[c + "/" + case]["answerable"] = max(answerable.get(key) or [0.0])
                 data[c]["a"].append(features(row, row[c + "/a"]))
                 data[c]["u"].append(features(row, row[c + "/u"]))
                 data[c]["src"].append(row["source"])
@@ -163,6 +172,11 @@ def quantile_threshold(score_a: np.ndarray, q: float = 0.05) -> float:
 
 def PRODUCT(f: dict) -> float:
     """The product's evidence (rag.refuse.score_of's weights) on these features."""
+    return BEFORE(f) + 0.035 * f["answerable"]
+
+
+def BEFORE(f: dict) -> float:
+    """The product's evidence before the answerability reader."""
     return f["s1"] + 0.5 * f["c1"] + 0.5 * f["ov_i"] + 0.25 * f["ch_i"] + 0.1 * f["phrases"]
 
 
@@ -170,8 +184,11 @@ RULES = {
     "chunk": lambda f: f["c1"],
     "sentence": lambda f: f["s1"],
     "s1+ov_i": lambda f: f["s1"] + 0.5 * f["ov_i"],
-    "s1+c1/2+ov_i+ch_i/4 (before)": lambda f: f["s1"] + 0.5 * f["c1"] + 0.5 * f["ov_i"] + 0.25 * f["ch_i"],
-    "s1+c1/2+ov_i+ch_i/4+phrases/10 (product)": PRODUCT,
+    "s1+c1/2+ov_i+ch_i/4": lambda f: f["s1"] + 0.5 * f["c1"] + 0.5 * f["ov_i"] + 0.25 * f["ch_i"],
+    "s1+c1/2+ov_i+ch_i/4+phrases/10 (before)": BEFORE,
+    "+ 0.035 x answerable (product)": PRODUCT,
+    "+ 0.05 x answerable": lambda f: BEFORE(f) + 0.05 * f["answerable"],
+    "+ 0.025 x answerable": lambda f: BEFORE(f) + 0.025 * f["answerable"],
     "s1+ov_i+c1/4": lambda f: f["s1"] + 0.5 * f["ov_i"] + 0.25 * f["c1"],
     "s1+0.4ov_i": lambda f: f["s1"] + 0.4 * f["ov_i"],
     "s1+0.6ov_i": lambda f: f["s1"] + 0.6 * f["ov_i"],
@@ -184,9 +201,9 @@ RULES = {
     "c1+ov_i-miss": lambda f: f["c1"] + 0.5 * f["ov_i"] - 0.5 * f["miss"],
     "c1+ov_i+margin": lambda f: f["c1"] + 0.5 * f["ov_i"] + 1.0 * f["margin"],
     "c1+ov_i-rare": lambda f: f["c1"] + 0.5 * f["ov_i"] - 0.3 * f["rare_miss"],
-    "product+source_margin/5": lambda f: PRODUCT(f) + 0.2 * f["source_margin"],
-    "product+dense_gap/5+keyword_gap/10": lambda f: PRODUCT(f) + 0.2 * f["dense_gap"] + 0.1 * f["keyword_gap"],
-    "product+all three": lambda f: PRODUCT(f) + 0.1 * f["source_margin"] + 0.2 * f["dense_gap"] + 0.1 * f["keyword_gap"],
+    "before+source_margin/5": lambda f: BEFORE(f) + 0.2 * f["source_margin"],
+    "before+dense_gap/5+keyword_gap/10": lambda f: BEFORE(f) + 0.2 * f["dense_gap"] + 0.1 * f["keyword_gap"],
+    "before+all three": lambda f: BEFORE(f) + 0.1 * f["source_margin"] + 0.2 * f["dense_gap"] + 0.1 * f["keyword_gap"],
 }
 
 
@@ -240,7 +257,7 @@ def product_table(data) -> None:
 
     def score(f: dict) -> float:
         return score_of(Evidence(score=0.0, chunk=f["c1"], coverage=f["ov_i"], sentence=f["s1"],
-                                 chunk_coverage=f["ch_i"], phrases=f["phrases"]))
+                                 chunk_coverage=f["ch_i"], phrases=f["phrases"], answerable=f["answerable"]))
 
     order: dict[str, int] = {}
     for d in data.values():
@@ -268,7 +285,13 @@ def product_table(data) -> None:
 
 
 if __name__ == "__main__":
-    data = load(sys.argv[1:])
+    args = sys.argv[1:]
+    held = None
+    if "--answerable" in args:  # --answerable HELDOUT.json: score with logits from models that never saw the article
+        at = args.index("--answerable")
+        held = json.loads(open(args[at + 1], encoding="utf-8").read())
+        args = args[:at] + args[at + 2:]
+    data = load(args, held)
     print({c: len(d["a"]) for c, d in data.items()})
     for name, rule in RULES.items():
         show(data, name, rule)

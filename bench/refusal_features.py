@@ -7,13 +7,14 @@
 One persistent store (DIR) holds SQuAD half-a and the distractors; each configuration
 restricts retrieval to its own sources (SQuAD + its distractors), so the store is embedded
 once for all of them. Each line holds, per configuration and case (``NAME/a`` answerable,
-``NAME/u`` own article left out): the hit cosines and sources, the question words each
+``NAME/u`` own article left out): the hit cosines, sources and titles, the question words each
 top-5 sentence and each chunk holds, the words' document frequencies in the configuration's
 sources, the chunk ids, BM25's own top 5 (ids and scores) and the dense list's best two cosines
 in that scope, the question's gold answers (for
 ``rag.eval.refusals.answered_elsewhere``), and (without --no-sentences, slow on a busy CPU) the
-sentences' cosines and the phrase share (:func:`rag.refuse.phrase_share`), which the product's
-evidence reads.
+sentences' cosines, the phrase share (:func:`rag.refuse.phrase_share`) and the answerability
+reader's best logit (:func:`rag.refuse.answerability`), which the product's evidence reads.
+``python -m bench.train_answerability`` trains that reader on these dumps.
 ``python -m bench.fit_refusals OUT.jsonl ...`` scores rules on them; the product's rule
 (:func:`rag.refuse.assess`) gives the same scores as ``rag eval refusals --dump``.
 """
@@ -62,7 +63,7 @@ def main() -> None:
         return
     from rag.answer import Answerer
     from rag.cite import chunk_sentences
-    from rag.refuse import phrase_share
+    from rag.refuse import answerability, phrase_share
 
     squad_sources = [d.source for d in data.documents]
     configs = {}
@@ -108,6 +109,9 @@ def main() -> None:
                         "sent_words": [[sorted(content_words(t) & set(qwords)) for t in texts] for texts, _ in per_hit],
                         "chunk_words": [sorted(content_words(keyword_text(h.chunk)) & set(qwords)) for h in hits],
                         "text": [h.text for h in hits[:5]],
+                        "titles": [h.chunk.title for h in hits[:5]],
+                        "answerable": None if args.no_sentences else answerability(
+                            q.text, hits, answerer.passages, [v @ qv for _, v in per_hit], answerer.reader),
                         "n": n, "df": df, "ids": [h.chunk.id for h in hits[:5]],
                         "keyword_ids": [i for i, _ in keyword],
                         "keyword_scores": [round(float(x), 4) for _, x in keyword],

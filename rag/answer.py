@@ -36,8 +36,8 @@ from rag.cite import PassageVectors, cite
 from rag.conversation import Retrieved, condense, fused_search, normalize_history
 from rag.generate.extractive import EXTRACT_PREFIX
 from rag.prompt import NO_ANSWER, pack_prompt
-from rag.protocols import Answering, Embedder, is_extractor
-from rag.refuse import assess, frequencies_for, phrase_share, sentence_cosines, should_refuse
+from rag.protocols import Answering, CrossEncoder, Embedder, is_extractor
+from rag.refuse import answerability, assess, frequencies_for, phrase_share, sentence_cosines, should_refuse
 from rag.retrieve import EmptyQueryError, Retriever
 from rag.settings import Settings
 from rag.types import Answer, Evidence, Hit
@@ -63,7 +63,8 @@ def is_refusal(text: str) -> bool:
 class Answerer:
     """Composes retrieval, refusal, generation and citation into an :class:`~rag.types.Answer`."""
 
-    def __init__(self, retriever: Retriever, generator: Answering, settings: Settings, embedder: Embedder) -> None:
+    def __init__(self, retriever: Retriever, generator: Answering, settings: Settings, embedder: Embedder,
+                 reader: CrossEncoder | None = None) -> None:
         """Wire the parts.
 
         Args:
@@ -71,7 +72,10 @@ class Answerer:
             generator: an :class:`~rag.protocols.Extractor` (the default) or a language model.
             settings: ``top_k``, ``max_new_tokens``, the refusal settings, ``support_below`` are read.
             embedder: MiniLM, for the support check.
+            reader: the refusal's answerability reader (:func:`rag.refuse.answerability`); the
+                shipped one, loaded on the first assessment, when None.
         """
+        self._reader = reader
         self.retriever = retriever
         self.generator = generator
         self.settings = settings
@@ -130,10 +134,24 @@ class Answerer:
         """
         frequencies = frequencies_for(self.retriever.store, sources, collections)
         queries = found.queries or (found.query,)
-        # The sentence vectors are the extractor's cache: an extract after this embeds nothing more.
-        return max((assess(q, found.hits, frequencies, sentence_cosines(self.passages, found.hits, self.vector(q)),
-                           phrase_share(q, found.hits, self.passages, self.vector(q)))
-                    for q in queries), key=lambda e: e.score)
+
+        def one(query: str) -> Evidence:
+            # The sentence vectors are the extractor's cache: an extract after this embeds nothing more.
+            cosines = sentence_cosines(self.passages, found.hits, self.vector(query))
+            return assess(query, found.hits, frequencies, cosines,
+                          phrase_share(query, found.hits, self.passages, self.vector(query)),
+                          answerability(query, found.hits, self.passages, cosines, self.reader))
+
+        return max((one(q) for q in queries), key=lambda e: e.score)
+
+    @property
+    def reader(self) -> CrossEncoder:
+        """The answerability reader (the shipped cross-encoder unless one was given)."""
+        if self._reader is None:
+            from rag.generate.rerank import ANSWERABILITY_FILE, SentenceReranker
+
+            self._reader = SentenceReranker.shared(ANSWERABILITY_FILE)
+        return self._reader
 
     def evidence(self, found: Retrieved, *, sources: Sequence[str] | None = None,
                  collections: Sequence[str] | None = None) -> float:

@@ -234,6 +234,18 @@ class Extractor(Protocol):
         ...
 
 
+class CrossEncoder(Protocol):
+    """Reads a question together with each candidate sentence and gives it one logit.
+
+    The extract's reranker and the refusal's answerability reader
+    (:class:`rag.generate.rerank.SentenceReranker` with their own adapters) are two of these.
+    """
+
+    def score(self, question: str, candidates: Sequence[tuple[str, str]]) -> np.ndarray:
+        """One logit per ``(title, sentence)`` candidate, in their order."""
+        ...
+
+
 Answering = Generator | Extractor
 """What the answerer accepts: a language model or an extractor (``prompt_format is None``)."""
 

@@ -9,7 +9,7 @@ The score, over the first :data:`EVIDENCE_DEPTH` hits::
 
     evidence = SENTENCE_WEIGHT * best sentence cosine + CHUNK_WEIGHT * best chunk cosine
                + COVERAGE_WEIGHT * coverage + CHUNK_COVERAGE_WEIGHT * chunk coverage
-               + PHRASE_WEIGHT * phrases
+               + PHRASE_WEIGHT * phrases + ANSWERABLE_WEIGHT * answerable
 
 *best sentence cosine* is the highest MiniLM cosine between the question and any single
 sentence of those chunks (:func:`sentence_cosines`; the vectors are the extractive
@@ -38,6 +38,15 @@ question's topic often holds its words, less often its phrases. It is the extrac
 sentence-ranker feature ``bigrams`` (:mod:`rag.generate.sentence_features`), read in one place,
 :func:`phrase_share`.
 
+*answerable* is the best logit of a cross-encoder, the answerability reader
+(:func:`answerability`), over the :data:`ANSWER_CANDIDATES` sentences closest to the question
+(:func:`closest_sentences`): MiniLM reading question and sentence together, trained pointwise
+(``bench.train_answerability``) to say whether the sentence states what was asked, with every
+sentence of a store lacking the question's article as a negative. The other measurements are
+word counts and cosines, which text on the question's topic scores nearly as well as the
+answer ("Where is the airport located?" against a city's airport sentence); the reader is
+what tells them apart.
+
 The weights and ``settings.refuse_below`` were chosen by measurement on SQuAD half-a alone and
 with distractor text (Wikipedia wikitext, SciFact abstracts): ``python -m
 bench.refusal_features`` dumps the features, ``python -m bench.fit_refusals`` compares rules
@@ -60,7 +69,7 @@ from rag.types import Evidence, Hit
 
 if TYPE_CHECKING:
     from rag.cite import PassageVectors
-    from rag.protocols import Store
+    from rag.protocols import CrossEncoder, Store
 
 # Evidence is judged on the best chunks only, whatever k is, so one threshold fits all.
 EVIDENCE_DEPTH = 5
@@ -71,6 +80,9 @@ CHUNK_WEIGHT = 0.5
 COVERAGE_WEIGHT = 0.5
 CHUNK_COVERAGE_WEIGHT = 0.25
 PHRASE_WEIGHT = 0.1
+ANSWERABLE_WEIGHT = 0.035
+# The answerability reader reads the question against this many of its closest sentences.
+ANSWER_CANDIDATES = 8
 # (chunks in scope, {word: chunks holding it}) for the question's words; see KeywordIndex.
 Frequencies = Callable[[Sequence[str]], "tuple[int, dict[str, int]]"]
 
@@ -167,14 +179,64 @@ def phrase_share(question: str, hits: Sequence[Hit], passages: PassageVectors, q
                default=0.0)
 
 
+def closest_sentences(sentences: Sequence[Sequence[str]], titles: Sequence[str],
+                      cosines: Sequence[Sequence[float]], most: int = ANSWER_CANDIDATES) -> list[tuple[str, str]]:
+    """The ``most`` distinct sentences closest to the question, as ``(title, sentence)``, closest first.
+
+    The one choice of what the answerability reader reads, for the product and for
+    ``bench.train_answerability`` alike.
+
+    Args:
+        sentences: each hit's :func:`rag.cite.chunk_sentences`.
+        titles: each hit's title.
+        cosines: each hit's sentence cosines to the question (:func:`sentence_cosines`).
+        most: how many to keep.
+
+    Returns:
+        Up to ``most`` pairs; a hit whose cosines do not match its sentences is skipped.
+    """
+    scored = [(float(c), title, text) for texts, title, cos in zip(sentences, titles, cosines)
+              if len(texts) == len(cos) for text, c in zip(texts, cos)]
+    scored.sort(key=lambda x: -x[0])
+    seen: set[str] = set()
+    out: list[tuple[str, str]] = []
+    for _, title, text in scored:
+        if text not in seen and len(out) < most:
+            seen.add(text)
+            out.append((title, text))
+    return out
+
+
+def answerability(question: str, hits: Sequence[Hit], passages: PassageVectors,
+                  cosines: Sequence[Sequence[float]], reader: CrossEncoder) -> float:
+    """The answerability reader's best logit over the question's closest sentences (see the module docstring).
+
+    Args:
+        question: the question.
+        hits: retrieved chunks, best first; only the first :data:`EVIDENCE_DEPTH` count.
+        passages: the sentence cache (the texts :func:`sentence_cosines` scored).
+        cosines: :func:`sentence_cosines` of these hits.
+        reader: the cross-encoder (``rag.generate.rerank.SentenceReranker`` with the
+            answerability adapters).
+
+    Returns:
+        The highest logit ("this sentence says what was asked"); 0 without sentences.
+    """
+    hits = list(hits)[:EVIDENCE_DEPTH]
+    texts = [t for t, _ in passages.many(hits)]
+    pairs = closest_sentences(texts, [h.chunk.title for h in hits], cosines)
+    return float(np.max(reader.score(question, pairs))) if pairs else 0.0
+
+
 def score_of(evidence: Evidence) -> float:
     """The evidence score: the weighted sum of its measurements (see the module docstring)."""
     return (SENTENCE_WEIGHT * evidence.sentence + CHUNK_WEIGHT * evidence.chunk + COVERAGE_WEIGHT * evidence.coverage
-            + CHUNK_COVERAGE_WEIGHT * evidence.chunk_coverage + PHRASE_WEIGHT * evidence.phrases)
+            + CHUNK_COVERAGE_WEIGHT * evidence.chunk_coverage + PHRASE_WEIGHT * evidence.phrases
+            + ANSWERABLE_WEIGHT * evidence.answerable)
 
 
 def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None,
-           cosines: Sequence[Sequence[float]], phrases: float = 0.0) -> Evidence:
+           cosines: Sequence[Sequence[float]], phrases: float = 0.0, answerable: float = 0.0) -> Evidence:
     """How strongly the best retrieved chunks bear on ``question`` (see the module docstring).
 
     Args:
@@ -184,6 +246,7 @@ def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None,
             index's); without them, IDF is taken over the candidate sentences.
         cosines: :func:`sentence_cosines` of these hits for ``question``.
         phrases: :func:`phrase_share` of these hits for ``question``.
+        answerable: :func:`answerability` of these hits for ``question``.
 
     Returns:
         The evidence; ``score`` is ``-inf`` without hits.
@@ -207,7 +270,7 @@ def assess(question: str, hits: Sequence[Hit], frequencies: Frequencies | None,
     top = max(h.score for h in hits)
     sentence = max((float(c) for per_hit in cosines[:EVIDENCE_DEPTH] for c in per_hit), default=top)
     evidence = Evidence(score=0.0, chunk=top, coverage=coverage, sentence=sentence, chunk_coverage=chunk_coverage,
-                        phrases=phrases)
+                        phrases=phrases, answerable=answerable)
     return replace(evidence, score=score_of(evidence))
 
 

@@ -23,12 +23,12 @@ _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # refuse_below: the rag.refuse evidence score (best sentence cosine + 0.5 * best chunk cosine
 # + 0.5 * IDF-weighted word coverage of the best sentence + 0.25 * that of the best chunk
-# + 0.1 * the best sentence's share of the question's word pairs) under which an answer is
-# refused. Fitted with hybrid retrieval on SQuAD half-a alone and with distractor text
+# + 0.1 * the best sentence's share of the question's word pairs + 0.035 * the answerability
+# reader's best logit) under which an answer is refused. Fitted with hybrid retrieval on SQuAD half-a alone and with distractor text
 # (`python -m bench.refusal_table`): the threshold that refuses at most 5% of questions whose
 # article is indexed in every store configuration (docs/answers.md for the figures and the
 # held-out check).
-REFUSE_BELOW = 1.1049
+REFUSE_BELOW = 1.0396
 # support_below is calibrated on SQuAD half-a with `rag eval support` (rag.eval.answers).
 # support_below: MiniLM cosine under which a cited chunk does not support its sentence; 0.50
 # flags 3% of right citations and 93% of citations of another article's nearest chunk.

@@ -330,10 +330,11 @@ class Evidence:
     sentence: float = 0.0  # the best single sentence's cosine to the question
     chunk_coverage: float = 0.0  # the same share for the best single chunk (text, title, section)
     phrases: float = 0.0  # the largest share of the question's word pairs that one sentence holds as pairs
+    answerable: float = 0.0  # the answerability reader's best logit: one of the closest sentences says what was asked
 
     def as_dict(self) -> dict[str, float]:
         return {"score": self.score, "chunk": self.chunk, "coverage": self.coverage, "sentence": self.sentence,
-                "chunk_coverage": self.chunk_coverage, "phrases": self.phrases}
+                "chunk_coverage": self.chunk_coverage, "phrases": self.phrases, "answerable": self.answerable}
 
 
 @dataclass(frozen=True)

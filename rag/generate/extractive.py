@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -28,11 +28,8 @@ from rag.cite import PassageVectors, neutralize_brackets
 from rag.errors import ConfigError
 from rag.generate.sentence_features import (FEATURES, answer_type, candidate_features, matches_type,
                                             sentence_cosines)
-from rag.protocols import Embedder
+from rag.protocols import CrossEncoder, Embedder
 from rag.types import Hit
-
-if TYPE_CHECKING:
-    from rag.generate.rerank import SentenceReranker
 
 __all__ = ["EXTRACT_PREFIX", "ExtractiveGenerator", "Sentence", "answer_type", "matches_type"]
 
@@ -146,7 +143,7 @@ class ExtractiveGenerator:
 
     def __init__(self, embedder: Embedder, *, max_sentences: int = MAX_SENTENCES,
                  weights: dict[str, float] | None = None, passages: PassageVectors | None = None,
-                 reranker: SentenceReranker | None = None, add_sentence: float = ADD_SENTENCE,
+                 reranker: CrossEncoder | None = None, add_sentence: float = ADD_SENTENCE,
                  same_chunk: float = SAME_CHUNK) -> None:
         """Keep MiniLM; sentence vectors are cached per chunk.
 

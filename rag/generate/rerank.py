@@ -32,17 +32,22 @@ RANK = 8
 ALPHA = 16.0
 MAX_TOKENS = 96
 WEIGHTS_FILE = Path(__file__).with_name("sentence_reranker.npz")
+# The same architecture trained pointwise (does this sentence answer the question?) for the
+# refusal's evidence (rag.refuse.answerability; bench/train_answerability.py).
+ANSWERABILITY_FILE = Path(__file__).with_name("sentence_answerability.npz")
 BATCH = 32
 
-_SHARED: "SentenceReranker | None" = None
+_SHARED: "dict[Path, SentenceReranker]" = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def encode_pairs(tokenizer, question: str, candidates: Sequence[tuple[str, str]]):
+def encode_pairs(tokenizer, question: str | Sequence[str], candidates: Sequence[tuple[str, str]]):
     """The model's input for ``question`` against ``(title, sentence)`` candidates: the one encoding
-    the product scores and ``bench.train_reranker`` trains on (``question [SEP] title: sentence``)."""
+    the product scores and the training benches train on (``question [SEP] title: sentence``).
+    ``question`` may be one question per candidate (a training batch mixes questions)."""
     texts = [f"{title}: {text}" if title else text for title, text in candidates]
-    return tokenizer([question] * len(texts), texts, padding=True, truncation="longest_first",
+    questions = [question] * len(texts) if isinstance(question, str) else list(question)
+    return tokenizer(questions, texts, padding=True, truncation="longest_first",
                      max_length=MAX_TOKENS, return_tensors="pt")
 
 
@@ -53,7 +58,11 @@ def mean_pool(hidden, attention_mask):
 
 
 class SentenceReranker:
-    """Scores ``(question, title, sentence)`` triples with the adapted MiniLM cross-encoder."""
+    """Scores ``(question, title, sentence)`` triples with an adapted MiniLM cross-encoder.
+
+    The extract's reranker (:data:`WEIGHTS_FILE`) and the refusal's answerability reader
+    (:data:`ANSWERABILITY_FILE`) are two sets of adapters for this one class.
+    """
 
     def __init__(self, weights: Path = WEIGHTS_FILE, model_dir: Path | None = None) -> None:
         """Load MiniLM and merge the trained adapters into it.
@@ -71,8 +80,9 @@ class SentenceReranker:
         from rag.embed import bundled_model_dir
 
         if not weights.is_file():
-            raise RagError(f"the sentence reranker's weights are missing ({weights}); reinstall rag, or set "
-                           "RAG_EXTRACT_RERANK=0 to rank sentences by their features only")
+            hint = (", or set RAG_EXTRACT_RERANK=0 to rank sentences by their features only"
+                    if weights.name == WEIGHTS_FILE.name else "")
+            raise RagError(f"the cross-encoder's weights are missing ({weights}); reinstall rag{hint}")
         directory = model_dir or bundled_model_dir()
         self._torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(directory)
@@ -96,13 +106,16 @@ class SentenceReranker:
         self._lock = threading.Lock()  # one forward pass at a time: torch's threads are shared anyway
 
     @classmethod
-    def shared(cls) -> "SentenceReranker":
-        """The process's one reranker (loaded on first use; the model is read-only after that)."""
-        global _SHARED
+    def shared(cls, weights: Path = WEIGHTS_FILE) -> "SentenceReranker":
+        """The process's one model for ``weights`` (loaded on first use; read-only after that).
+
+        Args:
+            weights: :data:`WEIGHTS_FILE` (the extract's reranker) or :data:`ANSWERABILITY_FILE`.
+        """
         with _LOAD_LOCK:
-            if _SHARED is None:
-                _SHARED = cls()
-            return _SHARED
+            if weights not in _SHARED:
+                _SHARED[weights] = cls(weights)
+            return _SHARED[weights]
 
     def score(self, question: str, candidates: Sequence[tuple[str, str]]) -> np.ndarray:
         """One logit per candidate.

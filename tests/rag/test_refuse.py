@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag import RAG
 from rag.eval.distractors import beir_documents, wikitext_documents
 from rag.prompt import NO_ANSWER
-from rag.refuse import (CHUNK_COVERAGE_WEIGHT, CHUNK_WEIGHT, COVERAGE_WEIGHT, EVIDENCE_DEPTH, PHRASE_WEIGHT,
-                         SENTENCE_WEIGHT, assess, frequencies_for, phrase_share, question_words, score_of,
-                         sentence_cosines)
+from rag.refuse import (ANSWER_CANDIDATES, ANSWERABLE_WEIGHT, CHUNK_COVERAGE_WEIGHT, CHUNK_WEIGHT, COVERAGE_WEIGHT,
+                         EVIDENCE_DEPTH, PHRASE_WEIGHT, SENTENCE_WEIGHT, answerability, assess, closest_sentences,
+                         frequencies_for, phrase_share, question_words, score_of, sentence_cosines)
 from rag.settings import REFUSE_BELOW
 from rag.types import Document, Evidence
 from tests.conftest import require_shared
@@ -82,8 +83,9 @@ def test_evidence_is_judged_on_the_best_chunks_only(squad_rag: RAG) -> None:
     answerer = squad_rag.answerer
 
     def evidence(hits: list) -> Evidence:
-        return assess(q, hits, freq, sentence_cosines(answerer.passages, hits, answerer.vector(q)),
-                      phrase_share(q, hits, answerer.passages, answerer.vector(q)))
+        cosines = sentence_cosines(answerer.passages, hits, answerer.vector(q))
+        return assess(q, hits, freq, cosines, phrase_share(q, hits, answerer.passages, answerer.vector(q)),
+                      answerability(q, hits, answerer.passages, cosines, answerer.reader))
 
     assert evidence(hits) == evidence(hits[:EVIDENCE_DEPTH])
     assert evidence(hits) != evidence(hits[1:])  # the best chunk does count
@@ -92,8 +94,56 @@ def test_evidence_is_judged_on_the_best_chunks_only(squad_rag: RAG) -> None:
     assert -1 <= best.sentence <= 1 and 0 <= best.coverage <= best.chunk_coverage <= 1
     assert best.score == pytest.approx(SENTENCE_WEIGHT * best.sentence + CHUNK_WEIGHT * best.chunk
                                        + COVERAGE_WEIGHT * best.coverage + CHUNK_COVERAGE_WEIGHT * best.chunk_coverage
-                                       + PHRASE_WEIGHT * best.phrases)
+                                       + PHRASE_WEIGHT * best.phrases + ANSWERABLE_WEIGHT * best.answerable)
     assert answerer.assess(answerer.retrieve(q)) == best
+
+
+def test_closest_sentences_are_the_distinct_nearest_with_their_titles() -> None:
+    texts = [["a.", "b.", "c."], ["b.", "d."], ["e."]]
+    cosines = [[0.1, 0.9, 0.3], [0.8, 0.7], [0.5, 0.6]]  # the third hit's cosines do not match: skipped
+    assert closest_sentences(texts, ["T1", "T2", "T3"], cosines, most=3) == [("T1", "b."), ("T2", "d."), ("T1", "c.")]
+    assert closest_sentences(texts, ["T1", "T2", "T3"], cosines)[-1] == ("T1", "a.")  # every distinct one, under 8
+    assert closest_sentences([], [], []) == []
+
+
+def test_the_answerability_reader_tells_an_answer_from_on_topic_text(distracted: RAG) -> None:
+    """The reader's best logit is high when a sentence says what was asked, low for text on the topic that does not.
+
+    With the Super Bowl article left out, the question still lands on sports and American text
+    (nothing in the store says who the Broncos beat); the reader, not the cosines, marks it.
+    """
+    answerer = distracted.answerer
+    everything = [s.source for s in distracted.sources()]
+    q = "Who did the Denver Broncos defeat in Super Bowl 50?"
+    own = answerer.assess(answerer.retrieve(q))
+    others = [s for s in everything if s != "wikipedia:Super Bowl 50"]
+    without = answerer.assess(answerer.retrieve(q, sources=others), sources=others)
+    assert own.answerable > 0 > without.answerable, (own, without)
+
+
+def test_the_answerer_reads_with_the_reader_it_is_given(squad_rag: RAG) -> None:
+    """The reader is a CrossEncoder like any other: the evidence holds its best logit, weighted in the score."""
+    from rag.answer import Answerer
+
+    class Constant:
+        def __init__(self, logit: float) -> None:
+            self.logit, self.read = logit, []
+
+        def score(self, question: str, candidates):
+            self.read.append(list(candidates))
+            return np.full(len(candidates), self.logit)
+
+    base = squad_rag.answerer
+    q = "Who was the leader of the Norse raiders?"
+    found = base.retrieve(q)
+    scores = {}
+    for logit in (-4.0, 4.0):
+        reader = Constant(logit)
+        e = Answerer(base.retriever, base.generator, base.settings, base.embedder, reader=reader).assess(found)
+        assert e.answerable == logit and 0 < len(reader.read[0]) <= ANSWER_CANDIDATES
+        assert all(title and text for title, text in reader.read[0])
+        scores[logit] = e.score
+    assert scores[4.0] - scores[-4.0] == pytest.approx(8 * ANSWERABLE_WEIGHT)
 
 
 # -- with distractors ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from rag.errors import RagError
 from rag.generate import extract_reranker, make_generator
 from rag.generate.extractive import RERANK_WEIGHT, ExtractiveGenerator
-from rag.generate.rerank import WEIGHTS_FILE, SentenceReranker
+from rag.generate.rerank import ANSWERABILITY_FILE, WEIGHTS_FILE, SentenceReranker
 from rag.settings import Settings
 from rag.types import Chunk, Hit, chunk_id
 
@@ -101,7 +101,9 @@ def test_the_setting_turns_it_off(embedder) -> None:
 
 def test_missing_weights_name_the_fix(tmp_path: Path) -> None:
     with pytest.raises(RagError, match="RAG_EXTRACT_RERANK=0"):
-        SentenceReranker(weights=tmp_path / "absent.npz")
+        SentenceReranker(weights=tmp_path / WEIGHTS_FILE.name)
+    with pytest.raises(RagError, match="reinstall rag$"):  # the refusal's reader has no off switch
+        SentenceReranker(weights=tmp_path / ANSWERABILITY_FILE.name)
 
 
 def test_weights_of_another_shape_are_refused(tmp_path: Path) -> None:
