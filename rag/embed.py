@@ -122,7 +122,7 @@ class MiniLMEmbedder:
         """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        texts = [_valid_utf8(t) for t in texts]
+        texts = [valid_utf8(t) for t in texts]
         if len(texts) == 1:
             return self._embed_one(texts[0])
         batch = self._batch_encoder()
@@ -216,16 +216,16 @@ class MiniLMEmbedder:
         Returns:
             One list of (start, end) character offsets per text.
         """
-        encodings = self._tokenizer.encode_batch([_valid_utf8(t) for t in texts], add_special_tokens=False)
+        encodings = self._tokenizer.encode_batch([valid_utf8(t) for t in texts], add_special_tokens=False)
         return [list(e.offsets) for e in encodings]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Number of word pieces per text, without specials."""
-        return [len(e.ids) for e in self._tokenizer.encode_batch([_valid_utf8(t) for t in texts],
+        return [len(e.ids) for e in self._tokenizer.encode_batch([valid_utf8(t) for t in texts],
                                                                   add_special_tokens=False)]
 
 
-def _valid_utf8(text: str) -> str:
+def valid_utf8(text: str) -> str:
     """The text with lone surrogates (undecodable input bytes) replaced; the tokenizer rejects them."""
     try:
         text.encode("utf-8")

@@ -45,8 +45,10 @@ def encode_pairs(tokenizer, question: str | Sequence[str], candidates: Sequence[
     """The model's input for ``question`` against ``(title, sentence)`` candidates: the one encoding
     the product scores and the training benches train on (``question [SEP] title: sentence``).
     ``question`` may be one question per candidate (a training batch mixes questions)."""
-    texts = [f"{title}: {text}" if title else text for title, text in candidates]
-    questions = [question] * len(texts) if isinstance(question, str) else list(question)
+    from rag.embed import valid_utf8
+
+    texts = [valid_utf8(f"{title}: {text}" if title else text) for title, text in candidates]
+    questions = [valid_utf8(q) for q in ([question] * len(texts) if isinstance(question, str) else question)]
     return tokenizer(questions, texts, padding=True, truncation="longest_first",
                      max_length=MAX_TOKENS, return_tensors="pt")
 

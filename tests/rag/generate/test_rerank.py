@@ -117,3 +117,9 @@ def test_weights_of_another_shape_are_refused(tmp_path: Path) -> None:
     np.savez(empty, **{"head.weight": np.zeros((1, 384), np.float32), "head.bias": np.zeros(1, np.float32)})
     with pytest.raises(RagError, match="holds no adapters"):
         SentenceReranker(weights=empty)
+
+
+def test_undecodable_bytes_in_a_question_are_read_not_raised(reranker: SentenceReranker) -> None:
+    """Lone surrogates (undecodable input from a terminal or form) would crash the tokenizer: they are replaced."""
+    logits = reranker.score("\udcff\udcfe Where is Paris?", [("France", "Paris is the capital of France.")])
+    assert logits.shape == (1,) and np.isfinite(logits).all()
