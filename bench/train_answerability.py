@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.train_reranker import _model, save
+from bench.train_reranker import _model, save, step_once
 from rag.generate.rerank import ANSWERABILITY_FILE, encode_pairs, mean_pool
 
 BATCH, LR, POSITIVE_WEIGHT = 16, 5e-4, 2.0
@@ -111,14 +111,7 @@ def train(pairs: list[tuple[str, str, str, float]], epochs: float, seed: int = 0
         logits = head(mean_pool(enc(**inputs).last_hidden_state, inputs["attention_mask"])).squeeze(-1)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
             logits, torch.tensor([y for *_, y in batch]), pos_weight=torch.tensor(POSITIVE_WEIGHT))
-        loss.backward()
-        for g in opt.param_groups:  # warm up, then decay linearly
-            g["lr"] = LR * min(1.0, (step + 1) / 30) * max(0.05, 1 - step / steps)
-        opt.step()
-        opt.zero_grad()
-        if step % 50 == 0:
-            print(f"step {step}/{steps}  loss {loss.item():.3f}  {time.perf_counter() - started:.0f} s",
-                  file=sys.stderr, flush=True)
+        step_once(opt, loss, step, steps, started, LR)
     enc.eval()
     return enc, head
 

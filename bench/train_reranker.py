@@ -79,6 +79,18 @@ def _scorer(enc, head, tok):
     return score, torch
 
 
+def step_once(opt, loss, step: int, steps: int, started: float, lr: float = LR) -> None:
+    """One optimiser step on ``loss``: warm up over 30 steps, then decay linearly; progress every 50."""
+    loss.backward()
+    for g in opt.param_groups:
+        g["lr"] = lr * min(1.0, (step + 1) / 30) * max(0.05, 1 - step / steps)
+    opt.step()
+    opt.zero_grad()
+    if step % 50 == 0:
+        print(f"step {step}/{steps}  loss {loss.item():.3f}  {time.perf_counter() - started:.0f} s",
+              file=sys.stderr, flush=True)
+
+
 def train(rows: list[dict], w: np.ndarray, epochs: float, seed: int = 0):
     """The adapters and head after ``epochs`` passes over ``rows`` (questions with a gold sentence only)."""
     enc, head, tok = _model()
@@ -103,14 +115,7 @@ def train(rows: list[dict], w: np.ndarray, epochs: float, seed: int = 0):
                      + rng.sample(rest, min(GROUP_NEGATIVES_RANDOM, len(rest))))
             logits = score(r["q"], r["title"], [r["texts"][i] for i in group])
             loss = loss + torch.nn.functional.cross_entropy(logits.unsqueeze(0), torch.tensor([0]))
-        (loss / BATCH).backward()
-        for g in opt.param_groups:  # warm up, then decay linearly
-            g["lr"] = LR * min(1.0, (step + 1) / 30) * max(0.05, 1 - step / steps)
-        opt.step()
-        opt.zero_grad()
-        if step % 50 == 0:
-            print(f"step {step}/{steps}  loss {float(loss) / BATCH:.3f}  {time.perf_counter() - started:.0f} s",
-                  file=sys.stderr, flush=True)
+        step_once(opt, loss / BATCH, step, steps, started)
     enc.eval()
     return enc, head, score, torch
 
