@@ -29,7 +29,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # Bump when the exported graph changes, so stale cached files are not reused.
-_GRAPH_VERSION = "3"
+_GRAPH_VERSION = "4"
 # Texts whose ONNX vectors must match sentence-transformers' before the session is trusted.
 _PROBES = (
     "Which NFL team represented the AFC at Super Bowl 50?",
@@ -110,6 +110,10 @@ def cached_graph_path(model_dir: Path, cache_dir: Path, name: str = "") -> Path:
 def quantize_int8(fp32: Path, path: Path) -> Path:
     """Write an int8 copy of the exported graph: dynamic quantization, one scale per output channel.
 
+    Weights are unsigned (u8 activations x u8 weights): ONNX Runtime's u8 x s8 kernels add pairs of
+    products in 16 bits and saturate on CPUs without VNNI (AVX2 alone), which moved MiniLM's vectors
+    visibly there; the u8 x u8 kernels widen first and give the same vectors on every CPU.
+
     Args:
         fp32: the graph written by :func:`export`.
         path: where to write; written to a temporary name first.
@@ -127,7 +131,7 @@ def quantize_int8(fp32: Path, path: Path) -> Path:
         was = root.disabled
         root.disabled = True
         try:
-            quantize_dynamic(str(fp32), tmp, weight_type=QuantType.QInt8, per_channel=True)
+            quantize_dynamic(str(fp32), tmp, weight_type=QuantType.QUInt8, per_channel=True)
         finally:
             root.disabled = was
         os.replace(tmp, path)

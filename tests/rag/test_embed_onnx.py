@@ -153,8 +153,9 @@ def test_the_int8_chunk_encoder_embeds_batches_close_to_torch_in_order(torch_emb
 
     int8 = MiniLMEmbedder(cache_dir=tmp_path, doc_encoder="onnx-int8", batch_size=8)
     assert int8.doc_path == "onnx-int8" and torch_embedder.doc_path == "torch"
-    paragraphs = [d.text for d in load_squad(require_shared("squad", "squad-dev-v1.1-half-a.json"),
-                                             limit_articles=1).documents][:40]
+    article = load_squad(require_shared("squad", "squad-dev-v1.1-half-a.json"), limit_articles=1).documents[0]
+    paragraphs = article.text.split("\n")[:40]
+    assert len(paragraphs) == 40
     # Lengths mixed on purpose (longest-first batching must give each vector back to its text),
     # one text past MiniLM's limit (cut as torch cuts it).
     texts = paragraphs + ["a", "x " * 600, "naïve café — 北京"]
