@@ -11,7 +11,7 @@ product's chunks, its stored fp32 vectors and its BM25 candidates per query). Th
 chunks and the queries are embedded again through the product's own encoders: torch fp32 (and
 the fp32 ONNX question encoder) and the int8 ones, ``RAG_DOC_ENCODER=onnx-int8`` and
 ``RAG_QUERY_ENCODER=onnx-int8`` (MiniLM exported to ONNX and quantized with
-``onnxruntime.quantization.quantize_dynamic``, int8 weights, one scale per output channel:
+``onnxruntime.quantization.quantize_dynamic``, 8-bit unsigned weights, one scale per output channel:
 ``rag.embed_onnx``), and each pairing is scored with the product's ranking (hybrid: min-max
 score fusion at the default keyword weight over the top ``fusion_candidates`` of each list)
 and with dense ranking alone:

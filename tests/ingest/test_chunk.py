@@ -39,9 +39,16 @@ def _pdf_docs() -> list[Document]:
     return docs
 
 
+@pytest.fixture(scope="module")
+def real_corpora() -> list[Document]:
+    """SQuAD paragraphs, Wikipedia pages and every shared PDF (read once: the PDFs take seconds)."""
+    return _squad_docs() + _wikitext_docs() + _pdf_docs()
+
+
 @pytest.mark.parametrize("size,overlap", [(254, 0), (200, 32), (64, 16)])
-def test_no_chunk_of_the_real_corpora_exceeds_the_limit(embedder, size: int, overlap: int) -> None:
-    docs = _squad_docs() + _wikitext_docs() + _pdf_docs()
+def test_no_chunk_of_the_real_corpora_exceeds_the_limit(embedder, real_corpora: list[Document], size: int,
+                                                        overlap: int) -> None:
+    docs = real_corpora
     chunks = chunk_documents(docs, embedder.token_offsets, ChunkConfig(size=size, overlap=overlap, limit=254))
     assert len(chunks) > len(docs) // 2
     # Count independently, with the tokenizer the model itself reads through.

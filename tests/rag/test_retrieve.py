@@ -106,14 +106,25 @@ def test_a_huge_or_undecodable_query_is_cut_and_cleaned(parts) -> None:
 
 
 # -- the real store: fusion over ids and cosines reads only the winners' chunks --------------------
-@pytest.mark.parametrize("mode,fusion", [("hybrid", "minmax"), ("hybrid", "rrf"), ("keyword", "minmax")])
-def test_the_cheaper_reads_rank_and_score_exactly_as_whole_hits(rag, squad_file, mode: str, fusion: str) -> None:
-    from bench.query_latency import WholeHits  # the real store minus its cheaper reads
+@pytest.fixture(scope="module")
+def three_articles(embedder, squad_file, tmp_path_factory):
+    """A real store holding three SQuAD articles (ingested once for the module), and their questions."""
     from ingest.index import SourceJob
+    from rag import RAG
     from rag.eval.squad import load_squad
 
     data = load_squad(squad_file, limit_articles=3)
+    rag = RAG(tmp_path_factory.mktemp("three_articles"))
     rag.ingest([SourceJob(d.source, lambda d=d: [d]) for d in data.documents])
+    return rag, data
+
+
+@pytest.mark.parametrize("mode,fusion", [("hybrid", "minmax"), ("hybrid", "rrf"), ("keyword", "minmax")])
+def test_the_cheaper_reads_rank_and_score_exactly_as_whole_hits(three_articles, monkeypatch, mode: str,
+                                                                fusion: str) -> None:
+    from bench.query_latency import WholeHits  # the real store minus its cheaper reads
+
+    rag, data = three_articles
     store = rag.store
     reads: list[tuple[str, int]] = []
 
@@ -125,7 +136,7 @@ def test_the_cheaper_reads_rank_and_score_exactly_as_whole_hits(rag, squad_file,
         return read
 
     for name in ("query", "nearest", "vectors_of", "get_with_vectors"):
-        setattr(store, name, counted(name, getattr(store, name)))
+        monkeypatch.setattr(store, name, counted(name, getattr(store, name)))
     fast = Retriever(rag.embedder, store, mode=mode, fusion=fusion)
     plain = Retriever(rag.embedder, WholeHits(store), mode=mode, fusion=fusion)  # the path any Store takes
     for q in data.questions[:40:4]:

@@ -41,9 +41,9 @@ def small_followups(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_extract_contains_the_answer_for_most_questions(embedder, small_squad: Path) -> None:
-    result = evaluate_extract(small_squad)
+    result = evaluate_extract(small_squad, max_questions=50)  # of 102, spread over the 9 paragraphs
     print(result)
-    assert result["n"] > 30 and result["articles"] == ARTICLES and result["k"] == 10
+    assert result["n"] == 50 and result["articles"] == ARTICLES and result["k"] == 10
     assert result["extract_contains_answer"] >= 0.8  # few paragraphs: retrieval is easy here
     assert result["retrieved_contains_answer"] >= result["extract_contains_answer"]
     assert result["answer_contains_answer"] <= result["extract_contains_answer"]
