@@ -137,9 +137,10 @@ class Answerer:
 
         def one(query: str) -> Evidence:
             # The sentence vectors are the extractor's cache: an extract after this embeds nothing more.
-            cosines = sentence_cosines(self.passages, found.hits, self.vector(query))
+            vector = self.vector(query)
+            cosines = sentence_cosines(self.passages, found.hits, vector)
             return assess(query, found.hits, frequencies, cosines,
-                          phrase_share(query, found.hits, self.passages, self.vector(query)),
+                          phrase_share(query, found.hits, self.passages, vector),
                           answerability(query, found.hits, self.passages, cosines, self.reader))
 
         return max((one(q) for q in queries), key=lambda e: e.score)

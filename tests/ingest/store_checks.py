@@ -1,4 +1,5 @@
-"""Checks on a whole store, shared by the ingestion tests: snapshots, equality, and a killed ingestion."""
+"""Checks on a whole store, shared by the ingestion tests: snapshots, equality, a killed ingestion, and
+the real PDFs they ingest cut to some of their pages."""
 
 from __future__ import annotations
 
@@ -54,3 +55,15 @@ def run_and_kill(args: list[str], data_dir: Path, kill_after: int) -> int:
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, f"ingestion finished before the kill point (rc={proc.returncode})"
     return done
+
+
+def pdf_pages(source: Path, pages: slice, dest: Path) -> Path:
+    """Write the ``pages`` of the real PDF ``source`` to ``dest`` (a shorter or changed real document)."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for page in PdfReader(source).pages[pages]:
+        writer.add_page(page)
+    with dest.open("wb") as f:
+        writer.write(f)
+    return dest

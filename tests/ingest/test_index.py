@@ -9,7 +9,7 @@ import pytest
 
 from rag import RAG
 from rag.errors import EncryptedPDFError, NotFoundError
-from tests.ingest.store_checks import assert_same_store, run_and_kill, snapshot
+from tests.ingest.store_checks import assert_same_store, pdf_pages, run_and_kill, snapshot
 
 TEXT_V1 = " ".join(f"Paragraph {i} says the river Thames flows through town {i}." for i in range(120))
 TEXT_V2 = TEXT_V1.replace("town 7.", "the city of Oxford.") + " A new closing sentence about Reading."
@@ -73,15 +73,8 @@ def test_sources_lists_each_source_with_its_chunk_count(rag: RAG, pdf_dir: Path)
 
 
 def test_a_killed_ingestion_rerun_ends_identical_to_an_uninterrupted_one(rag: RAG, pdf_dir: Path, tmp_path: Path) -> None:
-    from pypdf import PdfReader, PdfWriter
-
     # The lecture's first 40 pages: a real multi-page PDF, long enough to be killed mid-way.
-    writer = PdfWriter()
-    for page in PdfReader(next(pdf_dir.rglob("009-*.pdf"))).pages[:40]:
-        writer.add_page(page)
-    lecture = tmp_path / "lecture.pdf"
-    with lecture.open("wb") as f:
-        writer.write(f)
+    lecture = pdf_pages(next(pdf_dir.rglob("009-*.pdf")), slice(40), tmp_path / "lecture.pdf")
     rag.add_pdfs([lecture])
     reference = snapshot(rag)
     assert len(reference) > 100

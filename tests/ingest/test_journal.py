@@ -26,6 +26,7 @@ from ingest.files import STAGING, stage_upload
 from ingest.journal import Journal
 from rag import RAG
 from tests.conftest import ROOT
+from tests.ingest.store_checks import pdf_pages
 
 NAME = "lecture.pdf"
 TEXT_V1 = " ".join(f"Paragraph {i} says the river Thames flows through town {i}." for i in range(120))
@@ -276,19 +277,12 @@ def _upload_in_background(server: Server, path: Path) -> threading.Thread:
 @pytest.fixture(scope="module")
 def versions(pdf_dir: Path, tmp_path_factory: pytest.TempPathFactory, embedder):
     """The lecture (v1), a changed lecture (v2: its first three pages dropped), their chunk ids, and a v1 store."""
-    from pypdf import PdfReader, PdfWriter
-
     from ingest.pdf import read_pdf
 
     folder = tmp_path_factory.mktemp("versions")
     v1 = folder / "v1.pdf"
     shutil.copyfile(next(pdf_dir.rglob("009-*.pdf")), v1)
-    writer = PdfWriter()
-    for page in PdfReader(v1).pages[3:]:
-        writer.add_page(page)
-    v2 = folder / "v2.pdf"
-    with v2.open("wb") as f:
-        writer.write(f)
+    v2 = pdf_pages(v1, slice(3, None), folder / "v2.pdf")
     indexer = RAG(folder / "ids").indexer
     ids = {v: {c.id for c in indexer.chunk(read_pdf(p, name=NAME))} for v, p in (("v1", v1), ("v2", v2))}
     assert ids["v1"] and ids["v2"] and not ids["v1"] & ids["v2"]
