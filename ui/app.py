@@ -756,7 +756,8 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
 
         # -- wiring ---------------------------------------------------------------------------
         private = {"api_visibility": "private"}
-        after_change = {"fn": refresh, "inputs": [ask_in],
+        # preprocess=False here and on the timer: see the timer below.
+        after_change = {"fn": refresh, "inputs": [ask_in], "preprocess": False,
                         "outputs": [table, to_delete, only_sources, ask_in, upload_into, seen_sources], **private}
         ask_limits = {"concurrency_id": "ask", "concurrency_limit": ask_concurrency}
         write_limits = {"concurrency_id": "write", "concurrency_limit": 1}
@@ -798,9 +799,12 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                         **private)
         yes_delete.click(lambda: gr.update(visible=False), None, [confirm_delete], queue=False, **private).then(
             delete_ui, [to_delete], [delete_md], **write_limits, **private).then(**after_change)
+        # preprocess=False: a tick can carry a choice the page still shows but a refresh just removed
+        # (a source deleted a moment ago); Gradio would reject it as "not in the list of choices" and
+        # mark the outputs with an error. refresh_if_changed keeps only choices that still exist.
         sources_timer.tick(refresh_if_changed, [seen_sources, to_delete, only_sources, ask_in],
                            [table, to_delete, only_sources, ask_in, upload_into, seen_sources],
-                           concurrency_limit=None, show_progress="hidden", **private)
+                           concurrency_limit=None, show_progress="hidden", preprocess=False, **private)
         refresh_btn.click(**after_change)
         demo.load(**after_change)
 

@@ -6,6 +6,7 @@ same name into team-a and team-b, and no answer, follow-up or citation of one sh
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -83,3 +84,25 @@ def test_bad_names_on_the_page_are_one_sentence(page, tmp_path: Path) -> None:
     [plain] = client.predict([handle_file(str(note))], "", api_name="/upload")["files"]
     assert (plain["collection"], plain["status"]) == ("default", "added")
     assert client.predict("note.txt", "", api_name="/delete")["chunks"] == 1
+
+
+def test_the_page_timer_takes_choices_removed_a_moment_ago(page) -> None:
+    """A tick can carry what the page still shows after a delete: it refreshes, never errors."""
+    server, _ = page
+    base = server.url.rstrip("/")
+    config = httpx.get(f"{base}/config", timeout=60).json()
+    [(index, timer)] = [(i, d["targets"][0][0]) for i, d in enumerate(config["dependencies"])
+                        if d["targets"] and d["targets"][0][1] == "tick"]
+    # seen sources (state), the delete choice, the sources to ask, the collections to ask: all gone.
+    stale = [None, "team-c/gone.md", ["gone.md"], ["team-c"]]
+    with httpx.Client(base_url=base, timeout=60) as http:
+        joined = http.post("/gradio_api/queue/join", json={"data": stale, "fn_index": index, "trigger_id": timer,
+                                                            "session_hash": "stale-tick", "event_data": None})
+        assert joined.status_code == 200, joined.text
+        with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": "stale-tick"}) as stream:
+            done = next(m for m in (json.loads(line[5:]) for line in stream.iter_lines() if line.startswith("data:"))
+                        if m.get("msg") == "process_completed")
+    assert done["success"], done["output"]
+    _, delete_choice, ask_sources, ask_collections, *_ = done["output"]["data"]
+    assert delete_choice["value"] is None and ask_sources["value"] == [] and ask_collections["value"] == []
+    assert "team-a/handbook.md" in [value for _, value in delete_choice["choices"]]
