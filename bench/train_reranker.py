@@ -127,10 +127,17 @@ def save(enc, head, path: Path) -> None:
     np.savez_compressed(path, **state)
 
 
-def rule_figures(rows: list[dict], weight: float, add: float, same: float) -> tuple[float, float, float]:
-    """(holds an answer, median words, sentence precision) of the product's pick with these constants."""
-    from rag.generate.extractive import reread, runner_ups
+def rule_figures(rows: list[dict], weight: float, add: float, same: float,
+                 short: int | None = None) -> tuple[float, float, float]:
+    """(holds an answer, median words, sentence precision) of the product's pick with these constants.
 
+    Rows hold the candidates in document order (``bench.fit_sentences.load``) with ``s`` (feature
+    scores), ``top`` (the reread candidates) and ``c`` (their logits); ``short`` defaults to the
+    product's :data:`rag.generate.extractive.SHORT_ANSWER`.
+    """
+    from rag.generate.extractive import SHORT_ANSWER, completed, reread, runner_ups
+
+    short = SHORT_ANSWER if short is None else short
     contains, words, picked, precise = 0, [], 0, 0
     for r in rows:
         s = reread(r["s"], r["top"], r["c"], weight)
@@ -138,6 +145,9 @@ def rule_figures(rows: list[dict], weight: float, add: float, same: float) -> tu
         p /= p.sum()
         order = np.argsort(-s, kind="stable")
         take = [order[i] for i in runner_ups(p[order], r["hit"][order], add_sentence=add, same_chunk=same)]
+        n = len(s)
+        take = completed(take, dict(zip(range(n), r["words"].tolist())), dict(zip(range(n), r["hit"].tolist())),
+                         short=short)
         contains += bool(r["has"][take].any())
         words.append(int(r["words"][take].sum()))
         picked += len(take)
@@ -145,18 +155,19 @@ def rule_figures(rows: list[dict], weight: float, add: float, same: float) -> tu
     return contains / len(rows), median(words), precise / max(picked, 1)
 
 
-GRID = [(wt, add, same) for wt in (0.0, 0.5, 1.0, 1.5, 2.0) for add in (0.15, 0.2, 0.25, 0.3, 0.4)
-        for same in (0.25, 0.33, 0.5)]
+GRID = [(wt, add, same, short) for wt in (0.0, 0.5, 0.75, 1.0, 1.5) for add in (0.15, 0.2, 0.25, 0.3)
+        for same in (0.25, 0.33, 0.5) for short in (0, 15, 20, 25)]
 
 
-def choose(rows: list[dict]) -> tuple[float, float, float]:
-    """The grid point with the most answers held among those with precision >= 0.85 and median words <= 40."""
-    ok = []
-    for point in GRID:
+def choose(rows: list[dict]) -> tuple[float, float, float, int]:
+    """The grid point with the most answers held among those with precision >= 0.85 and median words <= 40
+    (when none qualifies, the one closest to qualifying)."""
+    def key(point: tuple[float, float, float, int]) -> tuple[bool, float]:
         c, words, prec = rule_figures(rows, *point)
-        if prec >= 0.85 and words <= 40:
-            ok.append((c, -words, point))
-    return max(ok)[2] if ok else (1.0, 0.25, 0.33)
+        ok = prec >= 0.85 and words <= 40
+        return ok, c if ok else c - 2 * max(0.0, 0.85 - prec) - 0.01 * max(0.0, words - 40)
+
+    return max(GRID, key=key)
 
 
 def heldout(rows: list[dict], epochs: float) -> None:
@@ -178,8 +189,8 @@ def heldout(rows: list[dict], epochs: float) -> None:
           f"cross-encoder alone {np.mean([r['has'][r['top'][int(np.argmax(r['c']))]] for r in odd]):.3f}")
     for point in GRID:
         c, words, prec = rule_figures(odd, *point)
-        print(f"  weight {point[0]:g}, add {point[1]:g}, same chunk {point[2]:g}: holds {c:.3f}, words {words:g}, "
-              f"precision {prec:.3f}")
+        print(f"  weight {point[0]:g}, add {point[1]:g}, same chunk {point[2]:g}, short {point[3]}: holds {c:.3f}, "
+              f"words {words:g}, precision {prec:.3f}")
     odd_articles = list(dict.fromkeys(r["source"] for r in odd))
     half = {a: i % 2 for i, a in enumerate(odd_articles)}
     total = np.zeros(3)
@@ -188,13 +199,13 @@ def heldout(rows: list[dict], epochs: float) -> None:
         test = [r for r in odd if half[r["source"]] != fold]
         point = choose(fit_rows)
         got = rule_figures(test, *point)
-        print(f"chosen on odd half {fold}: weight {point[0]:g}, add {point[1]:g}, same chunk {point[2]:g}; "
-              f"on the other half: holds {got[0]:.3f}, words {got[1]:g}, precision {got[2]:.3f}")
+        print(f"chosen on odd half {fold}: weight {point[0]:g}, add {point[1]:g}, same chunk {point[2]:g}, "
+              f"short {point[3]}; on the other half: holds {got[0]:.3f}, words {got[1]:g}, precision {got[2]:.3f}")
         total += np.array(got) * len(test) / len(odd)
     print(f"held out twice over (question-weighted): holds {total[0]:.3f}, words {total[1]:.1f}, precision {total[2]:.3f}")
     point = choose(odd)
     print(f"chosen on every odd article (the product's constants): weight {point[0]:g}, add {point[1]:g}, "
-          f"same chunk {point[2]:g}")
+          f"same chunk {point[2]:g}, short {point[3]}")
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 
 ``ExtractiveGenerator`` scores every sentence of the retrieved chunks against the question
 and answers with the best one, verbatim, followed by the citation of its chunk; a second or
-third joins it only while the ranker is unsure (see :meth:`ExtractiveGenerator.select`). The
+third joins it only while the ranker is unsure, and a short answer is completed by the best
+sentence's neighbour in its chunk (see :meth:`ExtractiveGenerator.select`). The
 answer text starts with :data:`EXTRACT_PREFIX` (``From the documents:``) and the
 ``Answer.generator`` is ``extractive``, so every surface shows it is an extract.
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -72,14 +73,20 @@ WEIGHTS = {
 # passage holds the answer about as often as one from another chunk but comes from a chunk that
 # holds it far more often, so it costs words, seldom precision (chosen with the same cross-fit,
 # bench/fit_sentences.py).
-ADD_SENTENCE = 0.25
+ADD_SENTENCE = 0.2
 SAME_CHUNK = 0.33
+# An answer shorter than SHORT_ANSWER words is completed by the sentence after its best one in the
+# same chunk (the one before when it ends the chunk): a short best sentence often names what the
+# next one answers ("The game was played on February 7." / "It was held at Levi's Stadium."), and
+# a sentence of the same passage seldom costs precision (chosen with the bars and weight below on
+# held-out articles, bench/train_reranker.py; docs/answers.md).
+SHORT_ANSWER = 20
 # The cross-encoder rereads the feature ranker's best RERANK_TOP sentences and adds RERANK_WEIGHT
 # times its logit to their scores; the rest count as if they had its lowest logit, so none overtakes
 # a reread one. Weight and the runner-up bars above were chosen together on held-out articles
 # (bench/train_reranker.py --heldout; docs/answers.md): the same bars stay best with it.
 RERANK_TOP = 8
-RERANK_WEIGHT = 0.5
+RERANK_WEIGHT = 0.75
 
 
 
@@ -114,15 +121,45 @@ def runner_ups(probabilities: Sequence[float], chunks: Sequence[int], *, add_sen
     return picked
 
 
+def completed(picked: Sequence[int], words: Mapping[int, int], chunks: Mapping[int, int], *,
+              short: int = SHORT_ANSWER, most: int = MAX_SENTENCES) -> list[int]:
+    """``picked`` with the best sentence's neighbour added when the answer is under ``short`` words.
+
+    Args:
+        picked: the chosen candidates (positions in document order: chunk by chunk, sentence by
+            sentence), best first.
+        words: each available candidate's word count, by position (a candidate left out, e.g.
+            said earlier in the conversation, is absent).
+        chunks: each available candidate's hit, by position.
+        short: the answer length, in words, below which the neighbour joins.
+        most: the most sentences an answer quotes.
+
+    Returns:
+        ``picked``, or ``picked`` and then the sentence after the best one in its chunk (else the one
+        before it).
+    """
+    if not picked or len(picked) >= most or sum(words[i] for i in picked) >= short:
+        return list(picked)
+    best = picked[0]
+    for near in (best + 1, best - 1):
+        if near in words and chunks[near] == chunks[best] and near not in picked:
+            return [*picked, near]
+    return list(picked)
+
+
 @dataclass(frozen=True)
 class Sentence:
-    """A candidate sentence with the hit it comes from (0-based index into the hits) and its score."""
+    """A candidate sentence with the hit it comes from (0-based index into the hits) and its score.
+
+    ``order`` is its position among the candidates in document order (chunk by chunk).
+    """
 
     text: str
     hit: int
     score: float
     cosine: float
     probability: float = 1.0
+    order: int = -1
 
 
 class ExtractiveGenerator:
@@ -144,7 +181,7 @@ class ExtractiveGenerator:
     def __init__(self, embedder: Embedder, *, max_sentences: int = MAX_SENTENCES,
                  weights: dict[str, float] | None = None, passages: PassageVectors | None = None,
                  reranker: CrossEncoder | None = None, add_sentence: float = ADD_SENTENCE,
-                 same_chunk: float = SAME_CHUNK) -> None:
+                 same_chunk: float = SAME_CHUNK, short_answer: int = SHORT_ANSWER) -> None:
         """Keep MiniLM; sentence vectors are cached per chunk.
 
         Args:
@@ -158,6 +195,8 @@ class ExtractiveGenerator:
             add_sentence: the probability a sentence after the best needs to join it.
             same_chunk: the share of ``add_sentence`` that suffices for a sentence of the best
                 sentence's own chunk.
+            short_answer: below this many words, the best sentence's neighbour joins the answer
+                (0: never).
         """
         self.embedder = embedder
         self.max_sentences = max_sentences
@@ -168,6 +207,7 @@ class ExtractiveGenerator:
         self.reranker = reranker
         self.add_sentence = add_sentence
         self.same_chunk = same_chunk
+        self.short_answer = short_answer
         self.passages = passages or PassageVectors(embedder)
 
     def rank(self, question: str, hits: Sequence[Hit], *, question_vector: np.ndarray | None = None) -> list[Sentence]:
@@ -201,7 +241,8 @@ class ExtractiveGenerator:
                 question, [(hits[candidates[i].hit].chunk.title, candidates[i].text) for i in top]))
         p = np.exp(scores - scores.max())
         p /= p.sum()
-        out = [Sentence(c.text, c.hit, float(x), c.cosine, float(q)) for c, x, q in zip(candidates, scores, p)]
+        out = [Sentence(c.text, c.hit, float(x), c.cosine, float(q), i)
+               for i, (c, x, q) in enumerate(zip(candidates, scores, p))]
         return sorted(out, key=lambda s: -s.score)
 
     def select(self, question: str, hits: Sequence[Hit], *, question_vector: np.ndarray | None = None,
@@ -210,24 +251,31 @@ class ExtractiveGenerator:
 
         A runner-up joins when its probability is at least ``add_sentence``
         (:data:`ADD_SENTENCE`), or ``same_chunk`` times that (:data:`SAME_CHUNK`) when it is a
-        sentence of the best one's own chunk, up to ``max_sentences`` in all, best first.
+        sentence of the best one's own chunk, up to ``max_sentences`` in all, best first; an
+        answer still under ``short_answer`` words (:data:`SHORT_ANSWER`) then gets the sentence
+        after the best one in its chunk (:func:`completed`).
 
         Args:
             question: what to answer.
             hits: the retrieved chunks.
             question_vector: the question's MiniLM vector, when already embedded.
-            exclude: earlier answers of the conversation: a sentence they already hold is not chosen.
+            exclude: earlier answers of the conversation: the sentence each one answered with (its
+                text up to the first citation) is not chosen again. What they quoted after it may
+                be: a sentence that completed an earlier answer can be the answer to this one.
 
         Returns:
             The chosen sentences, best first.
         """
         ranked = self.rank(question, hits, question_vector=question_vector)
         if exclude:
-            said = [f" {_plain(t)} " for t in exclude]
+            said = [f" {_plain(_answered_with(t))} " for t in exclude]
             ranked = [s for s in ranked if not any(f" {_plain(s.text)} " in t for t in said)]
         keep = runner_ups([s.probability for s in ranked], [s.hit for s in ranked], add_sentence=self.add_sentence,
                           same_chunk=self.same_chunk, most=self.max_sentences)
-        return [ranked[i] for i in keep]
+        by_order = {s.order: s for s in ranked}
+        keep = completed([ranked[i].order for i in keep], {o: len(s.text.split()) for o, s in by_order.items()},
+                         {o: s.hit for o, s in by_order.items()}, short=self.short_answer, most=self.max_sentences)
+        return [by_order[o] for o in keep]
 
     @staticmethod
     def compose(sentences: Sequence[Sentence]) -> str:
@@ -243,6 +291,15 @@ class ExtractiveGenerator:
     def answer(self, question: str, hits: Sequence[Hit]) -> str:
         """The extract for ``question`` from ``hits`` (citations numbered by position in ``hits``)."""
         return self.compose(self.select(question, hits))
+
+
+def _answered_with(answer: str) -> str:
+    """What an earlier answer answered with: its text up to its first citation marker, prefix removed."""
+    text = answer.removeprefix(EXTRACT_PREFIX)
+    return _FIRST_MARKER.split(text, maxsplit=1)[0]
+
+
+_FIRST_MARKER = re.compile(r"\[\d[\d,; ]*\]")
 
 
 def _plain(text: str) -> str:

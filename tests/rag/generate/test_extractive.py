@@ -85,9 +85,10 @@ def test_a_runner_up_joins_only_while_it_is_probable(embedder) -> None:
     assert abs(sum(s.probability for s in ranked) - 1) < 1e-6
     assert [s.probability for s in ranked] == sorted((s.probability for s in ranked), reverse=True)
     assert len(ExtractiveGenerator(embedder, add_sentence=0.0).select(question, HITS)) == 3
-    assert len(ExtractiveGenerator(embedder, add_sentence=1.01).select(question, HITS)) == 1
+    # (short_answer=0: the runner-up rule alone, without completing a short answer)
+    assert len(ExtractiveGenerator(embedder, add_sentence=1.01, short_answer=0).select(question, HITS)) == 1
     second = ranked[1].probability
-    picked = ExtractiveGenerator(embedder, add_sentence=second).select(question, HITS)
+    picked = ExtractiveGenerator(embedder, add_sentence=second, short_answer=0).select(question, HITS)
     assert [s.text for s in picked][:2] == [s.text for s in ranked[:2]]
 
 
@@ -159,11 +160,11 @@ def test_a_runner_up_of_the_best_sentence_s_own_chunk_needs_only_a_share_of_the_
     other = next(s for s in ranked[1:] if s.hit != best.hit)
     # A bar above both runners-up: with no same-chunk discount nothing joins the best sentence.
     bar = max(same.probability, other.probability) * 1.01
-    alone = ExtractiveGenerator(embedder, add_sentence=bar, same_chunk=1.0).select(question, HITS)
+    alone = ExtractiveGenerator(embedder, add_sentence=bar, same_chunk=1.0, short_answer=0).select(question, HITS)
     assert [s.text for s in alone] == [best.text]
     # Discounted for its own chunk, the same-chunk runner-up clears it; the other chunk's does not.
     share = same.probability / bar
-    picked = ExtractiveGenerator(embedder, add_sentence=bar, same_chunk=share).select(question, HITS)
+    picked = ExtractiveGenerator(embedder, add_sentence=bar, same_chunk=share, short_answer=0).select(question, HITS)
     assert same.text in [s.text for s in picked] and all(s.hit == best.hit for s in picked)
     assert other.text not in [s.text for s in picked]
 
@@ -192,9 +193,54 @@ def test_over_a_real_store_the_answer_s_own_passage_completes_an_unsure_extract(
     markers = re.findall(r"\[(\d+)\]", answer.text)
     assert len(markers) >= 2 and set(markers) == {"1"}  # every sentence quotes the one passage
     assert [c.number for c in answer.citations] == [1] and answer.citations[0].supported
-    # Without the same-chunk discount the runner-up stays out and the answer is lost.
+    # Without the same-chunk discount (nor the short-answer neighbour) the runner-up stays out and
+    # the answer is lost.
     rag = super_bowl_rag
-    strict = ExtractiveGenerator(rag.embedder, same_chunk=1.0)
+    strict = ExtractiveGenerator(rag.embedder, same_chunk=1.0, short_answer=0)
     found = rag.answerer.retrieve(question)
     text = answer_text(strict.compose(strict.select(question, found.hits)))
     assert "1110 AM" not in text and "WBT-FM" in text
+
+
+def test_completed_adds_the_best_sentence_s_next_neighbour_in_its_chunk_to_a_short_answer() -> None:
+    from rag.generate.extractive import completed
+
+    # Positions 0-2 are one chunk's sentences, 3-4 another's.
+    words, chunks = {0: 6, 1: 9, 2: 12, 3: 5, 4: 30}, {0: 0, 1: 0, 2: 0, 3: 1, 4: 1}
+    assert completed([1], words, chunks, short=20) == [1, 2]      # the next sentence first
+    assert completed([2], words, chunks, short=20) == [2, 1]      # the chunk's last: the one before
+    assert completed([3], words, chunks, short=20) == [3, 4]
+    assert completed([1, 2], words, chunks, short=22) == [1, 2, 0]  # 21 words: 2 is in, so the one before
+    assert completed([1, 2], words, chunks, short=21) == [1, 2]     # 21 words are not short of 21
+    assert completed([4], words, chunks, short=20) == [4]          # long enough already
+    assert completed([1], {1: 9, 0: 6}, {1: 0, 0: 0}, short=20) == [1, 0]  # 2 said earlier: absent
+    assert completed([1], words, chunks, short=20, most=1) == [1]
+    assert completed([], words, chunks) == []
+    assert completed([1], words, chunks, short=0) == [1]
+
+
+def test_a_short_best_sentence_is_completed_by_its_neighbour_in_the_chunk(embedder) -> None:
+    """The two sentences of the broadcast chunk: each one's neighbour is the other."""
+    cbs, halftime = (s.strip() + ("." if not s.endswith(".") else "") for s in BROADCAST.split(". "))
+    for question, best, near in [("Which network broadcast Super Bowl 50 in the U.S.?", cbs, halftime),
+                                 ("Who headlined the Super Bowl 50 halftime show?", halftime, cbs)]:
+        alone = ExtractiveGenerator(embedder, add_sentence=1.01, short_answer=0).select(question, HITS)
+        assert [s.text for s in alone] == [best]
+        words = len(best.split())
+        kept = ExtractiveGenerator(embedder, add_sentence=1.01, short_answer=words).select(question, HITS)
+        assert [s.text for s in kept] == [best]  # not shorter than the bar: alone
+        completed = ExtractiveGenerator(embedder, add_sentence=1.01, short_answer=words + 1).select(question, HITS)
+        assert [s.text for s in completed] == [best, near] and {s.hit for s in completed} == {2}
+
+
+def test_a_follow_up_skips_what_an_earlier_answer_answered_with_but_not_what_completed_it(embedder) -> None:
+    """An earlier answer's first sentence is not said again; the neighbour that completed it may be."""
+    cbs, halftime = (s.strip() + ("." if not s.endswith(".") else "") for s in BROADCAST.split(". "))
+    gen = ExtractiveGenerator(embedder, add_sentence=1.01, short_answer=0)
+    question = "Who headlined the Super Bowl 50 halftime show?"
+    assert [s.text for s in gen.select(question, HITS)] == [halftime]
+    completed_before = f"{EXTRACT_PREFIX} {cbs} [3] {halftime} [3]"
+    assert [s.text for s in gen.select(question, HITS, exclude=[completed_before])] == [halftime]
+    answered_before = f"{EXTRACT_PREFIX} {halftime} [3] {cbs} [3]"
+    again = gen.select(question, HITS, exclude=[answered_before])
+    assert again and halftime not in [s.text for s in again]

@@ -69,9 +69,8 @@ def test_float_export_is_a_plain_llama_checkpoint(smollm2_float_dir: Path) -> No
     assert smollm2_float_dir.parent == MODEL_CACHE / "smollm2"
 
 
-@pytest.mark.slow
 def test_gptq_build_from_the_gguf(smollm2_float_dir: Path) -> None:
-    """Builds (or finds) the cached GPTQ checkpoint the tests below load: minutes on 2 cores."""
+    """Builds (or finds) the cached GPTQ checkpoint the tests below load: minutes on 2 cores, once."""
     from rag.generate.smollm2 import gptq_checkpoint, gptq_dir_for
 
     need_gptq()
