@@ -78,13 +78,14 @@ SAME_CHUNK = 0.33
 # An answer shorter than SHORT_ANSWER words is completed by the sentence after its best one in the
 # same chunk (the one before when it ends the chunk): a short best sentence often names what the
 # next one answers ("The game was played on February 7." / "It was held at Levi's Stadium."), and
-# a sentence of the same passage seldom costs precision (chosen with the bars and weight below on
-# held-out articles, bench/train_reranker.py; docs/answers.md).
+# a sentence of the same passage seldom costs precision (chosen with the bar above and the weight
+# below, cross-fit by article: bench/extract_rule.py; docs/answers.md#short-answers).
 SHORT_ANSWER = 20
 # The cross-encoder rereads the feature ranker's best RERANK_TOP sentences and adds RERANK_WEIGHT
 # times its logit to their scores; the rest count as if they had its lowest logit, so none overtakes
-# a reread one. Weight and the runner-up bars above were chosen together on held-out articles
-# (bench/train_reranker.py --heldout; docs/answers.md): the same bars stay best with it.
+# a reread one. The weight, the runner-up bars and SHORT_ANSWER are chosen together on the shipped
+# model's logits, cross-fit by article (bench/extract_rule.py); bench/train_reranker.py --heldout
+# holds the model out too (docs/answers.md).
 RERANK_TOP = 8
 RERANK_WEIGHT = 0.75
 

@@ -23,6 +23,7 @@ from rag.generate import make_generator
 from rag.protocols import Generator
 from rag.settings import Settings
 from rag.types import Answer
+from tests.conftest import require_shared
 from tests.rag.generate.conftest import DENMARK, MODEL_CACHE, need_gptq, smollm2_settings
 
 PROMPTS = [
@@ -140,14 +141,37 @@ def test_smollm2_takes_the_gptq_loader_of_thebloke_checkpoints(gptq_rag: RAG, sm
     assert gptq_rag.generator_notice == gen.warning
 
 
-def test_gptq_keeps_the_float_models_next_token(gptq_rag: RAG, float_rag: RAG) -> None:
-    """4-bit weights move a 135M model's logits (cosine 0.5-1.0 here) but not its greedy choice."""
+def test_gptq_keeps_most_of_the_float_models_next_tokens_and_its_answer(gptq_rag: RAG, float_rag: RAG) -> None:
+    """4-bit weights move a 135M model's logits: most greedy choices stay, and so does its answer.
+
+    Teacher-forced over SQuAD paragraphs the build was not calibrated on, builds agree with the
+    float model at about two thirds of the positions (gptqmodel's CPU builds from the same inputs
+    are not bit-identical, and agree a little more or less). A near-tie can flip: after the France
+    question one build's first token was "The", another's "Paris", so the answer is checked, not
+    its first token.
+    """
+    from rag.generate.smollm2 import calibration_texts
+
     gptq, ref = gptq_rag.generator, float_rag.generator
-    for prompt in PROMPTS:
-        a, b = last_logits(ref.model, ref.encode(prompt)), last_logits(gptq.model, gptq.encode(prompt))
-        cos = torch.nn.functional.cosine_similarity(a, b, dim=0).item()
-        print(f"cosine {cos:.4f}; top-1 float/gptq {a.argmax().item()}/{b.argmax().item()}")
-        assert b.argmax().item() == a.argmax().item(), (prompt, cos)
+    calibrated = [c[:200] for c in calibration_texts(smollm2_settings())]
+    data = json.loads(require_shared("squad", "squad-dev-v1.1-half-a.json").read_text(encoding="utf-8"))["data"]
+    texts = [p["context"][:600] for article in data[-2:] for p in article["paragraphs"][:2]
+             if p["context"][:200] not in calibrated]
+    assert len(texts) >= 3
+    same = positions = 0
+    kl = 0.0
+    for text in texts:
+        inputs = ref.tokenizer(text, return_tensors="pt")
+        with torch.no_grad():
+            a, b = ref.model(**inputs).logits[0].float(), gptq.model(**inputs).logits[0].float()
+        same += int((a.argmax(-1) == b.argmax(-1)).sum())
+        positions += a.shape[0]
+        kl += float(torch.nn.functional.kl_div(b.log_softmax(-1), a.log_softmax(-1), log_target=True,
+                                               reduction="sum"))
+    print(f"next-token agreement {same / positions:.3f} over {positions} positions; KL {kl / positions:.3f}/token")
+    assert same / positions >= 0.6 and kl / positions <= 1.0
+    for gen in (ref, gptq):
+        assert "Paris" in "".join(gen.stream(PROMPTS[0], max_new_tokens=12)), gen.name
 
 
 def test_bos_is_the_chat_templates_own_and_appears_once(gptq_rag: RAG) -> None:
