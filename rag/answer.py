@@ -231,7 +231,7 @@ class Answerer:
         gen = self.generator
         # A fused follow-up ("Who was their leader?") is answered for the question with the
         # previous turns, as it was retrieved: the turns say whose leader. Those turns also pull
-        # toward the sentence that answered them, so a sentence already said is not said again.
+        # toward the sentence that answered them, so the sentence each answered with is not said again.
         if found.method == "fused" and len(found.queries) > 1:
             question = found.queries[-1]
         sentences = gen.select(question, found.hits, question_vector=self.vector(question), exclude=said)
