@@ -145,8 +145,9 @@ def test_gptq_keeps_most_of_the_float_models_next_tokens_and_its_answer(gptq_rag
     """4-bit weights move a 135M model's logits: most greedy choices stay, and so does its answer.
 
     Teacher-forced over SQuAD paragraphs the build was not calibrated on, builds agree with the
-    float model at about two thirds of the positions (gptqmodel's CPU builds from the same inputs
-    are not bit-identical, and agree a little more or less). A near-tie can flip: after the France
+    float model at about two thirds of the positions (a build made alone and one made inside the
+    full run, from the same inputs, differed in their bytes and a little in agreement; two full runs
+    built the same bytes). A near-tie can flip: after the France
     question one build's first token was "The", another's "Paris", so the answer is checked, not
     its first token.
     """
