@@ -145,9 +145,7 @@ def rule_figures(rows: list[dict], weight: float, add: float, same: float,
         p /= p.sum()
         order = np.argsort(-s, kind="stable")
         take = [order[i] for i in runner_ups(p[order], r["hit"][order], add_sentence=add, same_chunk=same)]
-        n = len(s)
-        take = completed(take, dict(zip(range(n), r["words"].tolist())), dict(zip(range(n), r["hit"].tolist())),
-                         short=short)
+        take = completed(take, dict(enumerate(r["words"].tolist())), dict(enumerate(r["hit"].tolist())), short=short)
         contains += bool(r["has"][take].any())
         words.append(int(r["words"][take].sum()))
         picked += len(take)

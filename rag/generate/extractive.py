@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from rag.cite import PassageVectors, neutralize_brackets
+from rag.cite import MARKER, PassageVectors, neutralize_brackets
 from rag.errors import ConfigError
 from rag.generate.sentence_features import (FEATURES, answer_type, candidate_features, matches_type,
                                             sentence_cosines)
@@ -297,10 +297,8 @@ class ExtractiveGenerator:
 def _answered_with(answer: str) -> str:
     """What an earlier answer answered with: its text up to its first citation marker, prefix removed."""
     text = answer.removeprefix(EXTRACT_PREFIX)
-    return _FIRST_MARKER.split(text, maxsplit=1)[0]
-
-
-_FIRST_MARKER = re.compile(r"\[\d[\d,; ]*\]")
+    first = MARKER.search(text)
+    return text[:first.start()] if first else text
 
 
 def _plain(text: str) -> str:

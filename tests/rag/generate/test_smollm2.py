@@ -45,11 +45,6 @@ def float_rag(table_pdf_store: Path, smollm2_float_dir: Path) -> RAG:
     return RAG(table_pdf_store, llm="smollm2:transformers", cache_dir=MODEL_CACHE, max_new_tokens=32)
 
 
-def last_logits(model, inputs) -> torch.Tensor:
-    with torch.no_grad():
-        return model(**inputs).logits[0, -1].float()
-
-
 # -- the model and its two checkpoints --------------------------------------------------------------
 def test_the_wheel_bundles_a_llama_chat_model_found_without_importing_it(smollm2_gguf: Path) -> None:
     from gguf import GGUFReader
