@@ -86,6 +86,21 @@ def test_bad_names_on_the_page_are_one_sentence(page, tmp_path: Path) -> None:
     assert client.predict("note.txt", "", api_name="/delete")["chunks"] == 1
 
 
+def _run_event(base: str, index: int, trigger: int | None, data: list, session: str) -> tuple[dict, list[dict]]:
+    """Join the queue for one of the page's events as its browser does; its completion and the messages before it."""
+    with httpx.Client(base_url=base, timeout=60) as http:
+        joined = http.post("/gradio_api/queue/join", json={"data": data, "fn_index": index, "trigger_id": trigger,
+                                                            "session_hash": session, "event_data": None})
+        assert joined.status_code == 200, joined.text
+        seen: list[dict] = []
+        with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as stream:
+            for message in (json.loads(line[5:]) for line in stream.iter_lines() if line.startswith("data:")):
+                if message.get("msg") == "process_completed":
+                    return message, seen
+                seen.append(message)
+    raise AssertionError(f"the event ended without completing: {seen}")
+
+
 def test_the_page_timer_takes_choices_removed_a_moment_ago(page) -> None:
     """A tick can carry what the page still shows after a delete: it refreshes, never errors."""
     server, _ = page
@@ -95,14 +110,32 @@ def test_the_page_timer_takes_choices_removed_a_moment_ago(page) -> None:
                         if d["targets"] and d["targets"][0][1] == "tick"]
     # seen sources (state), the delete choice, the sources to ask, the collections to ask: all gone.
     stale = [None, "team-c/gone.md", ["gone.md"], ["team-c"]]
-    with httpx.Client(base_url=base, timeout=60) as http:
-        joined = http.post("/gradio_api/queue/join", json={"data": stale, "fn_index": index, "trigger_id": timer,
-                                                            "session_hash": "stale-tick", "event_data": None})
-        assert joined.status_code == 200, joined.text
-        with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": "stale-tick"}) as stream:
-            done = next(m for m in (json.loads(line[5:]) for line in stream.iter_lines() if line.startswith("data:"))
-                        if m.get("msg") == "process_completed")
+    done, _ = _run_event(base, index, timer, stale, "stale-tick")
     assert done["success"], done["output"]
     _, delete_choice, ask_sources, ask_collections, *_ = done["output"]["data"]
     assert delete_choice["value"] is None and ask_sources["value"] == [] and ask_collections["value"] == []
     assert "team-a/handbook.md" in [value for _, value in delete_choice["choices"]]
+
+
+def test_a_question_asked_with_choices_removed_a_moment_ago_names_them(page) -> None:
+    """Asked the instant after a delete, before the page's refresh: one sentence, the question kept."""
+    server, _ = page
+    base = server.url.rstrip("/")
+    config = httpx.get(f"{base}/config", timeout=60).json()
+    kinds = {c["id"]: c["type"] for c in config["components"]}
+    chats = [i for i, d in enumerate(config["dependencies"])
+             if [kinds[x] for x in d["inputs"]] == ["textbox", "state", "slider", "dropdown", "dropdown", "state"]]
+    assert len(chats) == 2, chats  # Enter and the Ask button run the same chat
+    question = "When is the Orion project deadline?"
+    # question, turns (state), k, the sources to ask, the collections to ask, the conversation (state)
+    done, messages = _run_event(base, chats[0], None, [question, None, 5, ["gone.md"], [], None], "stale-source")
+    assert done["success"], done["output"]
+    warnings = [m["log"] for m in messages if m.get("msg") == "log"]
+    assert warnings == ["'gone.md' is no longer in the library (deleted since the page listed it); choose the "
+                        "sources to ask again."], messages
+    assert all(v == {"__type__": "update"} for v in done["output"]["data"] if v is not None)  # the box keeps it
+    done, _ = _run_event(base, chats[0], None, [question, None, 5, [], ["team-c"], None], "stale-collection")
+    assert done["success"], done["output"]
+    shown, _, _, box, *_ = done["output"]["data"]
+    assert "There is no collection named 'team-c'; existing collections: team-a, team-b" in json.dumps(shown)
+    assert box == question
