@@ -1,9 +1,18 @@
 """Fit and compare refusal rules offline on the features ``bench.refusal_features`` dumped.
 
-    python -m bench.fit_refusals DUMP.jsonl [DUMP.jsonl ...] [--answerable HELDOUT.json]
+    python -m bench.fit_refusals DUMP.jsonl [DUMP.jsonl ...] [--answerable LOGITS.json]
+    python -m bench.fit_refusals DUMP.jsonl [...] --folds FOLDS.json [--max-false 0.05] [--unseen]
 
 Prints, per rule and store configuration, the share of unanswerable / answerable questions
-refused at the rule's threshold, and the two-fold cross-fit by article.
+refused at the rule's threshold, and the two-fold cross-fit by article; ``--answerable`` scores
+with another reader's logits than the dumped ones (``bench.train_answerability --logits``).
+
+``--folds FOLDS.json`` (``bench.train_answerability --heldout``: logits from a reader trained on
+the even articles and one trained on the odd) instead runs the product's whole procedure held
+out: each fold's reader and threshold (the joint one, at most 5 % of answerable questions
+refused in every store) on its own articles, scored on the other articles with the same
+reader, for a range of reader weights; ``--unseen`` fits the threshold on half the articles the
+reader never saw and scores the other half instead.
 """
 
 from __future__ import annotations
@@ -137,8 +146,8 @@ def elsewhere(row: dict, case: dict) -> bool:
 def load(paths: list[str], answerable: dict[str, list[float]] | None = None):
     """Per configuration: answerable and unanswerable features, articles, and which unanswerable are answered elsewhere.
 
-    ``answerable``: held-out answerability logits (``bench.train_answerability --heldout``), which
-    replace the dumped ones.
+    ``answerable``: a reader's answerability logits per case (``bench.train_answerability
+    --logits`` or one fold of ``--heldout``), which replace the dumped ones.
     """
     data = defaultdict(lambda: {"a": [], "u": [], "src": [], "elsewhere": []})
     for p in paths:
@@ -284,10 +293,71 @@ def product_table(data) -> None:
               f"elsewhere)  answerable {ra:.3f}  cross-fit {cu:.3f} / {ca:.3f}")
 
 
+def fold_table(paths: list[str], folds: dict[str, dict[str, list[float]]],
+               weights: tuple[float, ...] = (0.0, 0.025, 0.035, 0.05, 0.075, 0.1), max_false: float = 0.05,
+               unseen: bool = False) -> None:
+    """The product's procedure held out by article: fold f's reader and joint threshold fitted on
+    the articles of parity f, scored on the others with the same reader (mean of both folds).
+
+    Args:
+        paths: the dumps of the scored questions.
+        folds: ``bench.train_answerability --heldout``'s logits of both folds' readers.
+        weights: the reader's weights to try.
+        max_false: the share of answerable questions the fitted threshold may refuse.
+        unseen: fit the threshold on half the articles the reader never saw instead (every other
+            one) and score the other half, both ways.
+
+    Unanswerable questions another source answers are left out of the refused share, as in
+    ``rag eval refusals``; the fit counts them too (as :func:`table` does).
+    """
+    from bench.train_answerability import article_parity
+
+    parity = article_parity(paths)
+    data = {fold: load(paths, folds[fold]) for fold in ("0", "1")}
+    splits = []  # (fold, the articles the threshold is fitted on, the articles scored)
+    for fold in ("0", "1"):
+        seen = {a for a, p in parity.items() if p == int(fold)}
+        if not unseen:
+            splits.append((fold, seen, set(parity) - seen))
+            continue
+        others = [a for a in parity if a not in seen]
+        halves = set(others[::2]), set(others[1::2])
+        splits += [(fold, halves[0], halves[1]), (fold, halves[1], halves[0])]
+
+    def part(d: dict, articles: set[str]) -> dict:
+        return {k: [x for x, s in zip(d[k], d["src"]) if s in articles] for k in ("a", "u", "elsewhere")}
+
+    for w in weights:
+        rule = lambda f: BEFORE(f) + w * f["answerable"]  # noqa: E731
+        res: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for fold, fitted, scored in splits:
+            t, _ = table({c: part(d, fitted) for c, d in data[fold].items()}, rule, max_false=max_false)
+            for c, d in data[fold].items():
+                held = part(d, scored)
+                a = np.array([rule(f) for f in held["a"]])
+                u = np.array([rule(f) for f, e in zip(held["u"], held["elsewhere"]) if not e])
+                res[c][0] += float((u < t).mean()) / len(splits)
+                res[c][1] += float((a < t).mean()) / len(splits)
+        worst = min(ru for ru, _ in res.values()), max(ra for _, ra in res.values())
+        print(f"reader x {w:<6} held out " + "  ".join(f"{c}: {ru:.3f}/{ra:.3f}" for c, (ru, ra) in sorted(res.items()))
+              + f"   worst {worst[0]:.3f}/{worst[1]:.3f}")
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if "--folds" in args:  # --folds FOLDS.json: the product's procedure with readers that never saw the article
+        at = args.index("--folds")
+        folds = json.loads(open(args[at + 1], encoding="utf-8").read())
+        rest = args[:at] + args[at + 2:]
+        max_false = 0.05
+        if "--max-false" in rest:  # the answerable share the fitted threshold may refuse
+            i = rest.index("--max-false")
+            max_false, rest = float(rest[i + 1]), rest[:i] + rest[i + 2:]
+        unseen = "--unseen" in rest  # fit on half the articles the reader never saw, score the other half
+        fold_table([p for p in rest if p != "--unseen"], folds, max_false=max_false, unseen=unseen)
+        sys.exit()
     held = None
-    if "--answerable" in args:  # --answerable HELDOUT.json: score with logits from models that never saw the article
+    if "--answerable" in args:  # --answerable LOGITS.json: a reader's logits (train_answerability --logits)
         at = args.index("--answerable")
         held = json.loads(open(args[at + 1], encoding="utf-8").read())
         args = args[:at] + args[at + 2:]

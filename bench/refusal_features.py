@@ -2,7 +2,7 @@
 
     python -m bench.refusal_features IGNORED --store DIR --build [PATH ...] [--limit N]   # ingest once
     python -m bench.refusal_features OUT.jsonl --store DIR --configs NAME=[PATH[,PATH...]][@LIMIT] ...
-        [--max-questions N] [--no-sentences]
+        [--max-questions N] [--shift K] [--no-sentences] [--no-reader]
 
 One persistent store (DIR) holds SQuAD half-a and the distractors; each configuration
 restricts retrieval to its own sources (SQuAD + its distractors), so the store is embedded
@@ -37,7 +37,11 @@ def main() -> None:
     ap.add_argument("--configs", nargs="*", default=["squad="], help="name=path[,path...][@limit] ...")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--no-sentences", action="store_true", help="skip sentence vectors (slow on a busy CPU)")
+    ap.add_argument("--no-reader", action="store_true",
+                    help="skip the shipped answerability reader's logit (a dump to train a new reader on)")
     ap.add_argument("--max-questions", type=int, default=None)
+    ap.add_argument("--shift", type=int, default=0,
+                    help="take the question this many places after each evenly spread one (0: those rag eval asks)")
     ap.add_argument("--build", nargs="*", default=None, help="ingest these distractor paths (all records) and exit")
     args = ap.parse_args()
 
@@ -75,7 +79,9 @@ def main() -> None:
     questions = data.questions
     if args.max_questions and args.max_questions < len(questions):
         step = len(questions) / args.max_questions
-        questions = [questions[int(i * step)] for i in range(args.max_questions)]
+        if not 0 <= args.shift < step:
+            sys.exit(f"--shift {args.shift} must be from 0 to {int(step)} (below the spacing of the questions)")
+        questions = [questions[int(i * step) + args.shift] for i in range(args.max_questions)]
     extractor = ExtractiveGenerator(rag.embedder)
     answerer = Answerer(rag.retriever, extractor, s, rag.embedder)
     keywords = rag.store.keywords
@@ -110,7 +116,7 @@ def main() -> None:
                         "chunk_words": [sorted(content_words(keyword_text(h.chunk)) & set(qwords)) for h in hits],
                         "text": [h.text for h in hits[:5]],
                         "titles": [h.chunk.title for h in hits[:5]],
-                        "answerable": None if args.no_sentences else answerability(
+                        "answerable": None if args.no_sentences or args.no_reader else answerability(
                             q.text, hits, answerer.passages, [v @ qv for _, v in per_hit], answerer.reader),
                         "n": n, "df": df, "ids": [h.chunk.id for h in hits[:5]],
                         "keyword_ids": [i for i, _ in keyword],

@@ -39,8 +39,12 @@ from rag.generate.rerank import ALPHA, RANK, WEIGHTS_FILE, encode_pairs, mean_po
 GROUP_NEGATIVES_HARD, GROUP_NEGATIVES_RANDOM, BATCH, LR = 4, 3, 4, 5e-4
 
 
-def _model():
-    """MiniLM with trainable LoRA adapters on its blocks' linear layers, a linear head, and the tokenizer."""
+def _model(blocks: int | None = None):
+    """MiniLM with trainable LoRA adapters on its blocks' linear layers, a linear head, and the tokenizer.
+
+    ``blocks``: adapt only the last this many blocks (all when None); the others stay MiniLM's own,
+    so their output can be computed once per input (``bench.train_answerability --blocks``).
+    """
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -61,7 +65,9 @@ def _model():
     enc = AutoModel.from_pretrained(directory)
     for p in enc.parameters():
         p.requires_grad_(False)
-    targets = [name for name, m in enc.named_modules() if isinstance(m, torch.nn.Linear) and ".layer." in name]
+    first = 0 if blocks is None else enc.config.num_hidden_layers - blocks
+    targets = [name for name, m in enc.named_modules() if isinstance(m, torch.nn.Linear) and ".layer." in name
+               and int(name.split(".layer.")[1].split(".")[0]) >= first]
     for name in targets:
         parent, _, child = name.rpartition(".")
         setattr(enc.get_submodule(parent), child, LoRA(enc.get_submodule(name)))
