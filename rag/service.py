@@ -174,8 +174,10 @@ class RAG:
         Raises:
             InvalidCollectionError: a collection name breaks the naming rule.
             UnknownCollectionError: a named collection does not exist.
+            NotFoundError: a name in ``sources`` is not indexed there.
         """
-        return self.answerer.ask(question, history, k=k, sources=sources, collections=self.scope(collection))
+        scope = self.scope(collection)
+        return self.answerer.ask(question, history, k=k, sources=self.checked(sources, scope), collections=scope)
 
     def ask_stream(self, question: str, history: Sequence[tuple[str, str]] | None = None, *,
                    k: int | None = None, sources: Sequence[str] | None = None,
@@ -187,6 +189,7 @@ class RAG:
         place of the streamed text.
         """
         collections = self.scope(collection)  # checked now, not at the first next()
+        sources = self.checked(sources, collections)
         return self.answerer.stream(question, history, k=k, sources=sources, collections=collections)
 
     # -- ingestion -------------------------------------------------------------------------
@@ -424,9 +427,11 @@ class RAG:
         Raises:
             InvalidCollectionError: a collection name breaks the naming rule.
             UnknownCollectionError: a named collection does not exist.
+            NotFoundError: a name in ``sources`` is not indexed there.
         """
-        return self.retriever.search(query, k or self.settings.top_k, sources=sources,
-                                     collections=self.scope(collection))
+        scope = self.scope(collection)
+        return self.retriever.search(query, k or self.settings.top_k, sources=self.checked(sources, scope),
+                                     collections=scope)
 
     def collection(self, name: str) -> Collection:
         """A view of this facade bound to one collection (it need not exist before its first write).
@@ -435,6 +440,16 @@ class RAG:
             InvalidCollectionError: the name breaks the naming rule.
         """
         return Collection(self, name)
+
+    def checked(self, sources: Sequence[str] | None, scope: Sequence[str] | None) -> list[str] | None:
+        """A read's source filter as stored, every name checked against the collections searched.
+
+        Raises:
+            NotFoundError: a name matches no source there (see :func:`check_sources`).
+        """
+        if not sources:
+            return None
+        return check_sources(list(sources), [i for i in self.store.sources() if scope is None or i.collection in scope])
 
     def scope(self, collection: Names) -> tuple[str, ...] | None:
         """The checked collections a read is restricted to (None: all); see ``rag.collections.read_scope``."""
@@ -543,12 +558,18 @@ class RAG:
         return len(ids)
 
 
-def check_sources(names: Sequence[str], indexed: Sequence[SourceInfo]) -> None:
-    """Refuse source names (a search's or a question's filter) that name nothing indexed.
+def check_sources(names: Sequence[str], indexed: Sequence[SourceInfo]) -> list[str]:
+    """The indexed source names a search's or a question's filter means; refuse names of nothing indexed.
+
+    Without the check a misspelt or just-deleted name would restrict the search to nothing, and
+    the answer would read as if the documents did not answer.
 
     Args:
         names: the names asked for; a bare Wikipedia title matches its ``wikipedia:`` source.
-        indexed: what is indexed (``RAG.sources()``).
+        indexed: what is indexed (``RAG.sources()``, within the collections searched).
+
+    Returns:
+        The names as stored (a bare Wikipedia title with its ``wikipedia:`` prefix).
 
     Raises:
         NotFoundError: naming every missing name (or the first ten and how many more) and some
@@ -557,7 +578,7 @@ def check_sources(names: Sequence[str], indexed: Sequence[SourceInfo]) -> None:
     known = {s.source for s in indexed}
     missing = [n for n in names if n not in known and f"wikipedia:{n}" not in known]
     if not missing:
-        return
+        return [n if n in known else f"wikipedia:{n}" for n in names]
     listed = [s.source for s in indexed]
     what = (f"The source {missing[0]!r} is" if len(missing) == 1
             else f"The sources {some_of([repr(m) for m in missing])} are")

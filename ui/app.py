@@ -569,17 +569,6 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             return (gr.update(visible=True), f"Delete **{render.escape_md(source)}**{where} and all its chunks? "
                     "Answers will no longer cite it.")
 
-        def gone_sources(restrict: list[str] | None) -> str | None:
-            """Sources the page still offered but that were deleted since (the chat takes its choices raw)."""
-            if not restrict:
-                return None
-            gone = sorted(set(restrict) - {s.source for s in actions.rag.sources()})
-            if not gone:
-                return None
-            names = ", ".join(repr(g) for g in gone)
-            return (f"{names} {'is' if len(gone) == 1 else 'are'} no longer in the library (deleted since the page "
-                    "listed it); choose the sources to ask again.")
-
         def chat(text: str, history: list[dict[str, str]], k: float, restrict: list[str] | None,
                  collections: list[str] | None = None):
             text = (text or "").strip()
@@ -587,8 +576,7 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
                 gr.Warning("Type a question first.")
                 yield gr.update(), gr.update(), history, gr.update()
                 return
-            problem = request_problem(settings, text, [], None, restrict, collections) or gone_sources(restrict)
-            if problem:
+            if problem := request_problem(settings, text, [], None, restrict, collections):
                 gr.Warning(problem)
                 yield gr.update(), gr.update(), history, gr.update()
                 return
@@ -785,7 +773,8 @@ def build_app(rag: RAG, *, ask_concurrency: int = ASK_CONCURRENCY) -> gr.Blocks:
             return [gr.update(interactive=True)] * len(buttons)
 
         # preprocess=False, as on the timer below: a question asked the moment after a delete carries
-        # choices the refresh just removed; chat names them (gone_sources) instead of Gradio's error.
+        # choices the refresh just removed; the library names them (rag.service.check_sources) where
+        # Gradio would show its own error.
         chat_io = {"fn": chat_saved, "inputs": [question, turns, k_slider, only_sources, ask_in, saved_chats.current],
                    "outputs": [chatbot, sources_panel, turns, question, saved_chats.current, saved_chats.saved],
                    "preprocess": False, **ask_limits, **private}

@@ -163,3 +163,27 @@ def test_concurrent_uploads_of_one_name_leave_one_versions_file_beside_its_chunk
         assert version is not None, f"round {round_}: a mix of both versions"
         assert _digest(rag.settings.files_dir / "report.pdf") == versions[version][1], f"round {round_}"
         assert list((rag.settings.files_dir / ".staging").iterdir()) == []
+
+
+def test_a_filter_naming_no_indexed_source_is_refused_by_name_for_every_read(rag: RAG) -> None:
+    """A misspelt or just-deleted source would otherwise restrict the read to nothing and read as
+    "the documents don't answer"; a bare Wikipedia title means its wikipedia: source."""
+    from ingest.index import SourceJob
+    from rag.errors import NotFoundError
+    from rag.types import Document
+
+    rag.add_text("Dana Whit leads the Orion project.", name="orion.md", collection="team-a")
+    said = "The source 'gone.md' is not indexed; indexed sources: orion.md"
+    for read in (lambda: rag.ask("Who leads Orion?", sources=["gone.md"]),
+                 lambda: rag.ask_stream("Who leads Orion?", sources=["gone.md"]),  # at the call, not the first next()
+                 lambda: rag.search("Orion", sources=["gone.md", "orion.md"])):
+        with pytest.raises(NotFoundError, match=said):
+            read()
+    rag.add_text("Bees make honey.", name="bees.md", collection="team-b")
+    with pytest.raises(NotFoundError, match="The source 'orion.md' is not indexed; indexed sources: bees.md"):
+        rag.search("Orion", sources=["orion.md"], collection="team-b")  # there, but in another collection
+    assert [h.source for h in rag.search("Orion", sources=["orion.md"])] == ["orion.md"]
+    page = Document(source="wikipedia:Orion", text="Orion is a constellation on the celestial equator.",
+                    kind="wikipedia", title="Orion", url="https://en.wikipedia.org/wiki/Orion_(constellation)")
+    rag.ingest([SourceJob(page.source, lambda: [page])])
+    assert {h.source for h in rag.search("Orion", sources=["Orion"])} == {"wikipedia:Orion"}

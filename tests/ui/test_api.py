@@ -78,8 +78,11 @@ def test_streaming_and_history(client, facts_pdf: Path) -> None:
     assert follow_up["done"] is True and follow_up["citations"][0]["page"] == 3
     assert follow_up["query"] != question  # the follow-up's retrieval used the history
     assert len(follow_up["sources"]) <= max(2, len(follow_up["citations"]))  # k=2 reached the facade
-    restricted = client.predict(FACTS[2][1], None, None, ["no-such-source.pdf"], api_name="/ask")
-    assert restricted["citations"] == []
+    restricted = client.predict(FACTS[2][1], None, None, ["facts.pdf"], api_name="/ask")
+    assert restricted["citations"] and {c["source"] for c in restricted["citations"]} == {"facts.pdf"}
+    # A name of nothing indexed is refused by name (it would restrict the answer to nothing).
+    with pytest.raises(AppError, match="The source 'no-such-source.pdf' is not indexed; indexed sources: facts.pdf"):
+        client.predict(FACTS[2][1], None, None, ["no-such-source.pdf"], api_name="/ask")
 
 
 def test_encrypted_pdf_is_refused_then_ingested_with_its_password(client, rag) -> None:

@@ -128,14 +128,14 @@ def test_a_question_asked_with_choices_removed_a_moment_ago_names_them(page) -> 
     assert len(chats) == 2, chats  # Enter and the Ask button run the same chat
     question = "When is the Orion project deadline?"
     # question, turns (state), k, the sources to ask, the collections to ask, the conversation (state)
-    done, messages = _run_event(base, chats[0], None, [question, None, 5, ["gone.md"], [], None], "stale-source")
-    assert done["success"], done["output"]
-    warnings = [m["log"] for m in messages if m.get("msg") == "log"]
-    assert warnings == ["'gone.md' is no longer in the library (deleted since the page listed it); choose the "
-                        "sources to ask again."], messages
-    assert all(v == {"__type__": "update"} for v in done["output"]["data"] if v is not None)  # the box keeps it
-    done, _ = _run_event(base, chats[0], None, [question, None, 5, [], ["team-c"], None], "stale-collection")
-    assert done["success"], done["output"]
-    shown, _, _, box, *_ = done["output"]["data"]
-    assert "There is no collection named 'team-c'; existing collections: team-a, team-b" in json.dumps(shown)
-    assert box == question
+    for session, sources, collections, said in (
+            ("stale-source", ["gone.md"], [], "The source 'gone.md' is not indexed; indexed sources: handbook.md"),
+            ("stale-collection", [], ["team-c"],
+             "There is no collection named 'team-c'; existing collections: team-a, team-b")):
+        done, messages = _run_event(base, chats[0], None, [question, None, 5, sources, collections, None], session)
+        assert done["success"], done["output"]
+        shown, _, _, box, *_ = done["output"]["data"]
+        assert said in json.dumps(shown), shown  # in the chat, one sentence
+        assert [m["log"] for m in messages if m.get("msg") == "log"] == [
+            next(m["log"] for m in messages if m.get("msg") == "log" and said in m["log"])]  # and as one warning
+        assert box == question  # the question stays in the box
