@@ -119,12 +119,7 @@ def train(pairs: list[tuple[str, str, str, float]], epochs: float, seed: int = 0
             order = list(range(len(pairs)))
             rng.shuffle(order)
         batch = [order.pop() for _ in range(min(BATCH, len(order)))]
-        if below:
-            hidden, mask = below.top(enc, batch)
-        else:
-            inputs = encode_pairs(tok, [pairs[i][0] for i in batch], [(pairs[i][1], pairs[i][2]) for i in batch])
-            hidden, mask = enc(**inputs).last_hidden_state, inputs["attention_mask"]
-        logits = head(mean_pool(hidden, mask)).squeeze(-1)
+        logits = head(mean_pool(*_hidden(enc, tok, pairs, batch, below))).squeeze(-1)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
             logits, torch.tensor([pairs[i][3] for i in batch]), pos_weight=torch.tensor(POSITIVE_WEIGHT))
         step_once(opt, loss, step, steps, started, LR)
@@ -178,21 +173,28 @@ class FrozenBelow:
         return self._run(enc, hidden, mask, enc.encoder.layer[self.first:]), mask
 
 
-def logits_of(enc, head, tok, pairs, blocks: int | None, below: FrozenBelow | None = None) -> list[float]:
-    """The trained model's logit of each ``(question, title, sentence, …)`` pair, as the product scores it."""
+def _hidden(enc, tok, pairs, batch: list[int], below: FrozenBelow | None):
+    """``(last hidden state, attention mask)`` of the pairs at ``batch``: over the cached lower
+    blocks when ``below`` holds them, else the whole model."""
+    if below:
+        return below.top(enc, batch)
+    inputs = encode_pairs(tok, [pairs[i][0] for i in batch], [(pairs[i][1], pairs[i][2]) for i in batch])
+    return enc(**inputs).last_hidden_state, inputs["attention_mask"]
+
+
+def case_logits(enc, head, tok, wanted: dict[str, list[tuple[str, str, str]]], distinct: list[tuple[str, str, str]],
+                below: FrozenBelow | None = None) -> dict[str, list[float]]:
+    """The trained model's logits of every case of :func:`scored_cases`, each distinct pair scored once,
+    as the product scores it."""
     import torch
 
     out: list[float] = []
     with torch.inference_mode():
-        for start in range(0, len(pairs), 64):
-            batch = list(range(start, min(start + 64, len(pairs))))
-            if below:
-                hidden, mask = below.top(enc, batch)
-            else:
-                inputs = encode_pairs(tok, [pairs[i][0] for i in batch], [(pairs[i][1], pairs[i][2]) for i in batch])
-                hidden, mask = enc(**inputs).last_hidden_state, inputs["attention_mask"]
-            out += head(mean_pool(hidden, mask)).squeeze(-1).tolist()
-    return out
+        for start in range(0, len(distinct), 64):
+            batch = list(range(start, min(start + 64, len(distinct))))
+            out += head(mean_pool(*_hidden(enc, tok, distinct, batch, below))).squeeze(-1).tolist()
+    value = dict(zip(distinct, out))
+    return {k: [value[p] for p in ps] for k, ps in wanted.items()}
 
 
 def scored_cases(paths: list[str]) -> tuple[dict[str, list[tuple[str, str, str]]], list[tuple[str, str, str]]]:
@@ -224,8 +226,7 @@ def heldout(paths: list[str], epochs: float, out: Path, blocks: int | None = Non
         enc, head, tok = train(pairs, epochs, blocks=blocks)
         if blocks and below is None:  # the frozen blocks are MiniLM's own in both folds: cache them once
             below = FrozenBelow(enc, tok, distinct, blocks)
-        value = dict(zip(distinct, logits_of(enc, head, tok, distinct, blocks, below)))
-        logits[str(fold)] = {k: [value[p] for p in ps] for k, ps in wanted.items()}
+        logits[str(fold)] = case_logits(enc, head, tok, wanted, distinct, below)
     out.write_text(json.dumps(logits), encoding="utf-8")
     print(f"wrote both folds' logits of {len(wanted)} cases ({len(distinct)} distinct pairs) to {out}")
 
@@ -252,8 +253,7 @@ def main() -> None:
     print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB)")
     if args.logits:
         wanted, distinct = scored_cases(args.score or args.dumps)
-        value = dict(zip(distinct, logits_of(enc, head, tok, distinct, None)))
-        args.logits.write_text(json.dumps({k: [value[p] for p in ps] for k, ps in wanted.items()}), encoding="utf-8")
+        args.logits.write_text(json.dumps(case_logits(enc, head, tok, wanted, distinct)), encoding="utf-8")
         print(f"wrote the logits of {len(wanted)} cases to {args.logits}")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.train_answerability import FrozenBelow, logits_of, train
+from bench.train_answerability import FrozenBelow, case_logits, train
 from bench.train_reranker import save
 from rag.generate.rerank import SentenceReranker
 
@@ -22,8 +22,10 @@ def test_upper_blocks_over_cached_lower_ones_score_as_the_product_loads_them(tmp
     enc, head, tok = train(PAIRS, 40.0, blocks=2)
     adapted = {name.split(".layer.")[1].split(".")[0] for name, p in enc.named_parameters() if p.requires_grad}
     assert adapted == {"4", "5"}  # MiniLM's last two of six blocks
-    cached = logits_of(enc, head, tok, PAIRS[:4], 2, FrozenBelow(enc, tok, PAIRS[:4], 2))
-    whole = logits_of(enc, head, tok, PAIRS[:4], None)
+    wanted = {"case": [p[:3] for p in PAIRS[:4]]}
+    distinct = [p[:3] for p in PAIRS[:4]]
+    cached = case_logits(enc, head, tok, wanted, distinct, FrozenBelow(enc, tok, distinct, 2))["case"]
+    whole = case_logits(enc, head, tok, wanted, distinct)["case"]
     np.testing.assert_allclose(cached, whole, atol=1e-5)
     save(enc, head, tmp_path / "reader.npz")
     reader = SentenceReranker(tmp_path / "reader.npz")  # adapters merged into only the blocks that have them
