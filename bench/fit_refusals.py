@@ -1,7 +1,7 @@
 """Fit and compare refusal rules offline on the features ``bench.refusal_features`` dumped.
 
     python -m bench.fit_refusals DUMP.jsonl [DUMP.jsonl ...] [--answerable LOGITS.json]
-    python -m bench.fit_refusals DUMP.jsonl [...] --folds FOLDS.json [--max-false 0.05] [--unseen]
+    python -m bench.fit_refusals DUMP.jsonl [...] --folds FOLDS.json [--max-false 0.05] [--unseen | --ideal]
 
 Prints, per rule and store configuration, the share of unanswerable / answerable questions
 refused at the rule's threshold, and the two-fold cross-fit by article; ``--answerable`` scores
@@ -12,7 +12,9 @@ the even articles and one trained on the odd) instead runs the product's whole p
 out: each fold's reader and threshold (the joint one, at most 5 % of answerable questions
 refused in every store) on its own articles, scored on the other articles with the same
 reader, for a range of reader weights; ``--unseen`` fits the threshold on half the articles the
-reader never saw and scores the other half instead.
+reader never saw and scores the other half instead; ``--ideal`` fits it on the very articles
+it scores (the best any threshold could do with that reader on new text: what the reader itself
+tells apart there, with no threshold drift).
 """
 
 from __future__ import annotations
@@ -293,9 +295,9 @@ def product_table(data) -> None:
               f"elsewhere)  answerable {ra:.3f}  cross-fit {cu:.3f} / {ca:.3f}")
 
 
-def fold_table(paths: list[str], folds: dict[str, dict[str, list[float]]],
+def fold_rates(paths: list[str], folds: dict[str, dict[str, list[float]]],
                weights: tuple[float, ...] = (0.0, 0.025, 0.035, 0.05, 0.075, 0.1), max_false: float = 0.05,
-               unseen: bool = False) -> None:
+               unseen: bool = False, ideal: bool = False) -> dict[float, dict[str, tuple[float, float]]]:
     """The product's procedure held out by article: fold f's reader and joint threshold fitted on
     the articles of parity f, scored on the others with the same reader (mean of both folds).
 
@@ -306,9 +308,13 @@ def fold_table(paths: list[str], folds: dict[str, dict[str, list[float]]],
         max_false: the share of answerable questions the fitted threshold may refuse.
         unseen: fit the threshold on half the articles the reader never saw instead (every other
             one) and score the other half, both ways.
+        ideal: fit the threshold on the articles scored, with the logits scored (no drift between
+            where the threshold is fitted and where it is used).
 
-    Unanswerable questions another source answers are left out of the refused share, as in
-    ``rag eval refusals``; the fit counts them too (as :func:`table` does).
+    Returns:
+        ``{weight: {store: (unanswerable refused, answerable refused)}}``. Unanswerable questions
+        another source answers are left out of the refused share, as in ``rag eval refusals``;
+        the fit counts them too (as :func:`table` does).
     """
     from bench.train_answerability import article_parity
 
@@ -318,7 +324,7 @@ def fold_table(paths: list[str], folds: dict[str, dict[str, list[float]]],
     for fold in ("0", "1"):
         seen = {a for a, p in parity.items() if p == int(fold)}
         if not unseen:
-            splits.append((fold, seen, set(parity) - seen))
+            splits.append((fold, set(parity) - seen if ideal else seen, set(parity) - seen))
             continue
         others = [a for a in parity if a not in seen]
         halves = set(others[::2]), set(others[1::2])
@@ -327,6 +333,7 @@ def fold_table(paths: list[str], folds: dict[str, dict[str, list[float]]],
     def part(d: dict, articles: set[str]) -> dict:
         return {k: [x for x, s in zip(d[k], d["src"]) if s in articles] for k in ("a", "u", "elsewhere")}
 
+    out: dict[float, dict[str, tuple[float, float]]] = {}
     for w in weights:
         rule = lambda f: BEFORE(f) + w * f["answerable"]  # noqa: E731
         res: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
@@ -338,8 +345,15 @@ def fold_table(paths: list[str], folds: dict[str, dict[str, list[float]]],
                 u = np.array([rule(f) for f, e in zip(held["u"], held["elsewhere"]) if not e])
                 res[c][0] += float((u < t).mean()) / len(splits)
                 res[c][1] += float((a < t).mean()) / len(splits)
+        out[w] = {c: (ru, ra) for c, (ru, ra) in sorted(res.items())}
+    return out
+
+
+def fold_table(paths: list[str], folds: dict[str, dict[str, list[float]]], **options) -> None:
+    """Print :func:`fold_rates` (same arguments), a line per reader weight, the worst store last."""
+    for w, res in fold_rates(paths, folds, **options).items():
         worst = min(ru for ru, _ in res.values()), max(ra for _, ra in res.values())
-        print(f"reader x {w:<6} held out " + "  ".join(f"{c}: {ru:.3f}/{ra:.3f}" for c, (ru, ra) in sorted(res.items()))
+        print(f"reader x {w:<6} held out " + "  ".join(f"{c}: {ru:.3f}/{ra:.3f}" for c, (ru, ra) in res.items())
               + f"   worst {worst[0]:.3f}/{worst[1]:.3f}")
 
 
@@ -354,7 +368,9 @@ if __name__ == "__main__":
             i = rest.index("--max-false")
             max_false, rest = float(rest[i + 1]), rest[:i] + rest[i + 2:]
         unseen = "--unseen" in rest  # fit on half the articles the reader never saw, score the other half
-        fold_table([p for p in rest if p != "--unseen"], folds, max_false=max_false, unseen=unseen)
+        ideal = "--ideal" in rest  # fit on the articles scored: the reader's own worth on new text
+        fold_table([p for p in rest if p not in ("--unseen", "--ideal")], folds, max_false=max_false,
+                   unseen=unseen, ideal=ideal)
         sys.exit()
     held = None
     if "--answerable" in args:  # --answerable LOGITS.json: a reader's logits (train_answerability --logits)
