@@ -318,6 +318,8 @@ def fold_rates(paths: list[str], folds: dict[str, dict[str, list[float]]],
     """
     from bench.train_answerability import article_parity
 
+    if unseen and ideal:
+        raise ValueError("unseen and ideal fit the threshold on different articles: choose one")
     parity = article_parity(paths)
     data = {fold: load(paths, folds[fold]) for fold in ("0", "1")}
     splits = []  # (fold, the articles the threshold is fitted on, the articles scored)
@@ -369,6 +371,8 @@ if __name__ == "__main__":
             max_false, rest = float(rest[i + 1]), rest[:i] + rest[i + 2:]
         unseen = "--unseen" in rest  # fit on half the articles the reader never saw, score the other half
         ideal = "--ideal" in rest  # fit on the articles scored: the reader's own worth on new text
+        if unseen and ideal:
+            sys.exit("--unseen and --ideal fit the threshold on different articles: give one of them")
         fold_table([p for p in rest if p not in ("--unseen", "--ideal")], folds, max_false=max_false,
                    unseen=unseen, ideal=ideal)
         sys.exit()
