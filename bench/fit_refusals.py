@@ -319,16 +319,16 @@ def fold_rates(paths: list[str], folds: dict[str, dict[str, list[float]]],
     from bench.train_answerability import article_parity
 
     if unseen and ideal:
-        raise ValueError("unseen and ideal fit the threshold on different articles: choose one")
+        raise ValueError("--unseen and --ideal fit the threshold on different articles: give one of them")
     parity = article_parity(paths)
     data = {fold: load(paths, folds[fold]) for fold in ("0", "1")}
     splits = []  # (fold, the articles the threshold is fitted on, the articles scored)
     for fold in ("0", "1"):
         seen = {a for a, p in parity.items() if p == int(fold)}
-        if not unseen:
-            splits.append((fold, set(parity) - seen if ideal else seen, set(parity) - seen))
-            continue
         others = [a for a in parity if a not in seen]
+        if not unseen:
+            splits.append((fold, set(others) if ideal else seen, set(others)))
+            continue
         halves = set(others[::2]), set(others[1::2])
         splits += [(fold, halves[0], halves[1]), (fold, halves[1], halves[0])]
 
@@ -371,10 +371,11 @@ if __name__ == "__main__":
             max_false, rest = float(rest[i + 1]), rest[:i] + rest[i + 2:]
         unseen = "--unseen" in rest  # fit on half the articles the reader never saw, score the other half
         ideal = "--ideal" in rest  # fit on the articles scored: the reader's own worth on new text
-        if unseen and ideal:
-            sys.exit("--unseen and --ideal fit the threshold on different articles: give one of them")
-        fold_table([p for p in rest if p not in ("--unseen", "--ideal")], folds, max_false=max_false,
-                   unseen=unseen, ideal=ideal)
+        try:
+            fold_table([p for p in rest if p not in ("--unseen", "--ideal")], folds, max_false=max_false,
+                       unseen=unseen, ideal=ideal)
+        except ValueError as e:  # --unseen with --ideal
+            sys.exit(str(e))
         sys.exit()
     held = None
     if "--answerable" in args:  # --answerable LOGITS.json: a reader's logits (train_answerability --logits)

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 from bench.fit_refusals import fold_rates
+from bench.train_answerability import key_of
 
 
 def _case(cosine: float, source: str) -> dict:
@@ -22,16 +23,15 @@ def test_a_threshold_fitted_where_the_reader_was_trained_refuses_too_many_answer
     rows, folds = [], {"0": {}, "1": {}}
     for i in range(320):
         article = f"a{i // 20}"  # 16 articles in order: parity 0, 1, 0, 1, ...
-        q = f"question {i}"
-        row = {"i": i, "source": article, "q": q, "words": [], "answers": []}
+        row = {"i": i, "source": article, "q": f"question {i}", "words": [], "answers": []}
         for store in ("alone", "grown"):
             row[store + "/a"] = _case(rng.uniform(0.55, 0.9), article)
             row[store + "/u"] = _case(rng.uniform(0.3, 0.65), "other")
             for fold in ("0", "1"):
                 own = (i // 20) % 2 == int(fold)
                 # Each fold's reader: answerable questions of the articles it was trained on score higher.
-                folds[fold][f"{i}|{q}|{store}/a"] = [rng.gauss(3.0 if own else 0.0, 0.5)]
-                folds[fold][f"{i}|{q}|{store}/u"] = [rng.gauss(-2.0, 0.5)]
+                folds[fold][key_of(row, store + "/a")] = [rng.gauss(3.0 if own else 0.0, 0.5)]
+                folds[fold][key_of(row, store + "/u")] = [rng.gauss(-2.0, 0.5)]
         rows.append(row)
     dump = tmp_path / "dump.jsonl"
     dump.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
